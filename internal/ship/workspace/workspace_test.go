@@ -20,7 +20,7 @@ func layout(t testing.TB) (*Root, string) {
 		}
 	}
 	for name, content := range map[string]string{
-		filepath.Join(ws, "a.txt"):      "a",
+		filepath.Join(ws, "a.txt"):       "a",
 		filepath.Join(outside, "secret"): "s",
 	} {
 		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
@@ -28,14 +28,14 @@ func layout(t testing.TB) (*Root, string) {
 		}
 	}
 	links := map[string]string{
-		filepath.Join(ws, "in-rel"):   "sub",
-		filepath.Join(ws, "in-abs"):   filepath.Join(ws, "sub"),
-		filepath.Join(ws, "out-abs"):  outside,
-		filepath.Join(ws, "out-rel"):  "../outside",
-		filepath.Join(ws, "etc"):      "/etc",
-		filepath.Join(ws, "dangling"): filepath.Join(outside, "nope"),
-		filepath.Join(ws, "loop1"):    "loop2",
-		filepath.Join(ws, "loop2"):    "loop1",
+		filepath.Join(ws, "in-rel"):    "sub",
+		filepath.Join(ws, "in-abs"):    filepath.Join(ws, "sub"),
+		filepath.Join(ws, "out-abs"):   outside,
+		filepath.Join(ws, "out-rel"):   "../outside",
+		filepath.Join(ws, "etc"):       "/etc",
+		filepath.Join(ws, "dangling"):  filepath.Join(outside, "nope"),
+		filepath.Join(ws, "loop1"):     "loop2",
+		filepath.Join(ws, "loop2"):     "loop1",
 		filepath.Join(ws, "sub", "up"): "..",
 	}
 	for name, target := range links {
