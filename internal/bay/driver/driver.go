@@ -12,6 +12,15 @@ import (
 // ErrNotFound is returned (wrapped) when an instance, volume or network does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrImageNotFound is returned (wrapped) by Create when the image is not present and
+// the pull policy forbids or failed to fetch it. It is distinct from ErrNotFound so a
+// missing image is never mistaken for a missing instance.
+var ErrImageNotFound = errors.New("image not found")
+
+// ErrInUse is returned (wrapped) when a volume or network cannot be deleted because
+// an instance still uses it; the caller may retry after destroying that instance.
+var ErrInUse = errors.New("in use")
+
 // Labels Bay puts on everything it creates (spec/COMPAT.md §6).
 const (
 	LabelManaged       = "bay.managed"
