@@ -1,0 +1,531 @@
+// Package process runs shell commands for the sandbox user: foreground commands
+// with a timeout that kills the whole process group but keeps the output produced
+// so far, and background commands with durable, bounded handles (status, exit
+// code, a ring buffer of output) that can be listed, read, waited on and killed.
+package process
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// Errors callers map to responses.
+var (
+	ErrInvalidEnv = errors.New("invalid env")
+	ErrNotFound   = errors.New("process not found")
+	ErrTooMany    = errors.New("too many background processes running")
+	ErrEmpty      = errors.New("empty command")
+)
+
+// Status of a background process.
+const (
+	StatusRunning   = "running"
+	StatusCompleted = "completed" // exited 0
+	StatusFailed    = "failed"    // exited non-zero or by a signal it was not sent by Kill
+	StatusKilled    = "killed"    // stopped through Kill or Shutdown
+)
+
+// Config of a Runner. Zero values take the defaults noted.
+type Config struct {
+	Shell   string   // default /bin/bash
+	EnvFile string   // sourced before shell commands when readable ("" = none)
+	Env     []string // base environment of every child
+	// Credential, when non-nil, is the uid/gid children run as (Ship runs as
+	// root); nil runs them as Ship's own user (Ship already runs as uid 1000).
+	Credential *syscall.Credential
+	// MaxOutputBytes caps each of stdout/stderr of a foreground command
+	// (default 1 MiB); beyond it the output is cut and Truncated set.
+	MaxOutputBytes int
+	// RingBytes is the output kept per stream of a background process (default 64 KiB).
+	RingBytes int
+	// MaxRunning caps running background processes (default 64); KeepFinished is
+	// how many finished ones stay readable (default 16), oldest evicted first.
+	MaxRunning, KeepFinished int
+	// WaitDelay bounds waiting for pipes held open by leftover children after the
+	// command exits or is killed (default 500ms).
+	WaitDelay time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Runner runs commands. Create with New; call Shutdown to stop background work.
+type Runner struct {
+	cfg Config
+
+	mu       sync.Mutex
+	procs    map[string]*Proc
+	finished []string // ids of finished procs, oldest first
+	wg       sync.WaitGroup
+	closed   bool
+}
+
+// New returns a Runner with defaults filled in.
+func New(cfg Config) *Runner {
+	if cfg.Shell == "" {
+		cfg.Shell = "/bin/bash"
+	}
+	if cfg.MaxOutputBytes <= 0 {
+		cfg.MaxOutputBytes = 1 << 20
+	}
+	if cfg.RingBytes <= 0 {
+		cfg.RingBytes = 64 << 10
+	}
+	if cfg.MaxRunning <= 0 {
+		cfg.MaxRunning = 64
+	}
+	if cfg.KeepFinished <= 0 {
+		cfg.KeepFinished = 16
+	}
+	if cfg.WaitDelay <= 0 {
+		cfg.WaitDelay = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Runner{cfg: cfg, procs: make(map[string]*Proc)}
+}
+
+// Spec is one command.
+type Spec struct {
+	Command string
+	Dir     string            // absolute working directory (already validated)
+	Env     map[string]string // extra variables (validate with ValidateEnv)
+	Timeout time.Duration     // foreground only; 0 = none
+	NoShell bool              // exec the split words instead of bash -lc
+}
+
+// Result of a foreground command.
+type Result struct {
+	ReturnCode int // exit code; -1 on timeout or start failure; -N when killed by signal N
+	Stdout     string
+	Stderr     string
+	Pid        int
+	TimedOut   bool
+	Truncated  bool
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ValidateEnv checks that names are identifiers and values carry no NUL.
+func ValidateEnv(env map[string]string) error {
+	for k, v := range env {
+		if !envName.MatchString(k) {
+			return fmt.Errorf("%w: name %q is not a valid identifier", ErrInvalidEnv, k)
+		}
+		if strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("%w: value of %s contains a NUL byte", ErrInvalidEnv, k)
+		}
+	}
+	return nil
+}
+
+// command builds the exec.Cmd for spec (not started).
+func (r *Runner) command(spec Spec) (*exec.Cmd, error) {
+	if err := ValidateEnv(spec.Env); err != nil {
+		return nil, err
+	}
+	var argv []string
+	if spec.NoShell {
+		words, err := Split(spec.Command)
+		if err != nil {
+			return nil, fmt.Errorf("split command: %w", err)
+		}
+		if len(words) == 0 {
+			return nil, ErrEmpty
+		}
+		argv = words
+	} else {
+		if strings.TrimSpace(spec.Command) == "" {
+			return nil, ErrEmpty
+		}
+		var b strings.Builder
+		if r.cfg.EnvFile != "" {
+			q := Quote(r.cfg.EnvFile)
+			fmt.Fprintf(&b, "[ -r %s ] && . %s\n", q, q)
+		}
+		if spec.Dir != "" {
+			// cd in the script (as upstream): a missing cwd fails like a shell would.
+			fmt.Fprintf(&b, "cd -- %s || exit 1\n", Quote(spec.Dir))
+		}
+		b.WriteString(spec.Command)
+		argv = []string{r.cfg.Shell, "-lc", b.String()}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	if spec.NoShell {
+		cmd.Dir = spec.Dir
+	}
+	env := make([]string, 0, len(r.cfg.Env)+len(spec.Env))
+	env = append(env, r.cfg.Env...)
+	keys := make([]string, 0, len(spec.Env))
+	for k := range spec.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+spec.Env[k])
+	}
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: r.cfg.Credential}
+	cmd.WaitDelay = r.cfg.WaitDelay
+	return cmd, nil
+}
+
+// killGroup sends SIGKILL to the process group led by pid.
+func killGroup(pid int) error {
+	if pid <= 0 {
+		return nil
+	}
+	err := syscall.Kill(-pid, syscall.SIGKILL)
+	if err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill process group %d: %w", pid, err)
+	}
+	return nil
+}
+
+// Run runs a foreground command to completion or timeout. Output produced
+// before a timeout is kept. An error is returned only when the command could
+// not be built or started (the Result then has ReturnCode -1).
+func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
+	res := Result{ReturnCode: -1}
+	cmd, err := r.command(spec)
+	if err != nil {
+		return res, err
+	}
+	stdout := &capped{max: r.cfg.MaxOutputBytes}
+	stderr := &capped{max: r.cfg.MaxOutputBytes}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("start: %w", err)
+	}
+	res.Pid = cmd.Process.Pid
+
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- cmd.Wait() }()
+	var timer <-chan time.Time
+	if spec.Timeout > 0 {
+		t := time.NewTimer(spec.Timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	var werr error
+	select {
+	case werr = <-waitErr:
+	case <-timer:
+		res.TimedOut = true
+		if err := killGroup(res.Pid); err != nil {
+			r.cfg.Logger.WarnContext(ctx, "kill on timeout", "err", err)
+		}
+		werr = <-waitErr
+	case <-ctx.Done():
+		_ = killGroup(res.Pid)
+		<-waitErr
+		return res, fmt.Errorf("command cancelled: %w", ctx.Err())
+	}
+	out, t1 := stdout.result()
+	errb, t2 := stderr.result()
+	res.Stdout, res.Stderr = text(out), text(errb)
+	res.Truncated = t1 || t2
+	if res.TimedOut {
+		res.ReturnCode = -1
+		return res, nil
+	}
+	res.ReturnCode = exitCode(cmd.ProcessState, werr)
+	return res, nil
+}
+
+// text makes captured bytes a clean string: invalid UTF-8 replaced, trimmed
+// like upstream's .strip().
+func text(b []byte) string {
+	s := string(b)
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return strings.TrimSpace(s)
+}
+
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		return -1
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -int(ws.Signal())
+	}
+	if code := ps.ExitCode(); code >= 0 {
+		return code
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// Proc is one background process.
+type Proc struct {
+	id      string
+	pid     int
+	command string
+	started time.Time
+	stdout  *Ring
+	stderr  *Ring
+	done    chan struct{}
+
+	mu       sync.Mutex
+	status   string
+	exitCode *int
+	finished time.Time
+	killed   bool
+}
+
+// Info describes a background process.
+type Info struct {
+	ProcessID  string     `json:"process_id"`
+	Pid        int        `json:"pid"`
+	Command    string     `json:"command"`
+	Status     string     `json:"status"`
+	ExitCode   *int       `json:"exit_code"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
+// Output is what a background process has printed (its ring buffers).
+type Output struct {
+	Stdout, Stderr               string
+	StdoutDropped, StderrDropped int64 // bytes that fell out of the ring
+}
+
+func (p *Proc) info() Info {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	in := Info{ProcessID: p.id, Pid: p.pid, Command: p.command, Status: p.status, ExitCode: p.exitCode, StartedAt: p.started}
+	if !p.finished.IsZero() {
+		f := p.finished
+		in.FinishedAt = &f
+	}
+	return in
+}
+
+func (p *Proc) output() Output {
+	o, od := p.stdout.Snapshot()
+	e, ed := p.stderr.Snapshot()
+	return Output{Stdout: strings.ToValidUTF8(string(o), "\uFFFD"), Stderr: strings.ToValidUTF8(string(e), "\uFFFD"), StdoutDropped: od, StderrDropped: ed}
+}
+
+func newID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Start launches a background command and registers it.
+func (r *Runner) Start(ctx context.Context, spec Spec) (Info, error) {
+	cmd, err := r.command(spec)
+	if err != nil {
+		return Info{}, err
+	}
+	p := &Proc{
+		command: spec.Command,
+		stdout:  NewRing(r.cfg.RingBytes),
+		stderr:  NewRing(r.cfg.RingBytes),
+		done:    make(chan struct{}),
+		status:  StatusRunning,
+	}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return Info{}, errors.New("runner is shut down")
+	}
+	if n := r.runningLocked(); n >= r.cfg.MaxRunning {
+		return Info{}, fmt.Errorf("%w (%d of %d); kill some first", ErrTooMany, n, r.cfg.MaxRunning)
+	}
+	for p.id = newID(); r.procs[p.id] != nil; p.id = newID() {
+	}
+	if err := cmd.Start(); err != nil {
+		return Info{}, fmt.Errorf("start: %w", err)
+	}
+	p.pid = cmd.Process.Pid
+	p.started = r.cfg.Now()
+	r.procs[p.id] = p
+	r.wg.Add(1)
+	go r.reap(ctx, p, cmd)
+	r.cfg.Logger.InfoContext(ctx, "background process started", "process_id", p.id, "pid", p.pid)
+	return p.info(), nil
+}
+
+func (r *Runner) reap(ctx context.Context, p *Proc, cmd *exec.Cmd) {
+	defer r.wg.Done()
+	err := cmd.Wait()
+	code := exitCode(cmd.ProcessState, err)
+	p.mu.Lock()
+	p.exitCode = &code
+	p.finished = r.cfg.Now()
+	switch {
+	case p.killed:
+		p.status = StatusKilled
+	case code == 0:
+		p.status = StatusCompleted
+	default:
+		p.status = StatusFailed
+	}
+	status := p.status
+	p.mu.Unlock()
+	close(p.done)
+	r.mu.Lock()
+	r.finished = append(r.finished, p.id)
+	r.evictLocked()
+	r.mu.Unlock()
+	r.cfg.Logger.InfoContext(context.WithoutCancel(ctx), "background process finished", "process_id", p.id, "status", status, "exit_code", code)
+}
+
+// evictLocked drops the oldest finished entries beyond KeepFinished.
+func (r *Runner) evictLocked() {
+	for len(r.finished) > r.cfg.KeepFinished {
+		delete(r.procs, r.finished[0])
+		r.finished = r.finished[1:]
+	}
+}
+
+func (r *Runner) runningLocked() int {
+	return len(r.procs) - len(r.finished)
+}
+
+// Running is the number of running background processes.
+func (r *Runner) Running() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runningLocked()
+}
+
+// List returns every registered background process, oldest first.
+func (r *Runner) List() []Info {
+	r.mu.Lock()
+	ps := make([]*Proc, 0, len(r.procs))
+	for _, p := range r.procs {
+		ps = append(ps, p)
+	}
+	r.mu.Unlock()
+	out := make([]Info, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.info())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].StartedAt.Equal(out[j].StartedAt) {
+			return out[i].StartedAt.Before(out[j].StartedAt)
+		}
+		return out[i].ProcessID < out[j].ProcessID
+	})
+	return out
+}
+
+func (r *Runner) get(id string) (*Proc, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.procs[id]
+	if p == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return p, nil
+}
+
+// Get returns a process and its output so far.
+func (r *Runner) Get(id string) (Info, Output, error) {
+	p, err := r.get(id)
+	if err != nil {
+		return Info{}, Output{}, err
+	}
+	return p.info(), p.output(), nil
+}
+
+// Wait waits until the process finishes, ctx ends or timeout passes (0 = no
+// limit beyond ctx), then returns its state (finished or still running).
+func (r *Runner) Wait(ctx context.Context, id string, timeout time.Duration) (Info, Output, error) {
+	p, err := r.get(id)
+	if err != nil {
+		return Info{}, Output{}, err
+	}
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-p.done:
+	case <-timer:
+	case <-ctx.Done():
+		return Info{}, Output{}, fmt.Errorf("wait for %s: %w", id, ctx.Err())
+	}
+	return p.info(), p.output(), nil
+}
+
+// Kill kills the process group of a running process and waits briefly for it
+// to be reaped. Killing a finished process is a no-op.
+func (r *Runner) Kill(ctx context.Context, id string) (Info, Output, error) {
+	p, err := r.get(id)
+	if err != nil {
+		return Info{}, Output{}, err
+	}
+	if err := r.kill(p); err != nil {
+		return Info{}, Output{}, err
+	}
+	select {
+	case <-p.done:
+	case <-time.After(r.cfg.WaitDelay + 2*time.Second):
+	case <-ctx.Done():
+	}
+	return p.info(), p.output(), nil
+}
+
+func (r *Runner) kill(p *Proc) error {
+	p.mu.Lock()
+	if p.status != StatusRunning {
+		p.mu.Unlock()
+		return nil
+	}
+	p.killed = true
+	p.mu.Unlock()
+	return killGroup(p.pid)
+}
+
+// Shutdown kills every running background process and waits (bounded by ctx)
+// for them to be reaped. The Runner accepts no new background work after it.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	ps := make([]*Proc, 0, len(r.procs))
+	for _, p := range r.procs {
+		ps = append(ps, p)
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, p := range ps {
+		if err := r.kill(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("shutdown: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
