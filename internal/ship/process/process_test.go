@@ -281,4 +281,3 @@ func TestSplit(t *testing.T) {
 		}
 	}
 }
-
