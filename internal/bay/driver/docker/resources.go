@@ -122,6 +122,14 @@ func (d *Driver) networksFor(ctx context.Context, spec driver.InstanceSpec) (pri
 		}
 	}
 	if spec.Network != "" {
+		// The engine would accept a missing network at create and fail at start.
+		ok, err := d.networkExists(ctx, spec.Network)
+		if err != nil {
+			return "", "", err
+		}
+		if !ok {
+			return "", "", fmt.Errorf("docker: session network %q: %w", spec.Network, driver.ErrNotFound)
+		}
 		if configured == spec.Network {
 			configured = ""
 		}
