@@ -196,7 +196,7 @@ func (d *Driver) Create(ctx context.Context, spec driver.InstanceSpec) (string, 
 	if err != nil {
 		if ctx.Err() != nil && spec.Name != "" {
 			// The engine may have created it before the request was cut off.
-			d.removeDetached(ctx, spec.Name)
+			d.removeIfOurs(ctx, spec.Name, labels)
 		}
 		return "", wrap("create container", spec.Name, err)
 	}
@@ -226,6 +226,24 @@ func (d *Driver) removeDetached(ctx context.Context, ref string) {
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		d.log.WarnContext(ctx, "cleanup of half-created container failed", "container", ref, "err", err)
 	}
+}
+
+// removeIfOurs removes the container called name if it carries all the
+// labels of the spec that failed to create it (never someone else's container
+// that happens to hold the name).
+func (d *Driver) removeIfOurs(ctx context.Context, name string, labels map[string]string) {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	info, err := d.cli.ContainerInspect(ictx, name)
+	if err != nil || info.Config == nil {
+		return
+	}
+	for k, v := range labels { // the image may add labels of its own
+		if got, ok := info.Config.Labels[k]; !ok || got != v {
+			return
+		}
+	}
+	d.removeDetached(ctx, info.ID)
 }
 
 // clampCPUs caps a CPU limit at the host's CPU count (the engine refuses more),

@@ -654,3 +654,24 @@ func TestPing(t *testing.T) {
 		t.Fatal("Ping of a missing socket succeeded")
 	}
 }
+
+// TestRemoveIfOurs: the clean-up after a create cut off by its context removes
+// the container only when it carries the spec's labels.
+func TestRemoveIfOurs(t *testing.T) {
+	img := testServerImage(t)
+	d, run := newDriver(t, Config{})
+	spec := testSpec(run, "cutoff", img)
+	id, err := d.Create(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := map[string]string{labelTest: run, driver.LabelSessionID: "someone-else"}
+	d.removeIfOurs(t.Context(), spec.Name, other)
+	if st, _ := d.Status(t.Context(), id); st != driver.StateCreated {
+		t.Fatalf("someone else's container removed (state %q)", st)
+	}
+	d.removeIfOurs(t.Context(), spec.Name, spec.Labels)
+	if st, _ := d.Status(t.Context(), id); st != driver.StateNotFound {
+		t.Fatalf("our half-created container kept (state %q)", st)
+	}
+}
