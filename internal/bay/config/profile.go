@@ -491,7 +491,7 @@ var memoryRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)$`)
 // The result must be > 0.
 func ParseMemory(s string) (int64, error) {
 	m := memoryRE.FindStringSubmatch(strings.ToLower(strings.TrimSpace(s)))
-	if m == nil || (m[2] == "" && m[3] == "i") {
+	if m == nil || (m[2] == "" && (m[3] != "" || strings.Contains(m[1], "."))) {
 		return 0, fmt.Errorf("invalid memory size %q (want bytes or a number with k, m, g or t, e.g. 512m, 1g)", s)
 	}
 	mult := map[string]float64{"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m[2]]
