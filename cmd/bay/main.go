@@ -1,0 +1,41 @@
+// Command bay is Shipyard's control plane: `bay` or `bay serve` starts the server.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/shipyard/shipyard/internal/bay/app"
+	"github.com/shipyard/shipyard/internal/bay/config"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] != "serve" {
+		fmt.Fprintf(os.Stderr, "usage: bay [serve]\n\nConfig: $BAY_CONFIG_FILE, else ./config.yaml, else /etc/bay/config.yaml, else defaults;\nBAY_* variables override the file (nested keys with __, e.g. BAY_SERVER__PORT).\n")
+		os.Exit(2)
+	}
+	cfg, err := config.Load(os.LookupEnv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bay: config: %v\n", err)
+		os.Exit(1)
+	}
+	log := app.NewLogger(cfg, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := app.New(ctx, cfg, log, app.Options{})
+	if err != nil {
+		log.Error("bay: start", "err", err)
+		os.Exit(1)
+	}
+	err = a.Run(ctx)
+	if cerr := a.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		log.Error("bay: stopped", "err", err)
+		os.Exit(1)
+	}
+}

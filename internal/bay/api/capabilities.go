@@ -1,0 +1,273 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"path"
+	"strconv"
+
+	"github.com/shipyard/shipyard/internal/bay/capability"
+	"github.com/shipyard/shipyard/internal/bay/errs"
+)
+
+var (
+	minTimeout int64 = 1
+	maxTimeout int64 = 300
+)
+
+func execMeta(b *body) capability.Meta {
+	return capability.Meta{Description: b.str("description", false), Tags: b.str("tags", false),
+		IncludeCode: b.boolean("include_code", false)}
+}
+
+func (a *API) pythonExec(w http.ResponseWriter, r *http.Request, owner string) {
+	b, err := readBody(r, a.Config.Server.MaxBodyBytes, false)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	code := b.str("code", true)
+	timeout := b.integer("timeout", false, &minTimeout, &maxTimeout)
+	meta := execMeta(b)
+	if err := b.err(); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	t := int64(30)
+	if timeout != nil {
+		t = *timeout
+	}
+	res, err := a.Capabilities.Python(r.Context(), owner, r.PathValue("id"), *code, int(t), meta, a.Now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var echo *string
+	if meta.IncludeCode {
+		echo = code
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Success         bool    `json:"success"`
+		Output          string  `json:"output"`
+		Error           *string `json:"error"`
+		Data            any     `json:"data"`
+		ExecutionID     string  `json:"execution_id"`
+		ExecutionTimeMs int64   `json:"execution_time_ms"`
+		Code            *string `json:"code"`
+	}{res.Success, res.Output, res.Error, struct {
+		ExecutionCount *int            `json:"execution_count"`
+		Output         json.RawMessage `json:"output"`
+	}{res.ExecutionCount, res.RawOutput}, res.ExecutionID, res.ExecutionTimeMs, echo})
+}
+
+func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {
+	b, err := readBody(r, a.Config.Server.MaxBodyBytes, false)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	command := b.str("command", true)
+	timeout := b.integer("timeout", false, &minTimeout, &maxTimeout)
+	cwd := b.str("cwd", false)
+	meta := execMeta(b)
+	if err := b.err(); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	dir := ""
+	if cwd != nil && *cwd != "" {
+		if dir, err = ValidatePath(*cwd, "cwd"); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	t := int64(30)
+	if timeout != nil {
+		t = *timeout
+	}
+	res, err := a.Capabilities.Shell(r.Context(), owner, r.PathValue("id"), *command, int(t), dir, meta, a.Now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var echo *string
+	if meta.IncludeCode {
+		echo = command
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Success         bool    `json:"success"`
+		Output          string  `json:"output"`
+		Error           *string `json:"error"`
+		ExitCode        *int    `json:"exit_code"`
+		ExecutionID     string  `json:"execution_id"`
+		ExecutionTimeMs int64   `json:"execution_time_ms"`
+		Command         *string `json:"command"`
+	}{res.Success, res.Output, res.Error, res.ExitCode, res.ExecutionID, res.ExecutionTimeMs, echo})
+}
+
+// pathQuery reads and validates the `path` query parameter.
+func pathQuery(r *http.Request, def string) (string, error) {
+	q := &query{v: r.URL.Query()}
+	p := def
+	if def == "" {
+		p = q.required("path")
+		if err := q.err(); err != nil {
+			return "", err
+		}
+	} else if q.v.Has("path") {
+		p = q.v.Get("path")
+	}
+	return ValidatePath(p, "path")
+}
+
+func (a *API) readFile(w http.ResponseWriter, r *http.Request, owner string) {
+	p, err := pathQuery(r, "")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	content, err := a.Capabilities.ReadFile(r.Context(), owner, r.PathValue("id"), p, a.Now())
+	if err != nil {
+		a.fail(w, r, fileErr(err, p))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"content": content})
+}
+
+// fileErr names the path in file_not_found messages.
+func fileErr(err error, p string) error {
+	if e, ok := errs.As(err); ok && e.Code == errs.FileNotFound {
+		return errs.Newf(errs.FileNotFound, "File not found: %s", p).With(map[string]any{"path": p})
+	}
+	return err
+}
+
+func (a *API) writeFile(w http.ResponseWriter, r *http.Request, owner string) {
+	b, err := readBody(r, a.Config.Server.MaxBodyBytes, false)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	p := b.str("path", true)
+	content := b.str("content", true)
+	if err := b.err(); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	np, err := ValidatePath(*p, "path")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.Capabilities.WriteFile(r.Context(), owner, r.PathValue("id"), np, *content, a.Now()); err != nil {
+		a.fail(w, r, fileErr(err, np))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) deleteFile(w http.ResponseWriter, r *http.Request, owner string) {
+	p, err := pathQuery(r, "")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.Capabilities.DeleteFile(r.Context(), owner, r.PathValue("id"), p, a.Now()); err != nil {
+		a.fail(w, r, fileErr(err, p))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (a *API) listDir(w http.ResponseWriter, r *http.Request, owner string) {
+	p, err := pathQuery(r, ".")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	entries, err := a.Capabilities.ListDir(r.Context(), owner, r.PathValue("id"), p, a.Now())
+	if err != nil {
+		a.fail(w, r, fileErr(err, p))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": entries})
+}
+
+// upload streams the multipart `file` part to Ship; the form field `path` must
+// come first or be given as a query parameter, since the file is never buffered.
+func (a *API) upload(w http.ResponseWriter, r *http.Request, owner string) {
+	r.Body = http.MaxBytesReader(w, r.Body, a.Config.Server.MaxUploadBytes)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		a.fail(w, r, &validationError{[]fieldError{{Type: "missing", Loc: []any{"body", "file"}, Msg: "Field required", Input: nil}}})
+		return
+	}
+	p := r.URL.Query().Get("path")
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			a.fail(w, r, errs.New(errs.Validation, "Malformed multipart body").Wrap(err))
+			return
+		}
+		switch part.FormName() {
+		case "path":
+			v, _ := io.ReadAll(io.LimitReader(part, 4096))
+			p = string(v)
+		case "file":
+			if p == "" {
+				a.fail(w, r, &validationError{[]fieldError{{Type: "missing", Loc: []any{"body", "path"}, Msg: "Field required", Input: nil}}})
+				return
+			}
+			np, err := ValidatePath(p, "path")
+			if err != nil {
+				a.fail(w, r, err)
+				return
+			}
+			size, err := a.Capabilities.Upload(r.Context(), owner, r.PathValue("id"), np, part, a.Now())
+			if err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					err = errs.Newf(errs.Validation, "Upload too large (limit %d bytes)", a.Config.Server.MaxUploadBytes)
+				}
+				a.fail(w, r, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "path": np, "size": size})
+			return
+		}
+	}
+	missing := []fieldError{{Type: "missing", Loc: []any{"body", "file"}, Msg: "Field required", Input: nil}}
+	if p == "" {
+		missing = append(missing, fieldError{Type: "missing", Loc: []any{"body", "path"}, Msg: "Field required", Input: nil})
+	}
+	a.fail(w, r, &validationError{missing})
+}
+
+func (a *API) download(w http.ResponseWriter, r *http.Request, owner string) {
+	p, err := pathQuery(r, "")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	rc, size, err := a.Capabilities.Download(r.Context(), owner, r.PathValue("id"), p, a.Now())
+	if err != nil {
+		a.fail(w, r, fileErr(err, p))
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": path.Base(p)}))
+	if size >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil {
+		a.log.WarnContext(r.Context(), "download interrupted", "err", err)
+	}
+}

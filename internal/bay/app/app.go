@@ -1,0 +1,196 @@
+// Package app wires Bay together: config → store → driver → services → HTTP,
+// and runs it until the context ends (graceful shutdown).
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/shipyard/shipyard/internal/bay/api"
+	"github.com/shipyard/shipyard/internal/bay/auth"
+	"github.com/shipyard/shipyard/internal/bay/capability"
+	"github.com/shipyard/shipyard/internal/bay/cargo"
+	"github.com/shipyard/shipyard/internal/bay/config"
+	"github.com/shipyard/shipyard/internal/bay/driver"
+	"github.com/shipyard/shipyard/internal/bay/driver/docker"
+	"github.com/shipyard/shipyard/internal/bay/idempotency"
+	"github.com/shipyard/shipyard/internal/bay/keylock"
+	"github.com/shipyard/shipyard/internal/bay/runtime"
+	"github.com/shipyard/shipyard/internal/bay/sandbox"
+	"github.com/shipyard/shipyard/internal/bay/session"
+	"github.com/shipyard/shipyard/internal/bay/store"
+	"github.com/shipyard/shipyard/internal/logctx"
+)
+
+// Options are test seams; zero values are production defaults.
+type Options struct {
+	Now   func() time.Time // injected clock
+	Hooks session.Hooks    // fault injection
+	// Listener, when set, is served instead of listening on server.host:port.
+	Listener net.Listener
+	Driver   driver.Driver // when set, used instead of building one from config
+}
+
+// App is a running Bay.
+type App struct {
+	Config    *config.Config
+	Store     *store.Store
+	Driver    driver.Driver
+	Runtime   *runtime.Client
+	Sessions  *session.Manager
+	Sandboxes *sandbox.Service
+	Caps      *capability.Service
+	Handler   http.Handler
+	Log       *slog.Logger
+	Now       func() time.Time
+	started   time.Time
+	closers   []func() error
+	listener  net.Listener
+}
+
+// NewLogger builds the slog logger from config (JSON, or text for a terminal).
+func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
+	var h slog.Handler
+	if strings.EqualFold(cfg.Log.Format, "text") {
+		h = slog.NewTextHandler(w, opts)
+	} else {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(logctx.Handler{Handler: h})
+}
+
+// New builds Bay: opens the store (migrating it), provisions API keys, connects the driver.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options) (*App, error) {
+	a := &App{Config: cfg, Log: log, Now: opt.Now, started: time.Now()}
+	if a.Now == nil {
+		a.Now = func() time.Time { return time.Now().UTC() }
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("config", "warning", w)
+	}
+	st, err := store.Open(ctx, cfg.Database.Driver, cfg.Database.DSN)
+	if err != nil {
+		return nil, err
+	}
+	a.Store = st
+	a.closers = append(a.closers, st.Close)
+
+	a.Driver = opt.Driver
+	if a.Driver == nil {
+		if cfg.Driver.Type != config.DriverDocker {
+			a.Close()
+			return nil, fmt.Errorf("driver.type %q is not supported by this build (docker only)", cfg.Driver.Type)
+		}
+		d, err := docker.New(dockerConfig(cfg, log))
+		if err != nil {
+			a.Close()
+			return nil, err
+		}
+		a.Driver = d
+		a.closers = append(a.closers, d.Close)
+	}
+
+	sc := cfg.Session
+	a.Runtime = runtime.New(runtime.Config{ConnectTimeout: sc.ShipConnectTimeout(), RequestTimeout: sc.ShipRequestTimeout()})
+	a.closers = append(a.closers, func() error { a.Runtime.Close(); return nil })
+	locks := keylock.New()
+	a.Sessions = session.New(st, a.Driver, a.Runtime, locks, session.Config{
+		InstanceID: cfg.GC.InstanceID, ReadyTimeout: sc.ReadyTimeout(), ReadyPollInitial: sc.ReadyPollInitial(),
+		ReadyPollMax: sc.ReadyPollMax(), HealthTimeout: sc.ReadyProbeTimeout(), LockTimeout: sc.StartLockTimeout(),
+	}, log, opt.Hooks)
+
+	profiles := map[string]*session.Profile{}
+	for id, p := range cfg.Profiles {
+		profiles[id] = sandbox.SessionProfile(cfg, p)
+	}
+	a.Sandboxes = &sandbox.Service{Store: st, Sessions: a.Sessions, Driver: a.Driver, Config: cfg, Profiles: profiles, Log: log}
+	a.Caps = &capability.Service{Store: st, Sessions: a.Sessions, Runtime: a.Runtime, Config: cfg, Profiles: profiles, Log: log}
+	cargos := &cargo.Service{Store: st, Driver: a.Driver}
+
+	apiKey := cfg.Security.APIKey
+	if path, err := auth.Provision(ctx, st, apiKey, cfg.DataDir, fmt.Sprintf("http://%s", cfg.Server.Addr()), a.Now()); err != nil {
+		a.Close()
+		return nil, err
+	} else if path != "" {
+		log.Info("generated an API key", "credentials_file", path)
+	}
+	authn, err := auth.New(ctx, st, cfg.Security.AllowAnonymous)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Handler = api.New(api.Deps{
+		Config: cfg, Store: st, Auth: authn, Sandboxes: a.Sandboxes, Capabilities: a.Caps, Cargos: cargos,
+		Idempotency: &idempotency.Guard{Store: st, Enabled: cfg.Idempotency.Enabled, TTL: cfg.Idempotency.TTL()},
+		Runtime:     a.Runtime, Health: healthChecks{st: st, drv: a.Driver}, Log: log, Now: a.Now, Started: a.started,
+	})
+	a.listener = opt.Listener
+	return a, nil
+}
+
+func dockerConfig(cfg *config.Config, log *slog.Logger) docker.Config {
+	d := cfg.Driver.Docker
+	pub := d.PublishPorts
+	return docker.Config{
+		Socket: d.Socket, Network: d.Network, ConnectMode: docker.ConnectMode(d.ConnectMode),
+		HostAddress: d.HostAddress, PublishPorts: &pub, HostPort: d.HostPort,
+		PullPolicy: docker.PullPolicy(cfg.Driver.ImagePullPolicy), StopTimeout: cfg.Session.StopTimeout(), Logger: log,
+	}
+}
+
+type healthChecks struct {
+	st  *store.Store
+	drv driver.Driver
+}
+
+func (h healthChecks) Check(ctx context.Context) map[string]error {
+	return map[string]error{"database": h.st.Ping(ctx), "driver": h.drv.Ping(ctx)}
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (a *App) Run(ctx context.Context) error {
+	ln := a.listener
+	if ln == nil {
+		var err error
+		ln, err = net.Listen("tcp", a.Config.Server.Addr())
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", a.Config.Server.Addr(), err)
+		}
+	}
+	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: a.Config.Server.ReadHeaderTimeout(),
+		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.Log.Info("bay listening", "addr", ln.Addr().String(), "database", a.Config.Database.Driver,
+		"driver", a.Config.Driver.Type, "startup_ms", time.Since(a.started).Milliseconds())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), a.Config.Server.ShutdownTimeout())
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// Close releases everything New opened, in reverse order.
+func (a *App) Close() error {
+	var list []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		list = append(list, a.closers[i]())
+	}
+	a.closers = nil
+	return errors.Join(list...)
+}

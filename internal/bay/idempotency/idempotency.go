@@ -1,0 +1,96 @@
+// Package idempotency makes the three creating POSTs safe to retry: the first
+// request with a key reserves it in the database, runs, and stores its response;
+// a repeat replays it; a concurrent repeat waits for the first and replays.
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"regexp"
+	"time"
+
+	"github.com/shipyard/shipyard/internal/bay/errs"
+	"github.com/shipyard/shipyard/internal/bay/model"
+	"github.com/shipyard/shipyard/internal/bay/store"
+)
+
+var keyRe = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,128}$`)
+
+// Guard runs requests at most once per (owner, key).
+type Guard struct {
+	Store   *store.Store
+	Enabled bool
+	TTL     time.Duration
+	// Poll is how often a waiting duplicate checks for the first one's result (default 50ms).
+	Poll time.Duration
+	// Wait bounds how long a duplicate waits (default 5 min).
+	Wait time.Duration
+}
+
+// Response is a stored response.
+type Response struct {
+	Status int
+	Body   []byte
+}
+
+// Fingerprint is sha256 of "METHOD:path:body" (body = the normalized request).
+func Fingerprint(method, path string, body []byte) string {
+	h := sha256.Sum256([]byte(method + ":" + path + ":" + string(body)))
+	return hex.EncodeToString(h[:])
+}
+
+// Do runs fn once for key. key "" or a disabled guard just runs fn.
+func (g *Guard) Do(ctx context.Context, owner, key, fingerprint string, now time.Time, fn func() (Response, error)) (Response, error) {
+	if !g.Enabled || key == "" {
+		return fn()
+	}
+	if !keyRe.MatchString(key) {
+		return Response{}, errs.New(errs.Conflict, "Invalid Idempotency-Key format: must be 1-128 alphanumeric characters, dash, or underscore").
+			With(map[string]any{"key": key})
+	}
+	rec := &model.IdempotencyRecord{Owner: owner, Key: key, Fingerprint: fingerprint, CreatedAt: now, ExpiresAt: now.Add(g.TTL)}
+	poll, wait := g.Poll, g.Wait
+	if poll <= 0 {
+		poll = 50 * time.Millisecond
+	}
+	if wait <= 0 {
+		wait = 5 * time.Minute
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		reserved, existing, err := g.Store.ReserveIdempotency(ctx, rec, now)
+		if err != nil {
+			return Response{}, err
+		}
+		if reserved {
+			resp, err := fn()
+			cctx := context.WithoutCancel(ctx)
+			if err != nil || resp.Status >= 300 {
+				_ = g.Store.ReleaseIdempotency(cctx, owner, key)
+				return resp, err
+			}
+			if err := g.Store.CompleteIdempotency(cctx, owner, key, resp.Status, resp.Body); err != nil {
+				return resp, err
+			}
+			return resp, nil
+		}
+		if existing != nil && existing.Fingerprint != fingerprint {
+			return Response{}, errs.New(errs.Conflict, "Idempotency key already used with different request parameters").
+				With(map[string]any{"key": key, "hint": "Use a different Idempotency-Key for different request parameters"})
+		}
+		if existing != nil && existing.Status != 0 {
+			return Response{Status: existing.Status, Body: existing.Response}, nil
+		}
+		// The first request is still running (or released its key): wait and look again.
+		if time.Now().After(deadline) {
+			return Response{}, errs.New(errs.Conflict, "A request with this Idempotency-Key is still in progress").
+				With(map[string]any{"key": key})
+		}
+		select {
+		case <-ctx.Done():
+			return Response{}, ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}

@@ -1,0 +1,334 @@
+// Package runtime is Bay's client of Ship, the in-sandbox runtime. One pooled
+// HTTP client serves every session; each call carries the session's token and
+// the caller's request id.
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/shipyard/shipyard/internal/bay/errs"
+	"github.com/shipyard/shipyard/internal/logctx"
+)
+
+// Config holds the transport settings (all from Bay's config).
+type Config struct {
+	ConnectTimeout time.Duration // default 10s
+	RequestTimeout time.Duration // default for calls without their own (60s)
+	FileTimeout    time.Duration // file operations other than transfers (30s)
+	MaxIdleConns   int           // default 100
+}
+
+// Client talks to Ship instances.
+type Client struct {
+	http *http.Client
+	cfg  Config
+}
+
+// New returns a client with one pooled transport.
+func New(cfg Config) *Client {
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 60 * time.Second
+	}
+	if cfg.FileTimeout <= 0 {
+		cfg.FileTimeout = 30 * time.Second
+	}
+	if cfg.MaxIdleConns <= 0 {
+		cfg.MaxIdleConns = 100
+	}
+	tr := &http.Transport{
+		Proxy:               nil, // never route Bay→Ship through a proxy
+		DialContext:         (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        cfg.MaxIdleConns,
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     30 * time.Second,
+	}
+	return &Client{http: &http.Client{Transport: tr}, cfg: cfg}
+}
+
+// Close drops idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// Target addresses one Ship.
+type Target struct {
+	Endpoint string // http://host:port
+	Token    string
+}
+
+func (c *Client) newRequest(ctx context.Context, t Target, method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, t.Endpoint+path, body)
+	if err != nil {
+		return nil, errs.New(errs.ShipError, "Ship request error").Wrap(err)
+	}
+	if t.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.Token)
+	}
+	if id := logctx.RequestID(ctx); id != "" {
+		req.Header.Set("X-Request-Id", id)
+	}
+	return req, nil
+}
+
+// do sends the request and returns the response for 2xx; otherwise an *errs.Error.
+func (c *Client) do(req *http.Request, path string, fileOp bool) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return nil, errs.Newf(errs.Timeout, "Ship request timed out: %s", path).Wrap(err)
+		}
+		if errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		return nil, errs.New(errs.ShipError, "Ship request error: connection failed").Wrap(err)
+	}
+	if resp.StatusCode < 400 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	detail := readDetail(resp.Body)
+	if fileOp && resp.StatusCode == http.StatusNotFound {
+		return nil, errs.New(errs.FileNotFound, "File not found").Wrap(errors.New(detail))
+	}
+	return nil, errs.Newf(errs.ShipError, "Ship request failed: %d", resp.StatusCode).
+		With(map[string]any{"status": resp.StatusCode, "detail": detail})
+}
+
+func readDetail(r io.Reader) string {
+	b, _ := io.ReadAll(io.LimitReader(r, 4096))
+	var d struct {
+		Detail any `json:"detail"`
+	}
+	if json.Unmarshal(b, &d) == nil && d.Detail != nil {
+		if s, ok := d.Detail.(string); ok {
+			return s
+		}
+		j, _ := json.Marshal(d.Detail)
+		return string(j)
+	}
+	return string(b)
+}
+
+// call POSTs (or GETs when in == nil and method GET) JSON and decodes JSON.
+func (c *Client) call(ctx context.Context, t Target, method, path string, timeout time.Duration, fileOp bool, in, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("runtime: encode %s: %w", path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, t, method, path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.do(req, path, fileOp)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return errs.New(errs.ShipError, "Ship returned an invalid response").Wrap(err)
+	}
+	return nil
+}
+
+// Healthy reports whether GET /health answers 200 within timeout.
+func (c *Client) Healthy(ctx context.Context, t Target, timeout time.Duration) bool {
+	return c.call(ctx, t, http.MethodGet, "/health", timeout, false, nil, nil) == nil
+}
+
+// Meta is Ship's /meta document (only what Bay reads; Raw keeps the rest).
+type Meta struct {
+	Runtime struct {
+		Name    string `json:"name"`
+		Version string `json:"version"`
+	} `json:"runtime"`
+	Capabilities map[string]json.RawMessage `json:"capabilities"`
+}
+
+// Meta fetches /meta.
+func (c *Client) Meta(ctx context.Context, t Target) (*Meta, error) {
+	var m Meta
+	if err := c.call(ctx, t, http.MethodGet, "/meta", 5*time.Second, false, nil, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// PythonResult is Ship's /ipython/exec answer; Output is kept raw so additive
+// fields (other MIME types) reach the client unchanged.
+type PythonResult struct {
+	Success         bool            `json:"success"`
+	ExecutionCount  *int            `json:"execution_count"`
+	Output          json.RawMessage `json:"output"`
+	Error           *string         `json:"error"`
+	TimedOut        bool            `json:"timed_out,omitempty"`
+	KernelRestarted bool            `json:"kernel_restarted,omitempty"`
+}
+
+// Text returns output.text.
+func (r *PythonResult) Text() string {
+	var o struct {
+		Text string `json:"text"`
+	}
+	_ = json.Unmarshal(r.Output, &o)
+	return o.Text
+}
+
+// Python runs code in the kernel.
+func (c *Client) Python(ctx context.Context, t Target, code string, timeout int) (*PythonResult, error) {
+	var r PythonResult
+	in := map[string]any{"code": code, "timeout": timeout, "silent": false}
+	if err := c.call(ctx, t, http.MethodPost, "/ipython/exec", time.Duration(timeout+5)*time.Second, false, in, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// ShellResult is Ship's /shell/exec answer.
+type ShellResult struct {
+	Success    bool    `json:"success"`
+	ReturnCode *int    `json:"return_code"`
+	Stdout     string  `json:"stdout"`
+	Stderr     string  `json:"stderr"`
+	Pid        *int    `json:"pid"`
+	ProcessID  *string `json:"process_id"`
+	Error      *string `json:"error"`
+}
+
+// Shell runs a command.
+func (c *Client) Shell(ctx context.Context, t Target, command string, timeout int, cwd string) (*ShellResult, error) {
+	var r ShellResult
+	in := map[string]any{"command": command, "timeout": timeout}
+	if cwd != "" {
+		in["cwd"] = cwd
+	}
+	if err := c.call(ctx, t, http.MethodPost, "/shell/exec", time.Duration(timeout+5)*time.Second, false, in, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// ReadFile returns a text file's content.
+func (c *Client) ReadFile(ctx context.Context, t Target, path string) (string, error) {
+	var r struct {
+		Content string `json:"content"`
+	}
+	err := c.call(ctx, t, http.MethodPost, "/fs/read_file", c.cfg.FileTimeout, true, map[string]any{"path": path}, &r)
+	return r.Content, err
+}
+
+// WriteFile writes (creating parents).
+func (c *Client) WriteFile(ctx context.Context, t Target, path, content string) error {
+	return c.call(ctx, t, http.MethodPost, "/fs/write_file", c.cfg.FileTimeout, true,
+		map[string]any{"path": path, "content": content, "mode": "w"}, nil)
+}
+
+// ListDir returns Ship's entries verbatim.
+func (c *Client) ListDir(ctx context.Context, t Target, path string) ([]json.RawMessage, error) {
+	var r struct {
+		Files []json.RawMessage `json:"files"`
+	}
+	err := c.call(ctx, t, http.MethodPost, "/fs/list_dir", c.cfg.FileTimeout, true,
+		map[string]any{"path": path, "show_hidden": false}, &r)
+	if r.Files == nil {
+		r.Files = []json.RawMessage{}
+	}
+	return r.Files, err
+}
+
+// DeleteFile deletes a file or directory (recursively).
+func (c *Client) DeleteFile(ctx context.Context, t Target, path string) error {
+	return c.call(ctx, t, http.MethodPost, "/fs/delete_file", c.cfg.FileTimeout, true, map[string]any{"path": path}, nil)
+}
+
+// Upload streams r to path as multipart without buffering the whole file.
+func (c *Client) Upload(ctx context.Context, t Target, path string, r io.Reader, timeout time.Duration) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		err := func() error {
+			if err := mw.WriteField("file_path", path); err != nil {
+				return err
+			}
+			part, err := mw.CreateFormFile("file", "file")
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(part, r); err != nil {
+				return err
+			}
+			return mw.Close()
+		}()
+		pw.CloseWithError(err)
+	}()
+	req, err := c.newRequest(ctx, t, http.MethodPost, "/fs/upload", pr)
+	if err != nil {
+		pr.CloseWithError(err)
+		return 0, err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := c.do(req, "/fs/upload", true)
+	if err != nil {
+		pr.CloseWithError(err)
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Success bool    `json:"success"`
+		Size    int64   `json:"size"`
+		Error   *string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, errs.New(errs.ShipError, "Ship returned an invalid response").Wrap(err)
+	}
+	if !out.Success {
+		msg := "upload failed"
+		if out.Error != nil {
+			msg = *out.Error
+		}
+		return 0, errs.New(errs.ShipError, "Ship upload failed").Wrap(errors.New(msg))
+	}
+	return out.Size, nil
+}
+
+// Download opens the file; the caller must close the body. Size is -1 when unknown.
+func (c *Client) Download(ctx context.Context, t Target, path string) (io.ReadCloser, int64, error) {
+	req, err := c.newRequest(ctx, t, http.MethodGet, "/fs/download?file_path="+url.QueryEscape(path), nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := c.do(req, "/fs/download", true)
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.Body, resp.ContentLength, nil
+}
+
+// Proxy returns the pooled client for streaming proxies (terminal).
+func (c *Client) HTTP() *http.Client { return c.http }

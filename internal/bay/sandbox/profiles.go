@@ -1,0 +1,42 @@
+package sandbox
+
+import (
+	"maps"
+
+	"github.com/shipyard/shipyard/internal/bay/config"
+	"github.com/shipyard/shipyard/internal/bay/driver"
+	"github.com/shipyard/shipyard/internal/bay/session"
+)
+
+// SessionProfile turns a config profile into what a session is started from,
+// once at start-up.
+func SessionProfile(cfg *config.Config, p *config.Profile) *session.Profile {
+	sp := &session.Profile{
+		ID:          p.ID,
+		ProfileEnv:  maps.Clone(p.Env),
+		IdleTimeout: p.IdleTimeout(),
+		Runtime:     p.Runtime,
+		NoNetwork:   p.NoNetwork,
+	}
+	primary := p.Primary()
+	add := func(c *config.ContainerSpec) {
+		env := map[string]string{}
+		maps.Copy(env, p.Env)
+		maps.Copy(env, c.Env)
+		maps.Copy(env, cfg.ProxyFor(p, c).Env())
+		sp.Containers = append(sp.Containers, session.ContainerSpec{
+			Name: c.Name, Image: c.Image, RuntimeType: c.RuntimeType, Port: c.RuntimePort, Env: env,
+			Resources: driver.Resources{
+				NanoCPUs: c.Resources.NanoCPUs(), MemoryBytes: c.Resources.MemoryBytes, PidsLimit: int64(p.PidsLimit),
+			},
+			Capabilities: c.Capabilities, PrimaryFor: c.PrimaryFor,
+		})
+	}
+	add(primary)
+	for i := range p.Containers {
+		if &p.Containers[i] != primary {
+			add(&p.Containers[i])
+		}
+	}
+	return sp
+}

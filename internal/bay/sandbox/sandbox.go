@@ -1,0 +1,325 @@
+// Package sandbox is the service behind /v1/sandboxes: create (lazy: no
+// compute until the first call), read, list, TTL, keepalive, stop and delete.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/shipyard/shipyard/internal/bay/config"
+	"github.com/shipyard/shipyard/internal/bay/driver"
+	"github.com/shipyard/shipyard/internal/bay/errs"
+	"github.com/shipyard/shipyard/internal/bay/model"
+	"github.com/shipyard/shipyard/internal/bay/session"
+	"github.com/shipyard/shipyard/internal/bay/store"
+)
+
+// WarmClaimer hands out a ready warm sandbox (nil when the pool has none).
+type WarmClaimer interface {
+	Claim(ctx context.Context, owner, profileID string, expiresAt *time.Time, now time.Time) (*model.Sandbox, error)
+}
+
+// Service implements the sandbox operations.
+type Service struct {
+	Store    *store.Store
+	Sessions *session.Manager
+	Driver   driver.Driver
+	Config   *config.Config
+	Profiles map[string]*session.Profile
+	Warm     WarmClaimer // optional
+	Log      *slog.Logger
+	// Warmup, when set, is called after a create to start compute in the background.
+	Warmup func(sandboxID string)
+}
+
+// CreateRequest is the body of POST /v1/sandboxes.
+type CreateRequest struct {
+	Profile string
+	CargoID *string
+	TTL     *int
+}
+
+// Create makes a sandbox: a warm one when available, else a lazy one with a new
+// managed cargo (or the given external cargo).
+func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, now time.Time) (*model.Sandbox, error) {
+	var expires *time.Time
+	if req.TTL != nil && *req.TTL > 0 {
+		t := now.Add(time.Duration(*req.TTL) * time.Second)
+		expires = &t
+	}
+	if req.CargoID == nil && s.Warm != nil {
+		sb, err := s.Warm.Claim(ctx, owner, req.Profile, expires, now)
+		if err != nil {
+			s.Log.WarnContext(ctx, "warm claim failed; creating normally", "err", err)
+		} else if sb != nil {
+			return sb, nil
+		}
+	}
+	if _, ok := s.Config.Profile(req.Profile); !ok {
+		return nil, errs.Newf(errs.Validation, "Invalid profile: %s", req.Profile)
+	}
+	sb := &model.Sandbox{
+		ID: model.NewID("sandbox"), Owner: owner, ProfileID: req.Profile,
+		CreatedAt: now, LastActiveAt: now, ExpiresAt: expires,
+	}
+	var managed *model.Cargo
+	if req.CargoID != nil {
+		c, err := s.Store.GetCargo(ctx, owner, *req.CargoID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errs.Newf(errs.NotFound, "Cargo not found: %s", *req.CargoID)
+		}
+		if err != nil {
+			return nil, err
+		}
+		sb.CargoID = c.ID
+	} else {
+		managed = NewCargo(owner, s.Config.Cargo.DefaultSizeLimitMB, now)
+		managed.Managed = true
+		managed.ManagedBySandboxID = sb.ID
+		sb.CargoID = managed.ID
+		// Record first, then create the volume: a crash in between leaves a record
+		// whose volume is missing (harmless: Docker creates it on first mount),
+		// never a volume nobody knows about.
+	}
+	if err := s.Store.CreateSandbox(ctx, sb, managed); err != nil {
+		return nil, err
+	}
+	if managed != nil {
+		if err := s.Driver.CreateVolume(ctx, managed.DriverRef, CargoLabels(managed)); err != nil {
+			cctx := context.WithoutCancel(ctx)
+			if _, derr := s.Store.SoftDeleteSandbox(cctx, sb.ID, now); derr != nil {
+				s.Log.ErrorContext(ctx, "rolling back sandbox", "err", derr)
+			}
+			_ = s.Store.DeleteCargo(cctx, managed.ID)
+			return nil, fmt.Errorf("sandbox: create volume: %w", err)
+		}
+	}
+	if s.Warmup != nil {
+		s.Warmup(sb.ID)
+	}
+	return sb, nil
+}
+
+// NewCargo returns a cargo record with its volume name.
+func NewCargo(owner string, sizeMB int, now time.Time) *model.Cargo {
+	id := model.NewID("ws")
+	return &model.Cargo{ID: id, Owner: owner, Backend: "docker_volume", DriverRef: "bay-cargo-" + id,
+		SizeLimitMB: sizeMB, CreatedAt: now, LastAccessedAt: now}
+}
+
+// CargoLabels are the labels of a cargo's volume.
+func CargoLabels(c *model.Cargo) map[string]string {
+	m := "false"
+	if c.Managed {
+		m = "true"
+	}
+	return map[string]string{driver.LabelManaged: m, driver.LabelOwner: c.Owner, driver.LabelCargoID: c.ID}
+}
+
+// Get returns a visible sandbox and its current session (nil if none).
+func (s *Service) Get(ctx context.Context, owner, id string) (*model.Sandbox, *model.Session, error) {
+	sb, err := s.Store.GetSandbox(ctx, owner, id)
+	if err != nil {
+		return nil, nil, notFound(err)
+	}
+	ss, err := s.Sessions.Current(ctx, sb)
+	return sb, ss, err
+}
+
+func notFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errs.New(errs.NotFound, "Resource not found")
+	}
+	return err
+}
+
+// Item is a listed sandbox with its current session.
+type Item struct {
+	Sandbox *model.Sandbox
+	Session *model.Session
+}
+
+// List pages owner's sandboxes by id; with a status filter it scans in batches
+// (bounded, as upstream) and returns the last scanned id as the cursor.
+func (s *Service) List(ctx context.Context, owner, cursor string, limit int, status string, now time.Time) ([]Item, *string, error) {
+	if status == "" {
+		rows, err := s.Store.ListSandboxes(ctx, owner, cursor, limit+1)
+		if err != nil {
+			return nil, nil, err
+		}
+		var next *string
+		if len(rows) > limit {
+			rows = rows[:limit]
+			id := rows[limit-1].ID
+			next = &id
+		}
+		items, err := s.withSessions(ctx, rows)
+		return items, next, err
+	}
+	batch := min(max(limit*5, 50), 500)
+	budget := max(limit*20, 1000)
+	var out []Item
+	after := cursor
+	for scanned := 0; scanned < budget; {
+		rows, err := s.Store.ListSandboxes(ctx, owner, after, batch)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(rows) == 0 {
+			return out, nil, nil
+		}
+		items, err := s.withSessions(ctx, rows)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, it := range items {
+			scanned++
+			after = it.Sandbox.ID
+			if it.Sandbox.Status(now, it.Session) != status {
+				if scanned >= budget {
+					return out, &after, nil
+				}
+				continue
+			}
+			out = append(out, it)
+			if len(out) == limit {
+				// More may follow: a cursor when rows remain in this batch or beyond.
+				if i < len(items)-1 || len(rows) == batch {
+					return out, &after, nil
+				}
+				return out, nil, nil
+			}
+			if scanned >= budget {
+				return out, &after, nil
+			}
+		}
+		if len(rows) < batch {
+			return out, nil, nil
+		}
+	}
+	return out, &after, nil
+}
+
+func (s *Service) withSessions(ctx context.Context, rows []*model.Sandbox) ([]Item, error) {
+	ids := make([]string, 0, len(rows))
+	for _, sb := range rows {
+		if sb.CurrentSessionID != "" {
+			ids = append(ids, sb.CurrentSessionID)
+		}
+	}
+	sessions, err := s.Store.SessionsByID(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]Item, len(rows))
+	for i, sb := range rows {
+		items[i] = Item{Sandbox: sb, Session: sessions[sb.CurrentSessionID]}
+	}
+	return items, nil
+}
+
+// ExtendTTL pushes expires_at by extendBy seconds (from max(old, now)).
+func (s *Service) ExtendTTL(ctx context.Context, owner, id string, extendBy int, now time.Time) (*model.Sandbox, error) {
+	if extendBy <= 0 {
+		return nil, errs.New(errs.Validation, "extend_by must be a positive integer")
+	}
+	unlock, err := s.Sessions.Lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	sb, err := s.Store.GetSandbox(ctx, owner, id)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	if sb.ExpiresAt == nil {
+		return nil, errs.New(errs.SandboxTTLInfinite, "sandbox ttl is infinite, cannot extend ttl").
+			With(map[string]any{"sandbox_id": id})
+	}
+	if sb.ExpiresAt.Before(now) {
+		return nil, errs.New(errs.SandboxExpired, "sandbox is expired, cannot extend ttl").
+			With(map[string]any{"sandbox_id": id, "expires_at": model.FormatTime(*sb.ExpiresAt)})
+	}
+	t := sb.ExpiresAt.Add(time.Duration(extendBy) * time.Second)
+	if err := s.Store.SetExpiresAt(ctx, id, &t); err != nil {
+		return nil, err
+	}
+	sb.ExpiresAt = &t
+	return sb, nil
+}
+
+// Keepalive pushes the idle deadline without starting compute.
+func (s *Service) Keepalive(ctx context.Context, owner, id string, now time.Time) error {
+	sb, err := s.Store.GetSandbox(ctx, owner, id)
+	if err != nil {
+		return notFound(err)
+	}
+	idle := now.Add(s.idleTimeout(sb.ProfileID))
+	return s.Store.TouchSandbox(ctx, id, &idle, now)
+}
+
+func (s *Service) idleTimeout(profileID string) time.Duration {
+	if p, ok := s.Profiles[profileID]; ok {
+		return p.IdleTimeout
+	}
+	return 30 * time.Minute
+}
+
+// Stop releases the compute; the cargo stays. Idempotent.
+func (s *Service) Stop(ctx context.Context, owner, id string) error {
+	if _, err := s.Store.GetSandbox(ctx, owner, id); err != nil {
+		return notFound(err)
+	}
+	unlock, err := s.Sessions.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.Sessions.DestroyAll(ctx, id)
+}
+
+// Delete soft-deletes the sandbox first (state before side effects), then
+// removes its sessions and its managed cargo. A crash midway is finished by GC.
+func (s *Service) Delete(ctx context.Context, owner, id string, now time.Time) error {
+	sb, err := s.Store.GetSandboxAny(ctx, owner, id)
+	if err != nil {
+		return notFound(err)
+	}
+	if sb.DeletedAt != nil {
+		return nil
+	}
+	unlock, err := s.Sessions.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := s.Store.SoftDeleteSandbox(ctx, id, now); err != nil {
+		return err
+	}
+	return s.Release(context.WithoutCancel(ctx), sb)
+}
+
+// Release frees what a soft-deleted sandbox still holds: sessions, then its
+// managed cargo. Safe to repeat (GC calls it for half-finished deletes).
+func (s *Service) Release(ctx context.Context, sb *model.Sandbox) error {
+	if err := s.Sessions.DestroyAll(ctx, sb.ID); err != nil {
+		return err
+	}
+	c, err := s.Store.CargoByID(ctx, sb.CargoID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !c.Managed || c.ManagedBySandboxID != sb.ID {
+		return nil // external cargos outlive their sandboxes
+	}
+	if err := s.Driver.DeleteVolume(ctx, c.DriverRef); err != nil {
+		return fmt.Errorf("sandbox: delete volume: %w", err)
+	}
+	return s.Store.DeleteCargo(ctx, c.ID)
+}

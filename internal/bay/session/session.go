@@ -1,0 +1,523 @@
+// Package session keeps a sandbox's compute running: ensure_running starts a
+// session (one container, or several on a private network) on first use,
+// replaces one whose container died, and tears sessions down. Starts are
+// serialized per sandbox by an in-process lock that honours deadlines plus the
+// store's one-live-session guard, so several Bay replicas never start two.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shipyard/shipyard/internal/bay/driver"
+	"github.com/shipyard/shipyard/internal/bay/errs"
+	"github.com/shipyard/shipyard/internal/bay/keylock"
+	"github.com/shipyard/shipyard/internal/bay/model"
+	"github.com/shipyard/shipyard/internal/bay/runtime"
+	"github.com/shipyard/shipyard/internal/bay/store"
+)
+
+// ContainerSpec is one container of a profile.
+type ContainerSpec struct {
+	Name         string
+	Image        string
+	RuntimeType  string // ship | gull
+	Port         int
+	Env          map[string]string // profile/container env incl. proxy variables
+	Resources    driver.Resources
+	Capabilities []string
+	PrimaryFor   []string
+}
+
+// Profile is what a session is started from.
+type Profile struct {
+	ID          string
+	Containers  []ContainerSpec // first = primary
+	ProfileEnv  map[string]string
+	IdleTimeout time.Duration
+	Runtime     string // OCI runtime ("" = default)
+	NoNetwork   bool
+}
+
+// Config holds the knobs of starting sessions.
+type Config struct {
+	InstanceID       string
+	ReadyTimeout     time.Duration // give up waiting for /health (default 120s)
+	ReadyPollInitial time.Duration // first poll interval (default 25ms)
+	ReadyPollMax     time.Duration // poll interval cap (default 250ms)
+	HealthTimeout    time.Duration // per /health attempt (default 2s)
+	LockTimeout      time.Duration // max wait for the sandbox lock (default ReadyTimeout+30s)
+	ProbeInterval    time.Duration // how often a running session's container is re-checked (default 5s)
+	RetryAfterSingle time.Duration // 503 retry hint (1s)
+	RetryAfterMulti  time.Duration // (1.5s)
+}
+
+// Store is what the manager needs from persistence.
+type Store interface {
+	SandboxByID(ctx context.Context, id string) (*model.Sandbox, error)
+	GetSession(ctx context.Context, id string) (*model.Session, error)
+	SessionsOf(ctx context.Context, sandboxID string) ([]*model.Session, error)
+	CreateSession(ctx context.Context, ss *model.Session) error
+	UpdateSession(ctx context.Context, ss *model.Session) error
+	DeleteSession(ctx context.Context, id string) error
+	SetCurrentSession(ctx context.Context, sandboxID, sessionID string, idleExpires *time.Time) error
+	TouchSandbox(ctx context.Context, id string, idleExpires *time.Time, now time.Time) error
+	CargoByID(ctx context.Context, id string) (*model.Cargo, error)
+}
+
+// Manager starts, checks and destroys sessions.
+type Manager struct {
+	store Store
+	drv   driver.Driver
+	rt    *runtime.Client
+	locks *keylock.Locks
+	cfg   Config
+	log   *slog.Logger
+	hooks Hooks
+
+	mu       sync.Mutex
+	verified map[string]time.Time // session id → last time its container was seen running
+}
+
+// Hooks observe session starts (metrics) and inject faults (tests). All optional.
+type Hooks struct {
+	Started    func(d time.Duration)
+	StartError func()
+	// BeforeStart runs after the container is created and recorded, before it starts.
+	BeforeStart func(ctx context.Context, ss *model.Session) error
+}
+
+// New returns a manager.
+func New(st Store, drv driver.Driver, rt *runtime.Client, locks *keylock.Locks, cfg Config, log *slog.Logger, hooks Hooks) *Manager {
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 120 * time.Second
+	}
+	if cfg.ReadyPollInitial <= 0 {
+		cfg.ReadyPollInitial = 25 * time.Millisecond
+	}
+	if cfg.ReadyPollMax <= 0 {
+		cfg.ReadyPollMax = 250 * time.Millisecond
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = 2 * time.Second
+	}
+	if cfg.LockTimeout <= 0 {
+		cfg.LockTimeout = cfg.ReadyTimeout + 30*time.Second
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = 5 * time.Second
+	}
+	if cfg.RetryAfterSingle <= 0 {
+		cfg.RetryAfterSingle = time.Second
+	}
+	if cfg.RetryAfterMulti <= 0 {
+		cfg.RetryAfterMulti = 1500 * time.Millisecond
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Manager{store: st, drv: drv, rt: rt, locks: locks, cfg: cfg, log: log, hooks: hooks, verified: map[string]time.Time{}}
+}
+
+// Lock takes the sandbox's lock, bounded by the lock timeout and ctx.
+func (m *Manager) Lock(ctx context.Context, sandboxID string) (func(), error) {
+	lctx, cancel := context.WithTimeout(ctx, m.cfg.LockTimeout)
+	defer cancel()
+	unlock, err := m.locks.Lock(lctx, sandboxID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, m.notReady(sandboxID, false, "Session is starting")
+	}
+	return unlock, nil
+}
+
+func (m *Manager) notReady(sandboxID string, multi bool, msg string) error {
+	ra := m.cfg.RetryAfterSingle
+	if multi {
+		ra = m.cfg.RetryAfterMulti
+	}
+	return &errs.Error{Code: errs.SessionNotReady, Message: msg, RetryAfter: ra,
+		Details: map[string]any{"sandbox_id": sandboxID, "retry_after_ms": ra.Milliseconds()}}
+}
+
+// Current returns the sandbox's current session, or nil.
+func (m *Manager) Current(ctx context.Context, sb *model.Sandbox) (*model.Session, error) {
+	if sb.CurrentSessionID == "" {
+		return nil, nil
+	}
+	ss, err := m.store.GetSession(ctx, sb.CurrentSessionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return ss, err
+}
+
+// EnsureRunning returns a running session of the sandbox, starting one if needed,
+// and pushes the idle deadline to now + profile idle timeout.
+func (m *Manager) EnsureRunning(ctx context.Context, sandboxID string, p *Profile, now time.Time) (*model.Session, error) {
+	unlock, err := m.Lock(ctx, sandboxID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	return m.ensureLocked(ctx, sandboxID, p, now)
+}
+
+func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile, now time.Time) (*model.Session, error) {
+	sb, err := m.store.SandboxByID(ctx, sandboxID)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errs.New(errs.NotFound, "Resource not found")
+		}
+		return nil, err
+	}
+	if sb.DeletedAt != nil {
+		return nil, errs.New(errs.NotFound, "Resource not found")
+	}
+	idle := now.Add(p.IdleTimeout)
+	for attempt := 0; attempt < 3; attempt++ {
+		ss, err := m.liveSession(ctx, sb)
+		if err != nil {
+			return nil, err
+		}
+		if ss != nil && ss.ObservedState == model.SessionRunning {
+			if m.stillRunning(ctx, ss) {
+				if sb.CurrentSessionID != ss.ID {
+					err = m.store.SetCurrentSession(ctx, sb.ID, ss.ID, &idle)
+				} else {
+					err = m.store.TouchSandbox(ctx, sb.ID, &idle, now)
+				}
+				return ss, err
+			}
+			m.log.WarnContext(ctx, "session container is gone; replacing it", "session_id", ss.ID)
+			m.teardown(ctx, ss)
+			ss.ObservedState = model.SessionPending
+			ss.ContainerID, ss.Endpoint, ss.Containers = "", "", nil
+		}
+		if ss != nil && ss.ObservedState == model.SessionStarting && ss.StartedAt != nil &&
+			now.Sub(*ss.StartedAt) < m.cfg.ReadyTimeout+30*time.Second {
+			// Another Bay replica is starting it right now.
+			return nil, m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
+		}
+		if ss == nil {
+			ss = &model.Session{
+				ID: model.NewID("sess"), SandboxID: sb.ID, ProfileID: p.ID, Token: newToken(),
+				DesiredState: model.SessionRunning, ObservedState: model.SessionPending,
+				CreatedAt: now, LastActiveAt: now,
+			}
+			if err := m.store.CreateSession(ctx, ss); err != nil {
+				if errors.Is(err, store.ErrConflict) {
+					continue // another replica inserted one; look again
+				}
+				return nil, err
+			}
+		}
+		if err := m.start(ctx, sb, ss, p, now); err != nil {
+			return nil, err
+		}
+		return ss, m.store.SetCurrentSession(ctx, sb.ID, ss.ID, &idle)
+	}
+	return nil, m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
+}
+
+// liveSession finds the sandbox's session that is not stopped.
+func (m *Manager) liveSession(ctx context.Context, sb *model.Sandbox) (*model.Session, error) {
+	list, err := m.store.SessionsOf(ctx, sb.ID)
+	if err != nil {
+		return nil, err
+	}
+	var failed *model.Session
+	for _, ss := range list {
+		switch ss.ObservedState {
+		case model.SessionPending, model.SessionStarting, model.SessionRunning:
+			return ss, nil
+		case model.SessionFailed:
+			failed = ss
+		}
+	}
+	return failed, nil // a failed session is retried in place
+}
+
+// stillRunning checks the container, at most once per probe interval.
+func (m *Manager) stillRunning(ctx context.Context, ss *model.Session) bool {
+	m.mu.Lock()
+	last, ok := m.verified[ss.ID]
+	m.mu.Unlock()
+	if ok && time.Since(last) < m.cfg.ProbeInterval {
+		return true
+	}
+	st, err := m.drv.Status(ctx, ss.ContainerID)
+	if err != nil {
+		m.log.WarnContext(ctx, "session probe failed; trusting the record", "session_id", ss.ID, "err", err)
+		return true
+	}
+	if st != driver.StateRunning {
+		m.forget(ss.ID)
+		return false
+	}
+	m.markVerified(ss.ID)
+	return true
+}
+
+func (m *Manager) markVerified(id string) {
+	m.mu.Lock()
+	m.verified[id] = time.Now()
+	m.mu.Unlock()
+}
+
+func (m *Manager) forget(id string) {
+	m.mu.Lock()
+	delete(m.verified, id)
+	m.mu.Unlock()
+}
+
+// Suspect makes the next call re-check the session's container (after a transport error).
+func (m *Manager) Suspect(sessionID string) { m.forget(sessionID) }
+
+func newToken() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// start brings ss up from pending/failed; on any failure it removes what it
+// created and records the session as failed.
+func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Session, p *Profile, now time.Time) (err error) {
+	begin := time.Now()
+	ss.ObservedState = model.SessionStarting
+	ss.DesiredState = model.SessionRunning
+	ss.ProfileID = p.ID
+	ss.StartedAt = &now
+	if err := m.store.UpdateSession(ctx, ss); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
+		}
+		return err
+	}
+	defer func() {
+		if err == nil {
+			if m.hooks.Started != nil {
+				m.hooks.Started(time.Since(begin))
+			}
+			return
+		}
+		if m.hooks.StartError != nil {
+			m.hooks.StartError()
+		}
+		// Clean up with a context that survives the caller's cancellation.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		m.teardown(cctx, ss)
+		ss.ObservedState = model.SessionFailed
+		ss.ContainerID, ss.Endpoint, ss.Containers, ss.Network = "", "", nil, ""
+		if uerr := m.store.UpdateSession(cctx, ss); uerr != nil {
+			m.log.ErrorContext(cctx, "recording failed session", "session_id", ss.ID, "err", uerr)
+		}
+		m.log.WarnContext(ctx, "session start failed", "session_id", ss.ID, "err", err)
+	}()
+
+	cargo, err := m.store.CargoByID(ctx, sb.CargoID)
+	if err != nil {
+		return fmt.Errorf("session: cargo %s: %w", sb.CargoID, err)
+	}
+	multi := len(p.Containers) > 1
+	if multi {
+		ss.Network = "bay_net_" + ss.ID
+		if err := m.drv.CreateNetwork(ctx, ss.Network, map[string]string{
+			driver.LabelManaged: "true", driver.LabelSessionID: ss.ID, driver.LabelInstanceID: m.cfg.InstanceID,
+		}); err != nil {
+			return fmt.Errorf("session: network: %w", err)
+		}
+	}
+	ss.Containers = make([]model.ContainerInfo, len(p.Containers))
+	for i, c := range p.Containers {
+		spec := m.instanceSpec(sb, ss, p, c, cargo.DriverRef, multi)
+		id, err := m.drv.Create(ctx, spec)
+		if err != nil {
+			return fmt.Errorf("session: create %s: %w", spec.Name, err)
+		}
+		ss.Containers[i] = model.ContainerInfo{Name: c.Name, ContainerID: id, RuntimeType: c.RuntimeType,
+			Capabilities: c.Capabilities, Status: "created"}
+	}
+	ss.ContainerID = ss.Containers[0].ContainerID
+	// Record the containers before starting them: a crash from here on leaves a
+	// record GC and reconcile can follow.
+	if err := m.store.UpdateSession(ctx, ss); err != nil {
+		return err
+	}
+	if m.hooks.BeforeStart != nil {
+		if err := m.hooks.BeforeStart(ctx, ss); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	errc := make([]error, len(ss.Containers))
+	for i := range ss.Containers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ep, err := m.drv.Start(ctx, ss.Containers[i].ContainerID)
+			if err != nil {
+				errc[i] = fmt.Errorf("start %s: %w", ss.Containers[i].Name, err)
+				return
+			}
+			ss.Containers[i].Endpoint = ep
+			if err := m.waitReady(ctx, runtime.Target{Endpoint: ep, Token: ss.Token}); err != nil {
+				errc[i] = err
+				return
+			}
+			ss.Containers[i].Status = "running"
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errc...); err != nil {
+		var e *errs.Error
+		if errors.As(err, &e) {
+			return e
+		}
+		return fmt.Errorf("session: %w", err)
+	}
+	ss.Endpoint = ss.Containers[0].Endpoint
+	ss.ObservedState = model.SessionRunning
+	ss.LastActiveAt = now
+	if err := m.store.UpdateSession(ctx, ss); err != nil {
+		return err
+	}
+	m.markVerified(ss.ID)
+	return nil
+}
+
+func (m *Manager) instanceSpec(sb *model.Sandbox, ss *model.Session, p *Profile, c ContainerSpec, volume string, multi bool) driver.InstanceSpec {
+	labels := map[string]string{
+		driver.LabelManaged: "true", driver.LabelOwner: sb.Owner, driver.LabelSandboxID: sb.ID,
+		driver.LabelSessionID: ss.ID, driver.LabelCargoID: sb.CargoID, driver.LabelProfileID: p.ID,
+		driver.LabelInstanceID: m.cfg.InstanceID, driver.LabelRuntimePort: strconv.Itoa(c.Port),
+	}
+	name := "bay-session-" + ss.ID
+	hostname := ""
+	if multi {
+		name = "bay-" + ss.ID + "-" + c.Name
+		hostname = c.Name
+		labels[driver.LabelContainerName] = c.Name
+		labels[driver.LabelRuntimeType] = c.RuntimeType
+	}
+	env := maps.Clone(c.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	if len(p.ProfileEnv) > 0 {
+		// Upstream's ':'-joined form for old images, and JSON so values with ':' survive.
+		keys := make([]string, 0, len(p.ProfileEnv))
+		for k := range p.ProfileEnv {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		pairs := make([]string, 0, len(keys))
+		for _, k := range keys {
+			pairs = append(pairs, k+"="+p.ProfileEnv[k])
+		}
+		env["BAY_PROFILE_ENV"] = strings.Join(pairs, ":")
+		j, _ := json.Marshal(p.ProfileEnv)
+		env["BAY_PROFILE_ENV_JSON"] = string(j)
+	}
+	env["BAY_SESSION_ID"] = ss.ID
+	env["BAY_SANDBOX_ID"] = sb.ID
+	env["BAY_WORKSPACE_PATH"] = "/workspace"
+	env["SHIP_TOKEN"] = ss.Token
+	env["SHIP_PORT"] = strconv.Itoa(c.Port)
+	if multi {
+		env["BAY_CONTAINER_NAME"] = c.Name
+	}
+	return driver.InstanceSpec{
+		Name: name, Hostname: hostname, Image: c.Image, Env: env, Labels: labels, Volume: volume,
+		Port: c.Port, Network: ss.Network, Runtime: p.Runtime, NoNetwork: p.NoNetwork, Resources: c.Resources,
+	}
+}
+
+// waitReady polls /health with backoff until 200 or the ready timeout.
+func (m *Manager) waitReady(ctx context.Context, t runtime.Target) error {
+	deadline := time.Now().Add(m.cfg.ReadyTimeout)
+	interval := m.cfg.ReadyPollInitial
+	for {
+		if m.rt.Healthy(ctx, t, m.cfg.HealthTimeout) {
+			return nil
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return errs.New(errs.SessionNotReady, "Runtime failed to become ready").Wrap(errors.New("readiness timeout"))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(interval, remaining)):
+		}
+		interval = min(interval*2, m.cfg.ReadyPollMax)
+	}
+}
+
+// teardown removes the session's containers and network (not its row).
+func (m *Manager) teardown(ctx context.Context, ss *model.Session) {
+	m.forget(ss.ID)
+	ids := map[string]bool{}
+	if ss.ContainerID != "" {
+		ids[ss.ContainerID] = true
+	}
+	for _, c := range ss.Containers {
+		if c.ContainerID != "" {
+			ids[c.ContainerID] = true
+		}
+	}
+	// Containers created but not yet recorded still carry the session label.
+	if list, err := m.drv.List(ctx, map[string]string{driver.LabelManaged: "true", driver.LabelSessionID: ss.ID}); err == nil {
+		for _, in := range list {
+			ids[in.ID] = true
+		}
+	}
+	for id := range ids {
+		if err := m.drv.Destroy(ctx, id); err != nil {
+			m.log.ErrorContext(ctx, "destroying container", "session_id", ss.ID, "container_id", id, "err", err)
+		}
+	}
+	if ss.Network != "" {
+		if err := m.drv.DeleteNetwork(ctx, ss.Network); err != nil {
+			m.log.ErrorContext(ctx, "deleting session network", "session_id", ss.ID, "err", err)
+		}
+	}
+}
+
+// Destroy removes a session's containers and its row.
+func (m *Manager) Destroy(ctx context.Context, ss *model.Session) error {
+	m.teardown(ctx, ss)
+	return m.store.DeleteSession(ctx, ss.ID)
+}
+
+// DestroyAll removes every session of a sandbox and clears its pointer. Call with the lock held.
+func (m *Manager) DestroyAll(ctx context.Context, sandboxID string) error {
+	list, err := m.store.SessionsOf(ctx, sandboxID)
+	if err != nil {
+		return err
+	}
+	var errList []error
+	for _, ss := range list {
+		if err := m.Destroy(ctx, ss); err != nil {
+			errList = append(errList, err)
+		}
+	}
+	if err := m.store.SetCurrentSession(ctx, sandboxID, "", nil); err != nil {
+		errList = append(errList, err)
+	}
+	return errors.Join(errList...)
+}

@@ -1,0 +1,145 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/shipyard/shipyard/internal/bay/model"
+)
+
+const execCols = `id, sandbox_id, owner, session_id, exec_type, code, success, execution_time_ms, output, error,
+	payload_ref, description, tags, notes, learn_enabled, learn_status, learn_error, learn_processed_at, created_at`
+
+func scanExecution(sc interface{ Scan(...any) error }) (*model.Execution, error) {
+	var (
+		e                                                  model.Execution
+		output, errS, payload, desc, tags, notes, ls, lerr sql.NullString
+		lproc                                              sql.NullInt64
+		created                                            int64
+	)
+	if err := sc.Scan(&e.ID, &e.SandboxID, &e.Owner, &e.SessionID, &e.ExecType, &e.Code, &e.Success,
+		&e.ExecutionTimeMs, &output, &errS, &payload, &desc, &tags, &notes, &e.LearnEnabled, &ls, &lerr,
+		&lproc, &created); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	e.Output, e.Error, e.PayloadRef = strPtr(output), strPtr(errS), strPtr(payload)
+	e.Description, e.Tags, e.Notes = strPtr(desc), strPtr(tags), strPtr(notes)
+	e.LearnStatus, e.LearnError = strPtr(ls), strPtr(lerr)
+	e.LearnProcessedAt = fromUSPtr(lproc)
+	e.CreatedAt = fromUS(created)
+	return &e, nil
+}
+
+// CreateExecution appends a history entry.
+func (s *Store) CreateExecution(ctx context.Context, e *model.Execution) error {
+	_, err := s.exec(ctx, s.db, `INSERT INTO executions (`+execCols+`, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		e.ID, e.SandboxID, e.Owner, e.SessionID, e.ExecType, e.Code, e.Success, e.ExecutionTimeMs,
+		e.Output, e.Error, e.PayloadRef, e.Description, e.Tags, e.Notes, e.LearnEnabled, e.LearnStatus,
+		e.LearnError, usPtr(e.LearnProcessedAt), us(e.CreatedAt), e.CreatedAt.UnixNano())
+	if err != nil {
+		return fmt.Errorf("store: insert execution: %w", err)
+	}
+	return nil
+}
+
+// ExecFilter selects history entries of one sandbox.
+type ExecFilter struct {
+	SandboxID      string
+	ExecType       string
+	SuccessOnly    bool
+	Tags           []string // OR of case-insensitive substrings
+	HasNotes       *bool
+	HasDescription *bool
+	Limit, Offset  int
+}
+
+func (f ExecFilter) where() (string, []any) {
+	w := ` WHERE sandbox_id = ?`
+	args := []any{f.SandboxID}
+	if f.ExecType != "" {
+		w += ` AND exec_type = ?`
+		args = append(args, f.ExecType)
+	}
+	if f.SuccessOnly {
+		w += ` AND success = ?`
+		args = append(args, true)
+	}
+	if len(f.Tags) > 0 {
+		var ors []string
+		for _, t := range f.Tags {
+			ors = append(ors, `LOWER(COALESCE(tags, '')) LIKE ?`)
+			args = append(args, "%"+strings.ToLower(t)+"%")
+		}
+		w += ` AND (` + strings.Join(ors, " OR ") + `)`
+	}
+	for _, c := range []struct {
+		col string
+		v   *bool
+	}{{"notes", f.HasNotes}, {"description", f.HasDescription}} {
+		if c.v == nil {
+			continue
+		}
+		if *c.v {
+			w += ` AND ` + c.col + ` IS NOT NULL AND ` + c.col + ` <> ''`
+		} else {
+			w += ` AND (` + c.col + ` IS NULL OR ` + c.col + ` = '')`
+		}
+	}
+	return w, args
+}
+
+// ListExecutions returns entries newest first and the total matching.
+func (s *Store) ListExecutions(ctx context.Context, f ExecFilter) ([]*model.Execution, int, error) {
+	w, args := f.where()
+	var total int
+	if err := s.db.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM executions`+w), args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("store: count executions: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+execCols+` FROM executions`+w+
+		` ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?`), append(args, f.Limit, f.Offset)...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list executions: %w", err)
+	}
+	defer rows.Close()
+	var out []*model.Execution
+	for rows.Next() {
+		e, err := scanExecution(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, e)
+	}
+	return out, total, rows.Err()
+}
+
+// GetExecution returns one entry of a sandbox.
+func (s *Store) GetExecution(ctx context.Context, sandboxID, id string) (*model.Execution, error) {
+	return scanExecution(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+execCols+
+		` FROM executions WHERE sandbox_id = ? AND id = ?`), sandboxID, id))
+}
+
+// LastExecution returns the newest entry (optionally of one type).
+func (s *Store) LastExecution(ctx context.Context, sandboxID, execType string) (*model.Execution, error) {
+	list, _, err := s.ListExecutions(ctx, ExecFilter{SandboxID: sandboxID, ExecType: execType, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, ErrNotFound
+	}
+	return list[0], nil
+}
+
+// AnnotateExecution sets description, tags and notes (nil = unchanged).
+func (s *Store) AnnotateExecution(ctx context.Context, sandboxID, id string, description, tags, notes *string) error {
+	_, err := s.exec(ctx, s.db, `UPDATE executions SET description = COALESCE(?, description),
+		tags = COALESCE(?, tags), notes = COALESCE(?, notes) WHERE sandbox_id = ? AND id = ?`,
+		description, tags, notes, sandboxID, id)
+	return err
+}

@@ -1,0 +1,210 @@
+// Package store persists Bay's records. One implementation over database/sql
+// serves both the embedded SQLite (default) and PostgreSQL (several Bay
+// replicas): queries are written once with `?` placeholders and rebound for
+// PostgreSQL; times are stored as Unix microseconds. Migrations are versioned
+// SQL files embedded in the binary and applied at start-up (goose).
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers "sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// ErrNotFound is returned when a row does not exist (or is not visible to the owner).
+var ErrNotFound = errors.New("store: not found")
+
+// ErrConflict is returned when a uniqueness guard or an optimistic-lock version rejects a write.
+var ErrConflict = errors.New("store: conflict")
+
+// Dialects.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// Store is the database handle. Safe for concurrent use.
+type Store struct {
+	db      *sql.DB
+	dialect string
+}
+
+// Open connects, applies pending migrations and returns the store.
+// dialect is SQLite (dsn = file path, or ":memory:") or Postgres (dsn = URL).
+func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
+	var (
+		db  *sql.DB
+		err error
+		gd  goose.Dialect
+	)
+	switch dialect {
+	case SQLite:
+		// WAL + busy timeout: concurrent readers with one writer; IMMEDIATE
+		// transactions so that read-then-write never deadlocks on upgrade.
+		q := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		if dsn == ":memory:" {
+			dsn = "file::memory:?cache=shared&" + q
+		} else if strings.Contains(dsn, "?") {
+			dsn = "file:" + dsn + "&" + q
+		} else {
+			dsn = "file:" + dsn + "?" + q
+		}
+		db, err = sql.Open("sqlite", dsn)
+		gd = goose.DialectSQLite3
+		if err == nil {
+			db.SetMaxOpenConns(8)
+		}
+	case Postgres:
+		db, err = sql.Open("pgx", dsn)
+		gd = goose.DialectPostgres
+		if err == nil {
+			db.SetMaxOpenConns(20)
+			db.SetMaxIdleConns(10)
+		}
+	default:
+		return nil, fmt.Errorf("store: unknown dialect %q", dialect)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dialect, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: connect %s: %w", dialect, err)
+	}
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	p, err := goose.NewProvider(gd, db, sub)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: migrate: %w", err)
+	}
+	return &Store{db: db, dialect: dialect}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks the database is reachable.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// Dialect returns SQLite or Postgres.
+func (s *Store) Dialect() string { return s.dialect }
+
+// rebind turns `?` placeholders into `$n` for PostgreSQL.
+func (s *Store) rebind(q string) string {
+	if s.dialect != Postgres {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+type querier interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+func (s *Store) exec(ctx context.Context, q querier, query string, args ...any) (int64, error) {
+	res, err := q.ExecContext(ctx, s.rebind(query), args...)
+	if err != nil {
+		if isUniqueViolation(err) {
+			return 0, fmt.Errorf("%w: %v", ErrConflict, err)
+		}
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// Tx runs fn in one transaction.
+func (s *Store) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	sqlTx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if err := fn(&Tx{s: s, tx: sqlTx}); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// Tx is a transaction over the same methods as Store where atomicity matters.
+type Tx struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+func isUniqueViolation(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || // SQLite
+		strings.Contains(msg, "SQLSTATE 23505") // PostgreSQL
+}
+
+// Times are Unix microseconds in the database.
+
+func us(t time.Time) int64 { return t.UnixMicro() }
+
+func usPtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func fromUS(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+func fromUSPtr(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromUS(v.Int64)
+	return &t
+}
+
+func nullStr(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func strPtr(v sql.NullString) *string {
+	if !v.Valid {
+		return nil
+	}
+	return &v.String
+}
