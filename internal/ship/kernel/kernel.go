@@ -10,9 +10,55 @@
 //	err = m.Restart(ctx)                   // state lost; re-runs init code
 //	err = m.Shutdown(ctx)                  // stops the kernel process; Status → "not_started"
 //	err = m.Close()                        // Shutdown + release sockets
+//
+// Execute runs one cell at a time (others queue up to Config.QueueTimeout).
+// Kernel trouble is reported in the Result, not as an error: a timed-out cell
+// gives TimedOut, a kernel that died during the cell gives Success=false and an
+// Error saying that state was lost, and the next Execute restarts it and sets
+// Restarted and Notice. Errors are returned only when no result could be had:
+// the queue wait timed out (ErrBusy), ctx was canceled, the manager is closed
+// (ErrClosed), or the kernel could not be started.
 package kernel
 
-import "time"
+import (
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// Status values, as upstream reports them.
+const (
+	StatusNotStarted = "not_started"
+	StatusAlive      = "alive"
+	StatusDead       = "dead"
+)
+
+// DefaultArgv launches Debian's ipykernel.
+var DefaultArgv = []string{"python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"}
+
+// DefaultInitCode makes plots work out of the box: matplotlib draws with the
+// inline backend, so `plt.plot(...); plt.show()` (or a figure left open at the
+// end of a cell) yields an image/png output. ipykernel only defaults
+// MPLBACKEND to inline when the variable is unset; an image or profile that
+// exports MPLBACKEND=Agg (or a non-GUI default) would silently produce no
+// image. Nothing is imported, so it costs ~nothing at start; it leaves no
+// names behind in the user namespace. Append your own code (e.g. the profile
+// environment) to it.
+const DefaultInitCode = `def _shipyard_init():
+    import os
+    backend = os.environ.get("MPLBACKEND", "")
+    if backend.lower() in ("", "agg", "template", "pdf", "svg", "ps", "cairo"):
+        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+_shipyard_init()
+del _shipyard_init
+`
+
+// Errors returned by Manager methods.
+var (
+	ErrClosed     = errors.New("kernel: manager closed")
+	ErrBusy       = errors.New("kernel: timed out waiting for the running execution")
+	ErrNotStarted = errors.New("kernel: not started")
+)
 
 // Config configures the kernel process.
 type Config struct {
@@ -33,6 +79,20 @@ type Config struct {
 	StartTimeout, QueueTimeout time.Duration
 	// MaxOutputBytes caps collected text (default 1 MiB); beyond it Result.Truncated.
 	MaxOutputBytes int
+
+	// DefaultTimeout is the cell timeout when Request.Timeout is 0 (default 30s).
+	DefaultTimeout time.Duration
+	// InterruptGrace bounds the wait for a timed-out cell to stop after the
+	// interrupt (default 5s); past it the kernel is restarted.
+	InterruptGrace time.Duration
+	// HeartbeatTimeout: a kernel whose heartbeat socket does not answer for
+	// this long is killed and reported dead (default 15s; negative disables).
+	HeartbeatTimeout time.Duration
+	// RuntimeDir holds the connection files (default os.TempDir()). Each
+	// kernel gets a private 0700 directory in it, owned by UID/GID.
+	RuntimeDir string
+	// Logger receives the manager's logs (default slog.Default()).
+	Logger *slog.Logger
 }
 
 // Request is one cell to run.
@@ -55,4 +115,7 @@ type Result struct {
 	TimedOut  bool   // the kernel was interrupted after Timeout; Text holds output produced so far
 	Restarted bool   // the kernel had died and was restarted before/while running; state was lost
 	Truncated bool
+	// Notice explains Restarted (why the kernel was restarted, that state was
+	// lost); it is not an error: the cell itself may have succeeded.
+	Notice string
 }

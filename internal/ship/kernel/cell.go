@@ -1,0 +1,99 @@
+package kernel
+
+import (
+	"context"
+	"time"
+)
+
+// cell is one execute_request in flight on a proc.
+type cell struct {
+	p   *proc
+	w   *waiter
+	col collector
+}
+
+// waitStatus says why cell.wait returned.
+type waitStatus int
+
+const (
+	cellDone     waitStatus = iota // idle and execute_reply seen
+	cellDeadline                   // the deadline channel fired
+	cellCanceled                   // ctx is done
+	cellDied                       // the kernel process exited
+)
+
+// submit sends an execute_request.
+func (p *proc) submit(code string, silent bool, maxOutput int) (*cell, error) {
+	w, err := p.request(p.shell, "execute_request", map[string]any{
+		"code":             code,
+		"silent":           silent,
+		"store_history":    !silent,
+		"user_expressions": map[string]any{},
+		"allow_stdin":      false,
+		"stop_on_error":    true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &cell{p: p, w: w, col: collector{max: maxOutput, silent: silent}}, nil
+}
+
+// wait collects the cell's messages until it is done, the deadline fires, ctx
+// is done or the kernel dies. It may be called again after a deadline.
+func (c *cell) wait(ctx context.Context, deadline <-chan time.Time) waitStatus {
+	var replyGrace <-chan time.Time
+	for !c.col.done() {
+		select {
+		case m := <-c.w.ch:
+			c.add(m)
+			if c.col.idle && !c.col.replied && replyGrace == nil {
+				// execute_reply is sent before idle; it is at most in flight.
+				replyGrace = time.After(time.Second)
+			}
+		case <-replyGrace:
+			c.p.log.Warn("no execute_reply after idle", "msg_id", c.w.id)
+			return cellDone
+		case <-deadline:
+			return cellDeadline
+		case <-ctx.Done():
+			return cellCanceled
+		case <-c.p.exited:
+			c.drain()
+			return cellDied
+		}
+	}
+	return cellDone
+}
+
+func (c *cell) add(m *message) {
+	if err := c.col.add(m); err != nil {
+		c.p.log.Warn("bad kernel message", "msg_type", m.Header.MsgType, "err", err)
+	}
+}
+
+// drain collects what the readers still deliver after the process exited,
+// up to the end of the connections (bounded).
+func (c *cell) drain() {
+	t := time.NewTimer(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case m := <-c.w.ch:
+			c.add(m)
+		case <-c.p.readersDone:
+			for {
+				select {
+				case m := <-c.w.ch:
+					c.add(m)
+				default:
+					return
+				}
+			}
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// close stops routing the cell's messages; later ones are dropped.
+func (c *cell) close() { c.p.unsubscribe(c.w) }
