@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +26,14 @@ import (
 )
 
 // shipImage is the real runtime image (COMPAT §6); `make test` builds it.
-const shipImage = "ship:latest"
+// BAY_TEST_SHIP_IMAGE names another image with the same contract (a shell,
+// cat, /workspace owned by 1000, a server on 8123 with GET /health).
+func shipImage() string {
+	if img := os.Getenv("BAY_TEST_SHIP_IMAGE"); img != "" {
+		return img
+	}
+	return "ship:latest"
+}
 
 // TestConformance runs the driver suite on the tiny test runtime (always) and
 // on the real Ship image (when it has been built).
@@ -48,12 +56,13 @@ func TestConformance(t *testing.T) {
 	})
 	t.Run("ship", func(t *testing.T) {
 		cli := rawClient(t)
-		if _, err := cli.ImageInspect(t.Context(), shipImage); err != nil {
-			t.Skipf("%s is not present (%v); `make test` builds it first", shipImage, err)
+		img := shipImage()
+		if _, err := cli.ImageInspect(t.Context(), img); err != nil {
+			t.Skipf("%s is not present (%v); `make test` builds it first", img, err)
 		}
 		d, _ := newDriver(t, Config{PullPolicy: PullNever})
 		drivertest.Run(t, d, drivertest.Options{
-			Image:      shipImage,
+			Image:      img,
 			Port:       8123,
 			HealthPath: "/health",
 			WriteFile: func(ctx context.Context, id, path, data string) error {
