@@ -3,6 +3,7 @@ package config
 import (
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -359,6 +360,34 @@ func (c *Config) ProxyFor(p *Profile, ct *ContainerSpec) ProxyConfig {
 		return *p.Proxy
 	}
 	return c.Proxy
+}
+
+// Redacted returns a copy fit for logging: the API key and passwords in the
+// database URL and the global proxy URLs are masked. (Profile env values are
+// left as they are.)
+func (c *Config) Redacted() Config {
+	r := *c
+	if r.Security.APIKey != "" {
+		r.Security.APIKey = "REDACTED"
+	}
+	r.Database.URL = redactURL(r.Database.URL)
+	r.Database.DSN = redactURL(r.Database.DSN)
+	r.Proxy.HTTPProxy = redactURL(r.Proxy.HTTPProxy)
+	r.Proxy.HTTPSProxy = redactURL(r.Proxy.HTTPSProxy)
+	return r
+}
+
+// redactURL masks the password of a URL; strings that do not parse as URLs
+// with credentials are returned unchanged.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	}
+	return u.String()
 }
 
 // Default returns the built-in configuration (upstream defaults plus ours),

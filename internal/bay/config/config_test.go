@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -710,6 +711,45 @@ profiles:
 		{"own key wins (shallow)", d.Env, map[string]string{"B": "2"}},
 		{"server", c.Server.Port, 9000},
 	})
+}
+
+func TestProfileWarnings(t *testing.T) {
+	c := mustLoadYAML(t, `
+profiles:
+  - id: m
+    env: {A: "1"}
+    runtime_port: 9000
+    browser: shared
+    containers: [{name: c, image: i}]
+`, nil)
+	want := []string{
+		"profiles[0](m).browser: shared, but browser_service.enabled is false",
+		"profiles[0](m).runtime_port ignored: the profile has containers, set it on each container",
+		"profiles[0](m).env ignored: the profile has containers, set it on each container",
+	}
+	if !reflect.DeepEqual(c.Warnings, want) {
+		t.Errorf("warnings:\n got %q\nwant %q", c.Warnings, want)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	c := mustLoadYAML(t, `
+database: {url: "postgresql+asyncpg://bay:s3cret@db/bay"}
+proxy: {http_proxy: "http://u:pw@proxy:3128"}
+`, envMap("BAY_API_KEY", "sk-bay-secret"))
+	r := c.Redacted()
+	text := fmt.Sprintf("%+v", r)
+	for _, secret := range []string{"s3cret", "pw@", "sk-bay-secret"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("Redacted leaks %q: %s", secret, text)
+		}
+	}
+	if c.Security.APIKey != "sk-bay-secret" || !strings.Contains(c.Database.DSN, "s3cret") {
+		t.Error("Redacted changed the original")
+	}
+	if r.Database.DSN != "postgres://bay:REDACTED@db/bay" {
+		t.Errorf("DSN = %q", r.Database.DSN)
+	}
 }
 
 func TestProxyEnv(t *testing.T) {

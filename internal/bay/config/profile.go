@@ -68,8 +68,6 @@ type Profile struct {
 	PidsLimit int64  // pids_limit; 256
 	Runtime   string // runtime: OCI runtime, e.g. "runsc"; "" = engine default
 	NoNetwork bool   // no_network: no outbound network for this profile's containers
-
-	primary int
 }
 
 // ContainerSpec is one runtime container of a profile.
@@ -102,8 +100,19 @@ type StartupConfig struct {
 	WaitForAll bool   // true
 }
 
-// Primary is the primary container: the first named "primary" or "ship", else the first.
-func (p *Profile) Primary() *ContainerSpec { return &p.Containers[p.primary] }
+// Primary is the primary container: the first named "primary" or "ship",
+// else the first; nil only for a Profile built by hand without containers.
+func (p *Profile) Primary() *ContainerSpec {
+	for i := range p.Containers {
+		if n := p.Containers[i].Name; n == "primary" || n == "ship" {
+			return &p.Containers[i]
+		}
+	}
+	if len(p.Containers) == 0 {
+		return nil
+	}
+	return &p.Containers[0]
+}
 
 // IsMultiContainer reports whether the profile runs more than one container.
 func (p *Profile) IsMultiContainer() bool { return len(p.Containers) > 1 }
@@ -329,13 +338,6 @@ func (c *Config) buildProfile(raw profileYAML, path string) (*Profile, []error) 
 		}
 	}
 
-	p.primary = 0
-	for i, ct := range p.Containers {
-		if ct.Name == "primary" || ct.Name == "ship" {
-			p.primary = i
-			break
-		}
-	}
 	prim := p.Primary()
 	p.Image = deref(raw.Image, prim.Image)
 	p.RuntimeType = prim.RuntimeType
@@ -411,6 +413,19 @@ func (c *Config) buildProfile(raw profileYAML, path string) (*Profile, []error) 
 	}
 	if p.Runtime != "" && !runtimeNameRE.MatchString(p.Runtime) {
 		bad("runtime", "invalid OCI runtime name %q", p.Runtime)
+	}
+	if p.Browser == BrowserShared && !c.BrowserService.Enabled {
+		c.Warnings = append(c.Warnings, path+".browser: shared, but browser_service.enabled is false")
+	}
+	if len(raw.Containers) > 0 {
+		for _, f := range []struct {
+			key string
+			set bool
+		}{{"runtime_type", raw.RuntimeType != nil}, {"runtime_port", raw.RuntimePort != nil}, {"env", len(raw.Env) > 0}} {
+			if f.set {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("%s.%s ignored: the profile has containers, set it on each container", path, f.key))
+			}
+		}
 	}
 
 	names := map[string]bool{}
