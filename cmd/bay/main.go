@@ -17,7 +17,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "usage: bay [serve]\n\nConfig: $BAY_CONFIG_FILE, else ./config.yaml, else /etc/bay/config.yaml, else defaults;\nBAY_* variables override the file (nested keys with __, e.g. BAY_SERVER__PORT).\n")
 		os.Exit(2)
 	}
-	cfg, err := config.Load(os.LookupEnv)
+	cfg, err := config.Load(config.EnvLookup(os.Environ()))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bay: config: %v\n", err)
 		os.Exit(1)

@@ -295,8 +295,8 @@ func (l LogConfig) SlogLevel() slog.Level {
 // that upstream hard-codes; the defaults are upstream's values.
 type SessionConfig struct {
 	ReadyTimeoutSeconds int `yaml:"ready_timeout_seconds"`  // give up waiting for /health; 120
-	ReadyPollInitialMs  int `yaml:"ready_poll_initial_ms"`  // first poll interval, doubled each time; 500
-	ReadyPollMaxMs      int `yaml:"ready_poll_max_ms"`      // poll interval cap; 1000
+	ReadyPollInitialMs  int `yaml:"ready_poll_initial_ms"`  // first poll interval, doubled each time; 25
+	ReadyPollMaxMs      int `yaml:"ready_poll_max_ms"`      // poll interval cap; 250
 	ReadyProbeTimeoutMs int `yaml:"ready_probe_timeout_ms"` // one /health attempt; 2000
 	// StartLockTimeoutSeconds bounds how long a request waits for another
 	// request that is starting the same sandbox; must be >= ready_timeout_seconds. 150
@@ -478,8 +478,8 @@ func defaults() *Config {
 		Log:                       LogConfig{Level: "info", Format: "json"},
 		Session: SessionConfig{
 			ReadyTimeoutSeconds:       120,
-			ReadyPollInitialMs:        500,
-			ReadyPollMaxMs:            1000,
+			ReadyPollInitialMs:        25,
+			ReadyPollMaxMs:            250,
 			ReadyProbeTimeoutMs:       2000,
 			StartLockTimeoutSeconds:   150,
 			ShipRequestTimeoutSeconds: 60,

@@ -1,0 +1,58 @@
+# Shipyard: `make run` starts Bay on embedded SQLite with the local Docker Engine;
+# `make test` runs every check CI runs. Both install what is missing.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(PATH)
+export CGO_ENABLED := 0
+GO ?= go
+GOFLAGS_TEST ?= -race -count=1
+BAY_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: all build bay ship image run test lint unit e2e bench clean deps docker
+
+all: build
+
+build: bay ship
+
+bay:
+	$(GO) build -trimpath -o bin/bay ./cmd/bay
+
+ship:
+	$(GO) build -trimpath -o bin/ship ./cmd/ship
+
+docker:
+	@scripts/ensure-docker.sh
+
+# The Ship image, built offline from Debian's packages and cached by content hash.
+image: docker
+	@images/ship/build.sh
+
+run: docker bay image
+	@mkdir -p $(BAY_DATA_DIR)
+	@echo "Bay: http://127.0.0.1:$${BAY_SERVER__PORT:-8114}  (data: $(BAY_DATA_DIR))"
+	@echo "Auth: Authorization: Bearer <api_key from $(BAY_DATA_DIR)/credentials.json, or \$$BAY_API_KEY>"
+	BAY_DATA_DIR=$(BAY_DATA_DIR) BAY_LOG__FORMAT=$${BAY_LOG__FORMAT:-text} ./bin/bay serve
+
+deps: docker
+	@scripts/ensure-host-deps.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit: deps
+	CGO_ENABLED=1 $(GO) test $(GOFLAGS_TEST) -short ./...
+
+# Container tests against the real image, real Docker, real SQLite and PostgreSQL.
+e2e: image
+	SHIPYARD_E2E=1 SHIPYARD_TEST_PG_DSN=$$(scripts/pg.sh) CGO_ENABLED=1 \
+		$(GO) test $(GOFLAGS_TEST) -timeout 15m ./...
+
+test: lint deps image
+	SHIPYARD_E2E=1 SHIPYARD_TEST_PG_DSN=$$(scripts/pg.sh) CGO_ENABLED=1 \
+		$(GO) test $(GOFLAGS_TEST) -timeout 18m ./...
+
+bench: docker image
+	$(GO) run ./bench/cmd/report
+
+clean:
+	rm -rf bin
