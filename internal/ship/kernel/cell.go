@@ -54,6 +54,10 @@ func (c *cell) wait(ctx context.Context, deadline <-chan time.Time) waitStatus {
 			c.p.log.Warn("no execute_reply after idle", "msg_id", c.w.id)
 			return cellDone
 		case <-deadline:
+			// The end may have arrived together with the deadline.
+			if c.poll() {
+				return cellDone
+			}
 			return cellDeadline
 		case <-ctx.Done():
 			return cellCanceled
@@ -71,6 +75,20 @@ func (c *cell) add(m *message) {
 	}
 }
 
+// poll collects the messages already delivered and reports whether the
+// cell is done.
+func (c *cell) poll() bool {
+	for !c.col.done() {
+		select {
+		case m := <-c.w.ch:
+			c.add(m)
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // drain collects what the readers still deliver after the process exited,
 // up to the end of the connections (bounded).
 func (c *cell) drain() {
@@ -81,14 +99,8 @@ func (c *cell) drain() {
 		case m := <-c.w.ch:
 			c.add(m)
 		case <-c.p.readersDone:
-			for {
-				select {
-				case m := <-c.w.ch:
-					c.add(m)
-				default:
-					return
-				}
-			}
+			c.poll()
+			return
 		case <-t.C:
 			return
 		}

@@ -21,6 +21,7 @@
 package kernel
 
 import (
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
@@ -52,6 +53,22 @@ const DefaultInitCode = `def _shipyard_init():
 _shipyard_init()
 del _shipyard_init
 `
+
+// EnvInitCode returns init code that sets env in the kernel's os.environ
+// (upstream exports the sandbox profile, .bay_env.sh, this way). Append it to
+// DefaultInitCode. Variables are set when the kernel starts, so they reach
+// the kernel's later subprocesses too.
+func EnvInitCode(env map[string]string) string {
+	if len(env) == 0 {
+		return ""
+	}
+	// A JSON object of strings is a valid Python dict literal.
+	b, err := json.Marshal(env)
+	if err != nil {
+		panic(err) // a map[string]string always marshals
+	}
+	return "__import__('os').environ.update(" + string(b) + ")\n"
+}
 
 // Errors returned by Manager methods.
 var (

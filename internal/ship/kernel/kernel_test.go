@@ -94,6 +94,8 @@ func TestExecute(t *testing.T) {
 		{name: "syntax error", code: "def (:", wantError: "SyntaxError"},
 		{name: "none result", code: "None", wantOK: true},
 		{name: "unicode", code: "print('héllo ✓')", wantText: "héllo ✓", wantOK: true},
+		{name: "no stdin", code: "input('name? ')", wantError: "StdinNotImplementedError"},
+		{name: "init leaves no names", code: "[n for n in dir() if 'shipyard' in n]", wantText: "[]", wantOK: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,6 +180,22 @@ func TestRichOutput(t *testing.T) {
 				t.Errorf("Data = %v, want %s", res.Data, tt.wantData)
 			}
 		})
+	}
+}
+
+// An environment that selects a non-GUI backend must not silently lose plots.
+func TestPlotWithAggInEnvironment(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Env = append(os.Environ(), "MPLBACKEND=Agg")
+	cfg.InitCode = DefaultInitCode + EnvInitCode(map[string]string{"PROFILE_VAR": "it's \"quoted\"\n✓"})
+	m := startManager(t, cfg)
+	res := exec1(t, m, "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()", 30*time.Second)
+	if len(res.Images) != 1 {
+		t.Errorf("got %d images (error %q)", len(res.Images), res.Error)
+	}
+	res = exec1(t, m, "import os; print(repr(os.environ['PROFILE_VAR']))", 0)
+	if want := `'it\'s "quoted"\n✓'`; res.Text != want {
+		t.Errorf("PROFILE_VAR = %s (error %q), want %s", res.Text, res.Error, want)
 	}
 }
 

@@ -173,6 +173,9 @@ func (m *Manager) take() (*proc, error) {
 
 // acquire takes the execution slot, waiting at most wait (0: as long as ctx).
 func (m *Manager) acquire(ctx context.Context, wait time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("kernel: waiting for the kernel: %w", err)
+	}
 	var timeout <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -302,6 +305,14 @@ func (m *Manager) Execute(ctx context.Context, req Request) (Result, error) {
 	}
 	c, err := p.submit(req.Code, req.Silent, m.cfg.MaxOutputBytes)
 	if err != nil {
+		// Most likely the kernel has just died: say so if it did.
+		t := time.NewTimer(500 * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-p.exited:
+			return withNotice(died(p, &collector{}), notice), nil
+		case <-t.C:
+		}
 		return withNotice(failed(err), notice), err
 	}
 	timer := time.NewTimer(timeout)

@@ -88,7 +88,10 @@ func startProc(ctx context.Context, cfg *Config, log *slog.Logger) (_ *proc, err
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = cfg.Dir
 	cmd.Env = cfg.Env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Own process group: interrupts and kills reach the kernel's children too.
+	// (No Pdeathsig: it fires when the forking OS thread exits, which the Go
+	// runtime does not guarantee to keep.)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if cfg.UID != 0 || cfg.GID != 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: cfg.UID, Gid: cfg.GID}
 	}
