@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/api"
@@ -20,12 +21,15 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/config"
 	"github.com/shipyard/shipyard/internal/bay/driver"
 	"github.com/shipyard/shipyard/internal/bay/driver/docker"
+	"github.com/shipyard/shipyard/internal/bay/gc"
 	"github.com/shipyard/shipyard/internal/bay/idempotency"
 	"github.com/shipyard/shipyard/internal/bay/keylock"
+	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
 	"github.com/shipyard/shipyard/internal/bay/session"
 	"github.com/shipyard/shipyard/internal/bay/store"
+	"github.com/shipyard/shipyard/internal/bay/warmpool"
 	"github.com/shipyard/shipyard/internal/logctx"
 )
 
@@ -51,6 +55,8 @@ type App struct {
 	Log       *slog.Logger
 	Now       func() time.Time
 	started   time.Time
+	GC        *gc.Collector
+	Warm      *warmpool.Pool
 	closers   []func() error
 	listener  net.Listener
 }
@@ -113,7 +119,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	}
 	a.Sandboxes = &sandbox.Service{Store: st, Sessions: a.Sessions, Driver: a.Driver, Config: cfg, Profiles: profiles, Log: log}
 	a.Caps = &capability.Service{Store: st, Sessions: a.Sessions, Runtime: a.Runtime, Config: cfg, Profiles: profiles, Log: log}
-	cargos := &cargo.Service{Store: st, Driver: a.Driver}
+	cargos := &cargo.Service{Store: st, Driver: a.Driver, InstanceID: cfg.GC.InstanceID}
+	a.GC = &gc.Collector{Store: st, Driver: a.Driver, Sessions: a.Sessions, Sandboxes: a.Sandboxes, Now: a.Now, Log: log,
+		Config: gc.Config{Enabled: cfg.GC.Enabled, RunOnStartup: cfg.GC.RunOnStartup, Interval: cfg.GC.Interval(),
+			InstanceID: cfg.GC.InstanceID, Tasks: map[string]bool{
+				gc.IdleSession: cfg.GC.IdleSession.Enabled, gc.ExpiredSandbox: cfg.GC.ExpiredSandbox.Enabled,
+				gc.OrphanCargo: cfg.GC.OrphanCargo.Enabled, gc.OrphanContainer: cfg.GC.OrphanContainer.Enabled,
+			}}}
+	a.GC.Init()
+	a.Warm = &warmpool.Pool{Store: st, Sessions: a.Sessions, Sandboxes: a.Sandboxes, Config: cfg, Profiles: profiles,
+		Now: a.Now, Log: log, Holder: cfg.GC.InstanceID + "/" + model.NewID("warm")}
+	if cfg.WarmPool.Enabled {
+		a.Sandboxes.Warm = a.Warm
+	}
 
 	apiKey := cfg.Security.APIKey
 	if path, err := auth.Provision(ctx, st, apiKey, cfg.DataDir, fmt.Sprintf("http://%s", cfg.Server.Addr()), a.Now()); err != nil {
@@ -131,6 +149,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		Config: cfg, Store: st, Auth: authn, Sandboxes: a.Sandboxes, Capabilities: a.Caps, Cargos: cargos,
 		Idempotency: &idempotency.Guard{Store: st, Enabled: cfg.Idempotency.Enabled, TTL: cfg.Idempotency.TTL()},
 		Runtime:     a.Runtime, Health: healthChecks{st: st, drv: a.Driver}, Log: log, Now: a.Now, Started: a.started,
+		GC: a.GC,
 	})
 	a.listener = opt.Listener
 	return a, nil
@@ -171,18 +190,50 @@ func (a *App) Run(ctx context.Context) error {
 	go func() { errc <- srv.Serve(ln) }()
 	a.Log.Info("bay listening", "addr", ln.Addr().String(), "database", a.Config.Database.Driver,
 		"driver", a.Config.Driver.Type, "startup_ms", time.Since(a.started).Milliseconds())
+
+	// Background duties: reconcile what a previous run left, then GC and the warm pool.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.GC.Reconcile(bg, a.staleStart()); err != nil && bg.Err() == nil {
+			a.Log.Error("reconcile", "err", err)
+		}
+		wg.Add(2)
+		go func() { defer wg.Done(); a.GC.Loop(bg) }()
+		go func() { defer wg.Done(); a.Warm.Run(bg) }()
+	}()
+
+	var err error
 	select {
-	case err := <-errc:
-		return err
+	case err = <-errc:
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), a.Config.Server.ShutdownTimeout())
 	defer cancel()
-	err := srv.Shutdown(sctx)
+	if serr := srv.Shutdown(sctx); err == nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = serr
+	}
+	stopBG()
+	wg.Wait()
+	if a.Config.WarmPool.Enabled {
+		a.Warm.Drain(sctx)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// staleStart is how old a "starting" session must be before reconcile undoes
+// it: with SQLite this Bay is the only one, so any is; with PostgreSQL another
+// replica may be starting it right now.
+func (a *App) staleStart() time.Duration {
+	if a.Config.Database.Driver == config.DriverSQLite {
+		return 0
+	}
+	return a.Config.Session.ReadyTimeout() + 30*time.Second
 }
 
 // Close releases everything New opened, in reverse order.

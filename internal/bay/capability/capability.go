@@ -53,6 +53,7 @@ type call struct {
 	sandbox *model.Sandbox
 	session *model.Session
 	target  runtime.Target
+	release func() // ends the session's in-use mark
 }
 
 func (s *Service) resolve(ctx context.Context, owner, sandboxID, capability string, now time.Time) (*call, error) {
@@ -77,7 +78,7 @@ func (s *Service) resolve(ctx context.Context, owner, sandboxID, capability stri
 		return nil, errs.Newf(errs.CapabilityNotSupported, "Profile '%s' does not support capability: %s", sb.ProfileID, capability).
 			With(map[string]any{"capability": capability, "available": available})
 	}
-	ss, err := s.Sessions.EnsureRunning(ctx, sb.ID, sp, now)
+	ss, release, err := s.Sessions.EnsureRunning(ctx, sb.ID, sp, now)
 	if err != nil {
 		return nil, err
 	}
@@ -90,9 +91,10 @@ func (s *Service) resolve(ctx context.Context, owner, sandboxID, capability stri
 		}
 	}
 	if err := s.checkRuntime(ctx, ss, t, capability); err != nil {
+		release()
 		return nil, err
 	}
-	return &call{sandbox: sb, session: ss, target: t}, nil
+	return &call{sandbox: sb, session: ss, target: t, release: release}, nil
 }
 
 // checkRuntime verifies the runtime's /meta advertises the capability (cached per session).
@@ -169,6 +171,7 @@ func (s *Service) Python(ctx context.Context, owner, sandboxID, code string, tim
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	r, err := s.Runtime.Python(ctx, c.target, code, timeout)
 	if err != nil {
 		s.shipFailed(c, err)
@@ -202,6 +205,7 @@ func (s *Service) Shell(ctx context.Context, owner, sandboxID, command string, t
 	if err != nil {
 		return nil, err
 	}
+	defer c.release()
 	r, err := s.Runtime.Shell(ctx, c.target, command, timeout, cwd)
 	if err != nil {
 		s.shipFailed(c, err)
@@ -293,13 +297,32 @@ func (s *Service) Upload(ctx context.Context, owner, sandboxID, path string, r i
 	return size, err
 }
 
-// Download opens path for streaming; the caller closes the reader.
+// Download opens path for streaming; the caller closes the reader. The session
+// stays in use (safe from idle GC) until then.
 func (s *Service) Download(ctx context.Context, owner, sandboxID, path string, now time.Time) (rc io.ReadCloser, size int64, err error) {
-	err = s.fileOp(ctx, owner, sandboxID, now, func(c *call) error {
-		rc, size, err = s.Runtime.Download(ctx, c.target, path)
-		return err
-	})
-	return rc, size, err
+	start := time.Now()
+	defer func() { s.observe(Filesystem, start, err) }()
+	c, err := s.resolve(ctx, owner, sandboxID, Filesystem, now)
+	if err != nil {
+		return nil, 0, err
+	}
+	rc, size, err = s.Runtime.Download(ctx, c.target, path)
+	if err != nil {
+		c.release()
+		s.shipFailed(c, err)
+		return nil, 0, err
+	}
+	return releasingReader{ReadCloser: rc, release: c.release}, size, nil
+}
+
+type releasingReader struct {
+	io.ReadCloser
+	release func()
+}
+
+func (r releasingReader) Close() error {
+	defer r.release()
+	return r.ReadCloser.Close()
 }
 
 func (s *Service) uploadTimeout() time.Duration {
@@ -316,6 +339,7 @@ func (s *Service) fileOp(ctx context.Context, owner, sandboxID string, now time.
 	if err != nil {
 		return err
 	}
+	defer c.release()
 	ctx = logctx.WithSandboxID(ctx, sandboxID)
 	if err = fn(c); err != nil {
 		s.shipFailed(c, err)
@@ -329,5 +353,6 @@ func (s *Service) Terminal(ctx context.Context, owner, sandboxID string, now tim
 	if err != nil {
 		return runtime.Target{}, err
 	}
+	c.release() // a terminal is long-lived; idle GC applies to it like to any client
 	return c.target, nil
 }

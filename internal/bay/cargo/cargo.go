@@ -16,8 +16,9 @@ import (
 
 // Service implements the cargo operations.
 type Service struct {
-	Store  *store.Store
-	Driver driver.Driver
+	Store      *store.Store
+	Driver     driver.Driver
+	InstanceID string
 }
 
 // Create records an external cargo and creates its volume.
@@ -26,7 +27,7 @@ func (s *Service) Create(ctx context.Context, owner string, sizeMB int, now time
 	if err := s.Store.CreateCargo(ctx, c); err != nil {
 		return nil, err
 	}
-	if err := s.Driver.CreateVolume(ctx, c.DriverRef, sandbox.CargoLabels(c)); err != nil {
+	if err := s.Driver.CreateVolume(ctx, c.DriverRef, sandbox.CargoLabels(c, s.InstanceID)); err != nil {
 		_ = s.Store.DeleteCargo(context.WithoutCancel(ctx), c.ID)
 		return nil, fmt.Errorf("cargo: create volume: %w", err)
 	}

@@ -40,6 +40,8 @@ type CreateRequest struct {
 	Profile string
 	CargoID *string
 	TTL     *int
+	// Warm creates a warm-pool member (internal): owned by the pool, hidden, no claim.
+	Warm bool
 }
 
 // Create makes a sandbox: a warm one when available, else a lazy one with a new
@@ -50,7 +52,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 		t := now.Add(time.Duration(*req.TTL) * time.Second)
 		expires = &t
 	}
-	if req.CargoID == nil && s.Warm != nil {
+	if req.CargoID == nil && s.Warm != nil && !req.Warm {
 		sb, err := s.Warm.Claim(ctx, owner, req.Profile, expires, now)
 		if err != nil {
 			s.Log.WarnContext(ctx, "warm claim failed; creating normally", "err", err)
@@ -64,6 +66,10 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 	sb := &model.Sandbox{
 		ID: model.NewID("sandbox"), Owner: owner, ProfileID: req.Profile,
 		CreatedAt: now, LastActiveAt: now, ExpiresAt: expires,
+	}
+	if req.Warm {
+		sb.Owner, sb.Warm, sb.WarmState = model.WarmOwner, true, model.WarmPending
+		owner = model.WarmOwner
 	}
 	var managed *model.Cargo
 	if req.CargoID != nil {
@@ -88,7 +94,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 		return nil, err
 	}
 	if managed != nil {
-		if err := s.Driver.CreateVolume(ctx, managed.DriverRef, CargoLabels(managed)); err != nil {
+		if err := s.Driver.CreateVolume(ctx, managed.DriverRef, CargoLabels(managed, s.Config.GC.InstanceID)); err != nil {
 			cctx := context.WithoutCancel(ctx)
 			if _, derr := s.Store.SoftDeleteSandbox(cctx, sb.ID, now); derr != nil {
 				s.Log.ErrorContext(ctx, "rolling back sandbox", "err", derr)
@@ -97,7 +103,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 			return nil, fmt.Errorf("sandbox: create volume: %w", err)
 		}
 	}
-	if s.Warmup != nil {
+	if s.Warmup != nil && !req.Warm {
 		s.Warmup(sb.ID)
 	}
 	return sb, nil
@@ -110,13 +116,15 @@ func NewCargo(owner string, sizeMB int, now time.Time) *model.Cargo {
 		SizeLimitMB: sizeMB, CreatedAt: now, LastAccessedAt: now}
 }
 
-// CargoLabels are the labels of a cargo's volume.
-func CargoLabels(c *model.Cargo) map[string]string {
+// CargoLabels are the labels of a cargo's volume; the instance id lets GC find
+// volumes of this Bay that have no record.
+func CargoLabels(c *model.Cargo, instanceID string) map[string]string {
 	m := "false"
 	if c.Managed {
 		m = "true"
 	}
-	return map[string]string{driver.LabelManaged: m, driver.LabelOwner: c.Owner, driver.LabelCargoID: c.ID}
+	return map[string]string{driver.LabelManaged: m, driver.LabelOwner: c.Owner, driver.LabelCargoID: c.ID,
+		driver.LabelInstanceID: instanceID}
 }
 
 // Get returns a visible sandbox and its current session (nil if none).

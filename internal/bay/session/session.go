@@ -88,6 +88,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	verified map[string]time.Time // session id → last time its container was seen running
+	inflight map[string]int       // sandbox id → calls between EnsureRunning and their release
 }
 
 // Hooks observe session starts (metrics) and inject faults (tests). All optional.
@@ -127,7 +128,8 @@ func New(st Store, drv driver.Driver, rt *runtime.Client, locks *keylock.Locks, 
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{store: st, drv: drv, rt: rt, locks: locks, cfg: cfg, log: log, hooks: hooks, verified: map[string]time.Time{}}
+	return &Manager{store: st, drv: drv, rt: rt, locks: locks, cfg: cfg, log: log, hooks: hooks,
+		verified: map[string]time.Time{}, inflight: map[string]int{}}
 }
 
 // Lock takes the sandbox's lock, bounded by the lock timeout and ctx.
@@ -166,14 +168,39 @@ func (m *Manager) Current(ctx context.Context, sb *model.Sandbox) (*model.Sessio
 }
 
 // EnsureRunning returns a running session of the sandbox, starting one if needed,
-// and pushes the idle deadline to now + profile idle timeout.
-func (m *Manager) EnsureRunning(ctx context.Context, sandboxID string, p *Profile, now time.Time) (*model.Session, error) {
+// and pushes the idle deadline to now + profile idle timeout. The session is
+// held in use until release is called: GC never reclaims a session mid-call.
+func (m *Manager) EnsureRunning(ctx context.Context, sandboxID string, p *Profile, now time.Time) (ss *model.Session, release func(), err error) {
 	unlock, err := m.Lock(ctx, sandboxID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer unlock()
-	return m.ensureLocked(ctx, sandboxID, p, now)
+	ss, err = m.ensureLocked(ctx, sandboxID, p, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	m.mu.Lock()
+	m.inflight[sandboxID]++
+	m.mu.Unlock()
+	var once sync.Once
+	return ss, func() {
+		once.Do(func() {
+			m.mu.Lock()
+			if m.inflight[sandboxID]--; m.inflight[sandboxID] <= 0 {
+				delete(m.inflight, sandboxID)
+			}
+			m.mu.Unlock()
+		})
+	}, nil
+}
+
+// InUse reports whether calls are running against the sandbox's session.
+// Reclaimers check it with the sandbox lock held.
+func (m *Manager) InUse(sandboxID string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.inflight[sandboxID] > 0
 }
 
 func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile, now time.Time) (*model.Session, error) {

@@ -155,3 +155,15 @@ func (s *Store) TouchSession(ctx context.Context, id string, now time.Time) erro
 	_, err := s.exec(ctx, s.db, `UPDATE sessions SET last_active_at = ? WHERE id = ?`, us(now), id)
 	return err
 }
+
+// SessionsOfDeletedSandboxes returns sessions whose sandbox is soft-deleted or
+// missing: what a delete cut short left behind.
+func (s *Store) SessionsOfDeletedSandboxes(ctx context.Context) ([]*model.Session, error) {
+	return s.querySessions(ctx, `SELECT `+sessionCols+` FROM sessions ss WHERE NOT EXISTS (
+		SELECT 1 FROM sandboxes sb WHERE sb.id = ss.sandbox_id AND sb.deleted_at IS NULL) ORDER BY ss.id`)
+}
+
+// SessionsInState returns sessions whose observed state is state.
+func (s *Store) SessionsInState(ctx context.Context, state string) ([]*model.Session, error) {
+	return s.querySessions(ctx, `SELECT `+sessionCols+` FROM sessions WHERE observed_state = ? ORDER BY id`, state)
+}
