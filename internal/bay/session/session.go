@@ -239,6 +239,11 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 			// Another Bay replica is starting it right now.
 			return nil, m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
 		}
+		if ss != nil && (ss.ContainerID != "" || len(ss.Containers) > 0) {
+			// A failed or abandoned start may have left containers behind.
+			m.teardown(ctx, ss)
+			ss.ContainerID, ss.Endpoint, ss.Containers, ss.Network = "", "", nil, ""
+		}
 		if ss == nil {
 			ss = &model.Session{
 				ID: model.NewID("sess"), SandboxID: sb.ID, ProfileID: p.ID, Token: newToken(),
