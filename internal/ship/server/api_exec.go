@@ -1,0 +1,251 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/shipyard/shipyard/internal/ship/kernel"
+	"github.com/shipyard/shipyard/internal/ship/process"
+	"github.com/shipyard/shipyard/internal/ship/workspace"
+)
+
+// waitReady blocks until the kernel is warm or the request ends.
+func (s *Server) waitReady(r *http.Request) bool {
+	select {
+	case <-s.ready:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+func (s *Server) handlePython(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Code    string   `json:"code"`
+		Timeout *float64 `json:"timeout"`
+		Silent  bool     `json:"silent"`
+	}
+	if !decodeJSON(w, r, &req, "code") {
+		return
+	}
+	if !s.waitReady(r) {
+		return
+	}
+	ctx := r.Context()
+	timeout := s.timeout(req.Timeout, s.opt.DefaultTimeout)
+	start := time.Now()
+	if s.opt.Kernel.Status() == kernel.StatusNotStarted {
+		// Shut down through DELETE /ipython/kernel: start again on demand.
+		s.kmu.Lock()
+		var err error
+		if s.opt.Kernel.Status() == kernel.StatusNotStarted {
+			err = s.opt.Kernel.Start(ctx)
+		}
+		s.kmu.Unlock()
+		if err != nil {
+			s.log.ErrorContext(ctx, "kernel start failed", "err", err)
+			writeJSON(w, http.StatusOK, map[string]any{"success": false, "execution_count": nil, "output": map[string]any{},
+				"error": "Execution error: " + err.Error()})
+			return
+		}
+	}
+	res, err := s.opt.Kernel.Execute(ctx, kernel.Request{Code: req.Code, Timeout: timeout, Silent: req.Silent})
+	s.opt.Metrics.execDuration.WithLabelValues("python").Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.log.WarnContext(ctx, "python execution failed", "err", err)
+		writeJSON(w, http.StatusOK, map[string]any{"success": false, "execution_count": nil, "output": map[string]any{},
+			"error": "Execution error: " + err.Error()})
+		return
+	}
+	if res.Restarted {
+		s.opt.Metrics.kernelRestarts.WithLabelValues("died").Inc()
+		s.log.WarnContext(ctx, "kernel had died and was restarted; state lost")
+	}
+	output := map[string]any{"text": res.Text, "images": res.Images}
+	if res.Images == nil {
+		output["images"] = []map[string]string{}
+	}
+	for mimeType, v := range res.Data {
+		if mimeType != "text" && mimeType != "images" {
+			output[mimeType] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"success":          res.Success,
+		"execution_count":  res.ExecutionCount,
+		"output":           output,
+		"error":            orNil(res.Error),
+		"timed_out":        res.TimedOut,
+		"kernel_restarted": res.Restarted,
+		"truncated":        res.Truncated,
+	})
+}
+
+func (s *Server) handleKernelStatus(w http.ResponseWriter, r *http.Request) {
+	st := s.opt.Kernel.Status()
+	writeJSON(w, http.StatusOK, map[string]any{"status": st, "has_kernel": st != kernel.StatusNotStarted, "workspace": s.opt.WorkspaceName})
+}
+
+func (s *Server) handleKernelRestart(w http.ResponseWriter, r *http.Request) {
+	s.kmu.Lock()
+	var err error
+	if s.opt.Kernel.Status() == kernel.StatusNotStarted {
+		err = s.opt.Kernel.Start(r.Context())
+	} else {
+		err = s.opt.Kernel.Restart(r.Context())
+	}
+	s.kmu.Unlock()
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "kernel restart failed", "err", err)
+		detail(w, http.StatusInternalServerError, "Failed to restart kernel: "+err.Error())
+		return
+	}
+	s.opt.Metrics.kernelRestarts.WithLabelValues("api").Inc()
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": "Kernel restarted successfully"})
+}
+
+func (s *Server) handleKernelShutdown(w http.ResponseWriter, r *http.Request) {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
+	if s.opt.Kernel.Status() == kernel.StatusNotStarted {
+		detail(w, http.StatusNotFound, "No kernel is running")
+		return
+	}
+	if err := s.opt.Kernel.Shutdown(r.Context()); err != nil {
+		s.log.ErrorContext(r.Context(), "kernel shutdown failed", "err", err)
+		detail(w, http.StatusInternalServerError, "Failed to shut down kernel: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "message": "Kernel shutdown successfully"})
+}
+
+type shellResponse struct {
+	Success    bool    `json:"success"`
+	ReturnCode int     `json:"return_code"`
+	Stdout     string  `json:"stdout"`
+	Stderr     string  `json:"stderr"`
+	Pid        *int    `json:"pid"`
+	ProcessID  *string `json:"process_id"`
+	Error      *string `json:"error"`
+	TimedOut   bool    `json:"timed_out"`
+	Truncated  bool    `json:"truncated"`
+}
+
+func shellFailure(msg string) shellResponse {
+	return shellResponse{ReturnCode: -1, Error: &msg}
+}
+
+func (s *Server) handleShell(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Command    string            `json:"command"`
+		Cwd        string            `json:"cwd"`
+		Env        map[string]string `json:"env"`
+		Timeout    *float64          `json:"timeout"`
+		Shell      *bool             `json:"shell"`
+		Background bool              `json:"background"`
+	}
+	if !decodeJSON(w, r, &req, "command") {
+		return
+	}
+	if err := process.ValidateEnv(req.Env); err != nil {
+		detail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx := r.Context()
+	dir := s.opt.Workspace.Dir()
+	if req.Cwd != "" {
+		d, err := s.opt.Workspace.Resolve(req.Cwd)
+		if err != nil {
+			msg := "Invalid cwd: " + req.Cwd
+			if errors.Is(err, workspace.ErrOutside) {
+				msg = "403: Access denied: path must be within workspace: " + s.opt.WorkspaceName
+			}
+			writeJSON(w, http.StatusOK, shellFailure(msg))
+			return
+		}
+		dir = d
+	}
+	spec := process.Spec{Command: req.Command, Dir: dir, Env: req.Env, NoShell: req.Shell != nil && !*req.Shell,
+		Timeout: s.timeout(req.Timeout, s.opt.DefaultTimeout)}
+	if req.Background {
+		info, err := s.opt.Processes.Start(ctx, spec)
+		if err != nil {
+			writeJSON(w, http.StatusOK, shellFailure(err.Error()))
+			return
+		}
+		writeJSON(w, http.StatusOK, shellResponse{Success: true, Pid: &info.Pid, ProcessID: &info.ProcessID})
+		return
+	}
+	start := time.Now()
+	res, err := s.opt.Processes.Run(ctx, spec)
+	s.opt.Metrics.execDuration.WithLabelValues("shell").Observe(time.Since(start).Seconds())
+	if err != nil {
+		if ctx.Err() != nil {
+			return // client went away
+		}
+		writeJSON(w, http.StatusOK, shellFailure(err.Error()))
+		return
+	}
+	out := shellResponse{Success: res.ReturnCode == 0 && !res.TimedOut, ReturnCode: res.ReturnCode, Stdout: res.Stdout,
+		Stderr: res.Stderr, Pid: &res.Pid, TimedOut: res.TimedOut, Truncated: res.Truncated}
+	if res.TimedOut {
+		msg := fmt.Sprintf("Command timed out after %s seconds", fmtSeconds(spec.Timeout))
+		out.Error = &msg
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleProcesses(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"processes": s.opt.Processes.List()})
+}
+
+type processView struct {
+	process.Info
+	Stdout        string `json:"stdout"`
+	Stderr        string `json:"stderr"`
+	StdoutDropped int64  `json:"stdout_dropped"`
+	StderrDropped int64  `json:"stderr_dropped"`
+}
+
+func (s *Server) writeProcess(w http.ResponseWriter, info process.Info, out process.Output, err error) {
+	if err != nil {
+		if errors.Is(err, process.ErrNotFound) {
+			detail(w, http.StatusNotFound, "Process not found")
+			return
+		}
+		detail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, processView{Info: info, Stdout: out.Stdout, Stderr: out.Stderr,
+		StdoutDropped: out.StdoutDropped, StderrDropped: out.StderrDropped})
+}
+
+func (s *Server) handleProcess(w http.ResponseWriter, r *http.Request) {
+	info, out, err := s.opt.Processes.Get(r.PathValue("id"))
+	s.writeProcess(w, info, out, err)
+}
+
+func (s *Server) handleProcessWait(w http.ResponseWriter, r *http.Request) {
+	var sec *float64
+	if v := r.URL.Query().Get("timeout"); v != "" {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			validation(w, fieldError{Type: "float_parsing", Loc: []any{"query", "timeout"}, Msg: "Input should be a valid number", Input: v})
+			return
+		}
+		sec = &f
+	}
+	info, out, err := s.opt.Processes.Wait(r.Context(), r.PathValue("id"), s.timeout(sec, s.opt.DefaultTimeout))
+	if err != nil && r.Context().Err() != nil {
+		return
+	}
+	s.writeProcess(w, info, out, err)
+}
+
+func (s *Server) handleProcessKill(w http.ResponseWriter, r *http.Request) {
+	info, out, err := s.opt.Processes.Kill(r.Context(), r.PathValue("id"))
+	s.writeProcess(w, info, out, err)
+}
