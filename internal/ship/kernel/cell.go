@@ -30,7 +30,10 @@ func (p *proc) submit(code string, silent bool, maxOutput int) (*cell, error) {
 		"store_history":    !silent,
 		"user_expressions": map[string]any{},
 		"allow_stdin":      false,
-		"stop_on_error":    true,
+		// Cells are sent one at a time, so there is no queue to abort; with
+		// true, ipykernel keeps aborting requests for a moment after an error,
+		// and a quick next cell (e.g. under load) came back "aborted".
+		"stop_on_error": false,
 	})
 	if err != nil {
 		return nil, err
