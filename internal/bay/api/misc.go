@@ -85,7 +85,9 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		for name, err := range a.Health.Check(ctx) {
 			if err != nil {
-				checks[name] = "error: " + err.Error()
+				// Details (socket paths, hosts) go to the log, not to this unauthenticated route.
+				a.log.WarnContext(r.Context(), "health check failed", "dependency", name, "err", err)
+				checks[name] = "unavailable"
 				status, code = "degraded", http.StatusServiceUnavailable
 			} else {
 				checks[name] = "ok"

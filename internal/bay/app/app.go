@@ -24,6 +24,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/gc"
 	"github.com/shipyard/shipyard/internal/bay/idempotency"
 	"github.com/shipyard/shipyard/internal/bay/keylock"
+	"github.com/shipyard/shipyard/internal/bay/metrics"
 	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
@@ -55,6 +56,7 @@ type App struct {
 	Log       *slog.Logger
 	Now       func() time.Time
 	started   time.Time
+	Metrics   *metrics.Metrics
 	GC        *gc.Collector
 	Warm      *warmpool.Pool
 	closers   []func() error
@@ -104,6 +106,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		a.closers = append(a.closers, d.Close)
 	}
 
+	a.Metrics = metrics.New()
+	a.Driver = metrics.InstrumentDriver(a.Driver, a.Metrics)
+	hooks := opt.Hooks
+	if hooks.Started == nil {
+		hooks.Started = a.Metrics.SessionStarted
+	}
+	if hooks.StartError == nil {
+		hooks.StartError = a.Metrics.SessionStartFailed
+	}
+
 	sc := cfg.Session
 	a.Runtime = runtime.New(runtime.Config{ConnectTimeout: sc.ShipConnectTimeout(), RequestTimeout: sc.ShipRequestTimeout()})
 	a.closers = append(a.closers, func() error { a.Runtime.Close(); return nil })
@@ -111,14 +123,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	a.Sessions = session.New(st, a.Driver, a.Runtime, locks, session.Config{
 		InstanceID: cfg.GC.InstanceID, ReadyTimeout: sc.ReadyTimeout(), ReadyPollInitial: sc.ReadyPollInitial(),
 		ReadyPollMax: sc.ReadyPollMax(), HealthTimeout: sc.ReadyProbeTimeout(), LockTimeout: sc.StartLockTimeout(),
-	}, log, opt.Hooks)
+	}, log, hooks)
 
 	profiles := map[string]*session.Profile{}
 	for id, p := range cfg.Profiles {
 		profiles[id] = sandbox.SessionProfile(cfg, p)
 	}
 	a.Sandboxes = &sandbox.Service{Store: st, Sessions: a.Sessions, Driver: a.Driver, Config: cfg, Profiles: profiles, Log: log}
-	a.Caps = &capability.Service{Store: st, Sessions: a.Sessions, Runtime: a.Runtime, Config: cfg, Profiles: profiles, Log: log}
+	a.Caps = &capability.Service{Store: st, Sessions: a.Sessions, Runtime: a.Runtime, Config: cfg, Profiles: profiles, Log: log,
+		Observe: a.Metrics.ObserveExec}
+	a.Metrics.SetSandboxCounter(func(ctx context.Context) (map[string]int, error) {
+		return st.CountSandboxesByStatus(ctx, a.Now())
+	})
+	a.Metrics.InitSeries([]string{capability.Python, capability.Shell, capability.Filesystem}, gc.Order, cfg.ProfileOrder)
 	cargos := &cargo.Service{Store: st, Driver: a.Driver, InstanceID: cfg.GC.InstanceID}
 	a.GC = &gc.Collector{Store: st, Driver: a.Driver, Sessions: a.Sessions, Sandboxes: a.Sandboxes, Now: a.Now, Log: log,
 		Config: gc.Config{Enabled: cfg.GC.Enabled, RunOnStartup: cfg.GC.RunOnStartup, Interval: cfg.GC.Interval(),
@@ -126,9 +143,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 				gc.IdleSession: cfg.GC.IdleSession.Enabled, gc.ExpiredSandbox: cfg.GC.ExpiredSandbox.Enabled,
 				gc.OrphanCargo: cfg.GC.OrphanCargo.Enabled, gc.OrphanContainer: cfg.GC.OrphanContainer.Enabled,
 			}}}
+	a.GC.Observer = a.Metrics
 	a.GC.Init()
 	a.Warm = &warmpool.Pool{Store: st, Sessions: a.Sessions, Sandboxes: a.Sandboxes, Config: cfg, Profiles: profiles,
-		Now: a.Now, Log: log, Holder: cfg.GC.InstanceID + "/" + model.NewID("warm")}
+		Now: a.Now, Log: log, Holder: cfg.GC.InstanceID + "/" + model.NewID("warm"), Observer: a.Metrics}
 	if cfg.WarmPool.Enabled {
 		a.Sandboxes.Warm = a.Warm
 	}

@@ -172,9 +172,28 @@ func (s *Store) SoftDeleteSandbox(ctx context.Context, id string, now time.Time)
 	return n > 0, err
 }
 
-// CountSandboxes counts live non-warm sandboxes by computed status inputs (for metrics).
-func (s *Store) CountSandboxes(ctx context.Context) (int, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM sandboxes WHERE deleted_at IS NULL AND is_warm = ?`), false).Scan(&n)
-	return n, err
+// CountSandboxesByStatus counts live, non-warm sandboxes by client-visible status at now.
+func (s *Store) CountSandboxesByStatus(ctx context.Context, now time.Time) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT CASE
+			WHEN sb.expires_at IS NOT NULL AND sb.expires_at < ? THEN 'expired'
+			WHEN ss.observed_state = 'running' THEN 'ready'
+			WHEN ss.observed_state IN ('pending', 'starting') THEN 'starting'
+			WHEN ss.observed_state = 'failed' THEN 'failed'
+			ELSE 'idle' END AS st, COUNT(*)
+		FROM sandboxes sb LEFT JOIN sessions ss ON ss.id = sb.current_session_id
+		WHERE sb.deleted_at IS NULL AND sb.is_warm = ? GROUP BY st`), us(now), false)
+	if err != nil {
+		return nil, fmt.Errorf("store: count sandboxes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
 }
