@@ -19,7 +19,11 @@ type syncBuffer struct {
 	buf bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.buf.Write(p) }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
 
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.buf.String() }
 
@@ -146,4 +150,3 @@ func TestHealthTurns503WhenDockerIsGone(t *testing.T) {
 		t.Fatalf("healthy Bay: %d %s", r.Status, r.Body)
 	}
 }
-
