@@ -18,6 +18,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
 	"github.com/shipyard/shipyard/internal/bay/app"
@@ -154,6 +156,14 @@ func Sweep(t testing.TB, instanceID string) {
 		if id != "" {
 			_ = cli.VolumeRemove(ctx, "bay-cargo-"+id, true)
 		}
+	}
+	vols, _ := cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "bay.instance_id="+instanceID))})
+	for _, v := range vols.Volumes {
+		_ = cli.VolumeRemove(ctx, v.Name, true)
+	}
+	nets, _ := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "bay.instance_id="+instanceID))})
+	for _, n := range nets {
+		_ = cli.NetworkRemove(ctx, n.ID)
 	}
 }
 
