@@ -38,6 +38,7 @@ func (p *proc) submit(code string, silent bool, maxOutput int) (*cell, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.cells.Add(1)
 	return &cell{p: p, w: w, col: collector{max: maxOutput, silent: silent}}, nil
 }
 
@@ -63,6 +64,9 @@ func (c *cell) wait(ctx context.Context, deadline <-chan time.Time) waitStatus {
 			}
 			return cellDeadline
 		case <-ctx.Done():
+			if c.poll() {
+				return cellDone
+			}
 			return cellCanceled
 		case <-c.p.exited:
 			c.drain()
@@ -111,4 +115,8 @@ func (c *cell) drain() {
 }
 
 // close stops routing the cell's messages; later ones are dropped.
-func (c *cell) close() { c.p.unsubscribe(c.w) }
+func (c *cell) close() {
+	if c.p.unsubscribe(c.w) {
+		c.p.cells.Add(-1)
+	}
+}

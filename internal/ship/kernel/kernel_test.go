@@ -205,6 +205,7 @@ func TestTimeout(t *testing.T) {
 	began := time.Now()
 	res := exec1(t, m, "import time\nprint('started')\ntime.sleep(60)\nprint('never')", 2*time.Second)
 	took := time.Since(began)
+	t.Logf("timed-out cell returned after %s", took)
 	if took < 2*time.Second || took > 4*time.Second {
 		t.Errorf("took %s, want ~2s", took)
 	}
@@ -362,6 +363,26 @@ func TestLifecycle(t *testing.T) {
 	}
 	if _, err := m.Execute(ctx, Request{Code: "1"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Execute after Close: %v", err)
+	}
+}
+
+func TestRestartDuringCell(t *testing.T) {
+	m := startManager(t, testConfig(t))
+	done := make(chan Result)
+	go func() {
+		res, _ := m.Execute(context.Background(), Request{Code: "import time\nprint('working')\ntime.sleep(30)", Timeout: 20 * time.Second})
+		done <- res
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if err := m.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.Success || !strings.Contains(res.Error, "Kernel was restarted during execution") || res.Text != "working" {
+		t.Errorf("running cell: %+v", res)
+	}
+	if res := exec1(t, m, "1+1", 0); res.Text != "2" || res.Restarted {
+		t.Errorf("after restart: %+v", res)
 	}
 }
 

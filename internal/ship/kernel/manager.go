@@ -333,7 +333,7 @@ func (m *Manager) Execute(ctx context.Context, req Request) (Result, error) {
 	case cellCanceled:
 		res = c.col.result() // before settleInBackground takes the cell over
 		held = false
-		m.settleInBackground(p, c)
+		m.settleInBackground(p, c, true)
 		res.Success = false
 		res.Error = "Execution canceled: " + ctx.Err().Error()
 		err = fmt.Errorf("kernel: execute: %w", ctx.Err())
@@ -379,7 +379,7 @@ func (m *Manager) timedOut(ctx context.Context, p *proc, c *cell, timeout time.D
 		}
 	case cellCanceled:
 		// The caller gave up; finish the interrupt without it.
-		m.settleInBackground(p, c)
+		m.settleInBackground(p, c, false)
 		handedOff = true
 		err = fmt.Errorf("kernel: execute: %w", ctx.Err())
 	}
@@ -389,18 +389,28 @@ func (m *Manager) timedOut(ctx context.Context, p *proc, c *cell, timeout time.D
 	return res, handedOff, err
 }
 
-// settleInBackground interrupts the cell of a caller that went away and waits
-// (bounded) for it to finish; the execution slot, held by the caller, passes
-// to it and is released at the end. A kernel that does not come back is
-// killed, and the next Execute restarts it.
-func (m *Manager) settleInBackground(p *proc, c *cell) {
+// settleInBackground interrupts (unless already done) the cell of a caller
+// that went away and waits (bounded) for it to finish; the execution slot,
+// held by the caller, passes to it and is released at the end. A kernel that
+// does not come back is killed, and the next Execute restarts it.
+func (m *Manager) settleInBackground(p *proc, c *cell, interrupt bool) {
+	m.mu.Lock()
+	if m.closed { // Close has stopped the kernel: nothing to settle
+		m.mu.Unlock()
+		c.close()
+		m.release()
+		return
+	}
 	m.bg.Add(1)
+	m.mu.Unlock()
 	go func() {
 		defer m.bg.Done()
 		defer m.release()
 		defer c.close()
-		if err := p.interrupt(); err != nil {
-			m.log.Warn("interrupt kernel", "err", err)
+		if interrupt {
+			if err := p.interrupt(); err != nil {
+				m.log.Warn("interrupt kernel", "err", err)
+			}
 		}
 		grace := time.NewTimer(m.cfg.InterruptGrace)
 		defer grace.Stop()

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,6 +47,7 @@ type proc struct {
 
 	routeMu sync.Mutex
 	waiters map[string]*waiter
+	cells   atomic.Int32 // execute_requests in flight
 
 	readers     sync.WaitGroup // socket readers
 	readersDone chan struct{}  // closed when all readers have returned
@@ -404,13 +406,16 @@ func (p *proc) request(sock zmq4.Socket, msgType string, content any) (*waiter, 
 	return w, nil
 }
 
-func (p *proc) unsubscribe(w *waiter) {
+// unsubscribe stops routing to w; it reports whether w was still routed.
+func (p *proc) unsubscribe(w *waiter) bool {
 	p.routeMu.Lock()
-	if p.waiters[w.id] == w {
-		delete(p.waiters, w.id)
-		close(w.done)
+	defer p.routeMu.Unlock()
+	if p.waiters[w.id] != w {
+		return false
 	}
-	p.routeMu.Unlock()
+	delete(p.waiters, w.id)
+	close(w.done)
+	return true
 }
 
 // handshake sends kernel_info_request until both the reply (shell) and a
@@ -514,8 +519,8 @@ func (p *proc) heartbeat(timeout time.Duration) {
 	}
 }
 
-// stop ends the kernel: optionally a shutdown_request first (bounded by ctx
-// and a second), then SIGKILL to the process group; then it closes the
+// stop ends the kernel: optionally, when no cell runs, a shutdown_request
+// first (bounded by ctx and a second), then SIGKILL to the process group; then it closes the
 // sockets and waits for every goroutine of the proc. reason says why
 // ("shut down", "restarted", ...); "" keeps the kernel reported as died.
 func (p *proc) stop(ctx context.Context, graceful bool, reason string) {
@@ -524,7 +529,8 @@ func (p *proc) stop(ctx context.Context, graceful bool, reason string) {
 		p.stopReason = reason
 		p.reasonMu.Unlock()
 		close(p.stopping)
-		if graceful && p.startedSock {
+		// A busy kernel would only exit after its cell: no point asking.
+		if graceful && p.startedSock && p.cells.Load() == 0 {
 			if w, err := p.request(p.control, "shutdown_request", map[string]bool{"restart": false}); err == nil {
 				p.unsubscribe(w)
 				t := time.NewTimer(time.Second)
