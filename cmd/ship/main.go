@@ -1,0 +1,221 @@
+// Command ship is the in-sandbox runtime: the HTTP API (port 8123) that runs
+// Python in a Jupyter kernel, shell commands, file operations and a terminal
+// for the sandbox user (uid 1000) inside one container.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shipyard/shipyard/internal/ship/boot"
+	"github.com/shipyard/shipyard/internal/ship/files"
+	"github.com/shipyard/shipyard/internal/ship/kernel"
+	"github.com/shipyard/shipyard/internal/ship/process"
+	"github.com/shipyard/shipyard/internal/ship/server"
+	"github.com/shipyard/shipyard/internal/ship/term"
+	"github.com/shipyard/shipyard/internal/ship/workspace"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], lookupEnv)
+	if err != nil {
+		if errors.Is(err, errHelp()) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "ship:", err)
+		os.Exit(2)
+	}
+	log := newLogger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("ship stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(cfg config) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(os.Stderr, opts)
+	if cfg.LogFormat == "text" {
+		h = slog.NewTextHandler(os.Stderr, opts)
+	}
+	return slog.New(server.ContextHandler{Handler: h}).With("service", "ship")
+}
+
+// privileges decides how user code is run. As root, Ship drops to uid/gid for
+// every child (and gives files it creates to them); it needs CAP_SETUID,
+// CAP_SETGID and CAP_CHOWN for that and refuses to run user code as root
+// otherwise. As any other user (the image default, and Bay's --user 1000:1000
+// with all capabilities dropped) children simply run as that user.
+func privileges(cfg config) (*syscall.Credential, *boot.Owner, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil, nil
+	}
+	if err := haveCaps(0, 6, 7); err != nil { // CAP_CHOWN, CAP_SETGID, CAP_SETUID
+		return nil, nil, fmt.Errorf("running as root without the capabilities to drop privileges (%w); run the container with --user %d:%d", err, cfg.UID, cfg.GID)
+	}
+	return &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID), Groups: []uint32{}},
+		&boot.Owner{UID: cfg.UID, GID: cfg.GID}, nil
+}
+
+func haveCaps(bits ...uint) error {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			var eff uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &eff); err != nil {
+				return fmt.Errorf("parse CapEff: %w", err)
+			}
+			for _, bit := range bits {
+				if eff&(1<<bit) == 0 {
+					return fmt.Errorf("capability %d missing", bit)
+				}
+			}
+			return nil
+		}
+	}
+	return errors.New("no CapEff in /proc/self/status")
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	start := time.Now()
+	cred, owner, err := privileges(cfg)
+	if err != nil {
+		return err
+	}
+	if os.Getpid() == 1 {
+		log.Warn("ship runs as PID 1: orphaned processes will not be reaped; use an init (the image runs tini)")
+	}
+	if err := boot.PrepareWorkspace(cfg.Workspace, owner); err != nil {
+		return err
+	}
+	root, err := workspace.New(cfg.Workspace)
+	if err != nil {
+		return fmt.Errorf("workspace: %w", err)
+	}
+	if names, err := boot.CopySkills(cfg.SkillsDir, filepath.Join(root.Dir(), "skills"), owner); err != nil {
+		log.Error("copying built-in skills failed", "err", err)
+	} else if len(names) > 0 {
+		log.Info("built-in skills copied", "skills", names)
+	}
+	profile, present, dropped, err := boot.ParseProfileEnv(cfg.ProfileEnv, cfg.ProfileEnvSet, cfg.ProfileEnvJSON, cfg.ProfileEnvJSONSet)
+	if err != nil {
+		log.Error("profile environment", "err", err)
+	}
+	if len(dropped) > 0 {
+		log.Warn("profile environment entries dropped (invalid names or NUL in values)", "names", dropped)
+	}
+	envFile := filepath.Join(root.Dir(), boot.EnvFileName)
+	if present {
+		if _, err := boot.WriteEnvFile(root.Dir(), profile, owner); err != nil {
+			log.Error("writing profile environment failed", "err", err)
+		}
+	}
+	childEnv := boot.ChildEnv(os.Environ(), root.Dir(), cfg.User, profile)
+
+	var fileOwner *files.Owner
+	if owner != nil {
+		fileOwner = &files.Owner{UID: owner.UID, GID: owner.GID}
+	}
+	runner := process.New(process.Config{
+		EnvFile: envFile, Env: childEnv, Credential: cred,
+		MaxOutputBytes: cfg.MaxOutputBytes, RingBytes: cfg.ProcessOutputBytes,
+		MaxRunning: cfg.MaxBackground, KeepFinished: cfg.KeepFinished, Logger: log,
+	})
+	terminal := term.New(term.Config{Dir: root.Dir(), EnvFile: envFile, Env: childEnv, Credential: cred,
+		MaxSessions: cfg.MaxTerminals, Logger: log})
+	kcfg := kernel.Config{
+		Argv: strings.Fields(cfg.KernelCmd), Dir: root.Dir(), Env: childEnv,
+		InitCode:     kernel.DefaultInitCode + boot.EnvInitCode(envFile),
+		StartTimeout: cfg.KernelStartTimeout, QueueTimeout: cfg.KernelQueueTimeout,
+		MaxOutputBytes: cfg.MaxOutputBytes, DefaultTimeout: cfg.DefaultTimeout,
+		InterruptGrace: cfg.KernelInterruptGrace, Logger: log,
+	}
+	if cred != nil {
+		kcfg.UID, kcfg.GID = cred.Uid, cred.Gid
+	}
+	kern := kernel.NewManager(kcfg)
+	defer kern.Close()
+
+	srv := server.New(server.Options{
+		Workspace: root, WorkspaceName: cfg.Workspace, Files: files.New(files.Config{Root: root, Owner: fileOwner, MaxReadBytes: cfg.MaxReadBytes}),
+		Processes: runner, Kernel: kern, Terminal: terminal, Logger: log, Token: cfg.Token,
+		MaxBodyBytes: cfg.MaxBodyBytes, MaxUploadBytes: cfg.MaxUploadBytes,
+		DefaultTimeout: cfg.DefaultTimeout, MaxTimeout: cfg.MaxTimeout,
+		Build:  server.Build{Image: cfg.Image, ImageDigest: cfg.ImageDigest, GitSHA: cfg.GitSHA},
+		Skills: server.LoadSkills(cfg.SkillsDir),
+	})
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, cfg.Port))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	log.Info("ship listening", "addr", ln.Addr().String(), "workspace", root.Dir(), "auth", cfg.Token != "",
+		"uid", os.Geteuid(), "drop_to_uid", cred != nil)
+
+	// Warm the kernel before /health says 200; retry a failed start.
+	warm := make(chan struct{})
+	go func() {
+		defer close(warm)
+		for attempt := 1; ; attempt++ {
+			err := kern.Start(ctx)
+			if err == nil {
+				srv.SetReady()
+				log.Info("kernel warm; ready", "startup_ms", time.Since(start).Milliseconds(), "kernel_pid", kern.Pid())
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			log.Error("kernel start failed", "attempt", attempt, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
+			}
+		}
+	}()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	terminal.Close() // hijacked connections are not covered by Shutdown
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	if err := runner.Shutdown(sctx); err != nil {
+		log.Warn("background processes shutdown", "err", err)
+	}
+	<-warm
+	if err := kern.Shutdown(sctx); err != nil {
+		log.Warn("kernel shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}

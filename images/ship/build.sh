@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds ship:latest without a registry and without BuildKit: the Debian base
+# image from build-base.sh, plus the static Ship binary and the built-in skills,
+# committed with the runtime settings. Cached by content hash (base tag + ship
+# binary + skills + this script): when ship:latest already carries the hash,
+# nothing is done. Prints the image tag on stdout.
+#
+#   images/ship/build.sh            # build (or confirm) ship:latest
+#   SHIP_IMAGE=ship:dev images/ship/build.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+image=${SHIP_IMAGE:-ship:latest}
+
+base=$(bash "$here/build-base.sh")
+
+tmp=$(mktemp -d)
+cid=""
+cleanup() {
+  [ -n "$cid" ] && docker rm -f "$cid" >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# Reproducible static build: same sources, same bytes, same hash.
+(cd "$repo" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$tmp/ship" ./cmd/ship)
+
+skills_hash=$(cd "$here/skills" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)
+hash=$(printf '%s\n%s\n%s\n%s\n' "$base" "$(sha256sum "$tmp/ship" | cut -c1-64)" "$skills_hash" \
+  "$(sha256sum "$here/build.sh" | cut -c1-64)" | sha256sum | cut -c1-16)
+
+current=$(docker image inspect -f '{{ index .Config.Labels "shipyard.content-hash" }}' "$image" 2>/dev/null || true)
+if [ "$current" = "$hash" ]; then
+  echo "$image is up to date ($hash)" >&2
+  echo "$image"
+  exit 0
+fi
+
+echo "building $image ($hash) from $base" >&2
+cid=$(docker create "$base" /bin/true)
+docker cp "$tmp/ship" "$cid:/usr/local/bin/ship"
+docker cp "$here/skills/." "$cid:/app/skills/"
+docker commit \
+  --change 'USER 1000:1000' \
+  --change 'WORKDIR /workspace' \
+  --change 'ENV HOME=/workspace' \
+  --change 'ENV LANG=en_US.UTF-8' \
+  --change 'ENV SHIP_PORT=8123' \
+  --change "ENV SHIP_IMAGE=$image" \
+  --change 'EXPOSE 8123' \
+  --change 'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/ship"]' \
+  --change 'CMD []' \
+  --change "LABEL shipyard.content-hash=$hash" \
+  --change "LABEL shipyard.base=$base" \
+  "$cid" "$image" >/dev/null
+echo "$image"
