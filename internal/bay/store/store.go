@@ -11,14 +11,20 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers "sqlite"
+
+	"github.com/shipyard/shipyard/internal/bay/model"
 )
 
 //go:embed migrations/*.sql
@@ -46,9 +52,10 @@ type Store struct {
 // dialect is SQLite (dsn = file path, or ":memory:") or Postgres (dsn = URL).
 func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 	var (
-		db  *sql.DB
-		err error
-		gd  goose.Dialect
+		db     *sql.DB
+		err    error
+		gd     goose.Dialect
+		memory bool
 	)
 	switch dialect {
 	case SQLite:
@@ -56,7 +63,13 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 		// transactions so that read-then-write never deadlocks on upgrade.
 		q := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 		if dsn == ":memory:" {
-			dsn = "file::memory:?cache=shared&" + q
+			// A private in-memory database per Open, as ":memory:" means in SQLite,
+			// shared by the pool's connections: the memdb VFS with a unique name.
+			// (Not "file::memory:?cache=shared": that is one database for the whole
+			// process, so two stores saw each other's rows, and shared-cache
+			// table locks bypass busy_timeout.)
+			dsn = "file:/bay-" + model.NewID("mem") + "?vfs=memdb&" + q
+			memory = true
 		} else if strings.Contains(dsn, "?") {
 			dsn = "file:" + dsn + "&" + q
 		} else {
@@ -66,6 +79,10 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 		gd = goose.DialectSQLite3
 		if err == nil {
 			db.SetMaxOpenConns(8)
+			if memory {
+				// The database lives as long as one connection to it: keep them all.
+				db.SetMaxIdleConns(8)
+			}
 		}
 	case Postgres:
 		db, err = sql.Open("pgx", dsn)
@@ -84,22 +101,79 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: connect %s: %w", dialect, err)
 	}
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
+	if err := migrate(ctx, db, dialect, gd, dsn, memory); err != nil {
 		db.Close()
 		return nil, err
 	}
-	p, err := goose.NewProvider(gd, db, sub)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: migrations: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("store: migrate: %w", err)
-	}
 	return &Store{db: db, dialect: dialect}, nil
 }
+
+// migrate applies pending migrations. Several Bay replicas may start at once on
+// one empty database: without a lock each one sees no version table and every
+// one but the first fails ("relation already exists"). PostgreSQL: a session
+// advisory lock (goose's locker) keyed by database and schema, so only Bays
+// sharing a schema wait for each other. SQLite has no advisory locks; one file
+// is used by one Bay process, so an in-process lock per file suffices.
+func migrate(ctx context.Context, db *sql.DB, dialect string, gd goose.Dialect, dsn string, memory bool) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	var opts []goose.ProviderOption
+	switch {
+	case dialect == Postgres:
+		var where string
+		if err := db.QueryRowContext(ctx, `SELECT current_database() || '.' || COALESCE(current_schema(), '')`).Scan(&where); err != nil {
+			return fmt.Errorf("store: migrations: %w", err)
+		}
+		h := fnv.New64a()
+		h.Write([]byte("shipyard/bay/migrations:" + where))
+		opts = append(opts, goose.WithSessionLocker(pgAdvisoryLocker{id: int64(h.Sum64() >> 1)}))
+	case !memory:
+		path := dsn
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+		if abs, err := filepath.Abs(strings.TrimPrefix(path, "file:")); err == nil {
+			path = abs
+		}
+		h := fnv.New32a()
+		h.Write([]byte(path))
+		mu := &sqliteMigrateMu[h.Sum32()%uint32(len(sqliteMigrateMu))]
+		mu.Lock()
+		defer mu.Unlock()
+	}
+	p, err := goose.NewProvider(gd, db, sub, opts...)
+	if err != nil {
+		return fmt.Errorf("store: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("store: migrate: %w", err)
+	}
+	return nil
+}
+
+// pgAdvisoryLocker holds a session advisory lock while goose migrates. Unlike
+// goose's own locker (which polls pg_try_advisory_lock every second or more) it
+// waits in the server, bounded by ctx, and hands over the moment the holder is
+// done. The server drops the lock if the holder's connection dies.
+type pgAdvisoryLocker struct{ id int64 }
+
+var _ lock.SessionLocker = pgAdvisoryLocker{}
+
+func (l pgAdvisoryLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	_, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, l.id)
+	return err
+}
+
+func (l pgAdvisoryLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	_, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, l.id)
+	return err
+}
+
+// sqliteMigrateMu serializes migrations of one SQLite file within the process
+// (striped by path: bounded, and unrelated files rarely wait for each other).
+var sqliteMigrateMu [16]sync.Mutex
 
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }

@@ -156,7 +156,11 @@ func TestSQLiteMemory(t *testing.T) {
 		if errs[i] = a.CreateSession(ctx, ss); errs[i] != nil {
 			return
 		}
-		_, errs[i] = a.SessionsOf(ctx, sb.ID)
+		if _, errs[i] = a.SessionsOf(ctx, sb.ID); errs[i] != nil {
+			return
+		}
+		rec := &model.IdempotencyRecord{Owner: "alice", Key: model.NewID("k"), Fingerprint: "f", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		_, _, errs[i] = a.ReserveIdempotency(ctx, rec, t0)
 	})
 	for i, err := range errs {
 		if err != nil {
