@@ -11,13 +11,20 @@
 //	err = m.Shutdown(ctx)                  // stops the kernel process; Status → "not_started"
 //	err = m.Close()                        // Shutdown + release sockets
 //
-// Execute runs one cell at a time (others queue up to Config.QueueTimeout).
-// Kernel trouble is reported in the Result, not as an error: a timed-out cell
-// gives TimedOut, a kernel that died during the cell gives Success=false and an
-// Error saying that state was lost, and the next Execute restarts it and sets
+// Additions: m.Pid(); Result.Notice; Config.DefaultTimeout, InterruptGrace,
+// HeartbeatTimeout, RuntimeDir, Logger; DefaultInitCode, EnvInitCode;
+// ErrBusy, ErrClosed, ErrNotStarted; Status* constants.
+//
+// Execute runs one cell at a time (others queue up to Config.QueueTimeout);
+// Start is optional, Execute starts the kernel on demand. Kernel trouble is
+// reported in the Result, not as an error: a timed-out cell is interrupted
+// (SIGINT to the kernel's process group) and gives TimedOut with the output
+// so far; a kernel that died during the cell gives Success=false and an Error
+// saying that state was lost, and the next Execute restarts it and sets
 // Restarted and Notice. Errors are returned only when no result could be had:
 // the queue wait timed out (ErrBusy), ctx was canceled, the manager is closed
-// (ErrClosed), or the kernel could not be started.
+// (ErrClosed), or the kernel could not be started; the Result then carries
+// upstream's "Execution error: ..." message.
 package kernel
 
 import (

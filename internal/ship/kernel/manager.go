@@ -251,12 +251,12 @@ func (m *Manager) launch(ctx context.Context) (*proc, error) {
 	began := time.Now()
 	p, err := startProc(ctx, &m.cfg, m.log)
 	if err != nil {
-		return nil, fmt.Errorf("kernel: start: %w", err)
+		return nil, err
 	}
 	if m.cfg.InitCode != "" {
 		if err := m.runInit(ctx, p); err != nil {
 			p.stop(ctx, false, "start failed")
-			return nil, fmt.Errorf("kernel: start: init code: %w", err)
+			return nil, fmt.Errorf("kernel: init code: %w", err)
 		}
 	}
 	m.log.InfoContext(ctx, "kernel started", "kernel_pid", p.pid, "took", time.Since(began).Round(time.Millisecond))
