@@ -49,14 +49,17 @@ var DefaultArgv = []string{"python3", "-m", "ipykernel_launcher", "-f", "{connec
 // end of a cell) yields an image/png output. ipykernel only defaults
 // MPLBACKEND to inline when the variable is unset; an image or profile that
 // exports MPLBACKEND=Agg (or a non-GUI default) would silently produce no
-// image. Nothing is imported, so it costs ~nothing at start; it leaves no
-// names behind in the user namespace. Append your own code (e.g. the profile
-// environment) to it.
+// image. It also silences IPython's "Output cache limit (currently 1000
+// entries) hit" warning, which otherwise lands in the text of every 200th
+// cell of a long session. matplotlib is not imported, so it costs ~nothing at
+// start; it leaves no names behind in the user namespace. Append your own
+// code (e.g. EnvInitCode of the profile environment) to it.
 const DefaultInitCode = `def _shipyard_init():
-    import os
+    import os, warnings
     backend = os.environ.get("MPLBACKEND", "")
     if backend.lower() in ("", "agg", "template", "pdf", "svg", "ps", "cairo"):
         os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    warnings.filterwarnings("ignore", message="Output cache limit", category=UserWarning)
 _shipyard_init()
 del _shipyard_init
 `
