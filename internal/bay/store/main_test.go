@@ -84,7 +84,9 @@ func createSandbox(t *testing.T, e *env, owner string, mod ...func(*model.Sandbo
 	t.Helper()
 	sb := newSandbox(owner)
 	for _, m := range mod {
-		m(sb)
+		if m != nil {
+			m(sb)
+		}
 	}
 	c := newCargo(owner, true, sb.ID)
 	sb.CargoID = c.ID

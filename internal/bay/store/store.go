@@ -111,7 +111,7 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 // migrate applies pending migrations. Several Bay replicas may start at once on
 // one empty database: without a lock each one sees no version table and every
 // one but the first fails ("relation already exists"). PostgreSQL: a session
-// advisory lock (goose's locker) keyed by database and schema, so only Bays
+// advisory lock (a goose session locker) keyed by database and schema, so only Bays
 // sharing a schema wait for each other. SQLite has no advisory locks; one file
 // is used by one Bay process, so an in-process lock per file suffices.
 func migrate(ctx context.Context, db *sql.DB, dialect string, gd goose.Dialect, dsn string, memory bool) error {
