@@ -41,7 +41,6 @@ type config struct {
 	ProfileEnvJSONSet    bool
 }
 
-
 func parseConfig(args []string, getenv func(string) (string, bool)) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("ship", flag.ContinueOnError)
