@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/model"
 )
@@ -41,11 +42,26 @@ func (s *Store) CreateExecution(ctx context.Context, e *model.Execution) error {
 	_, err := s.exec(ctx, s.db, `INSERT INTO executions (`+execCols+`, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		e.ID, e.SandboxID, e.Owner, e.SessionID, e.ExecType, e.Code, e.Success, e.ExecutionTimeMs,
 		e.Output, e.Error, e.PayloadRef, e.Description, e.Tags, e.Notes, e.LearnEnabled, e.LearnStatus,
-		e.LearnError, usPtr(e.LearnProcessedAt), us(e.CreatedAt), e.CreatedAt.UnixNano())
+		e.LearnError, usPtr(e.LearnProcessedAt), us(e.CreatedAt), s.nextSeq(e.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("store: insert execution: %w", err)
 	}
 	return nil
+}
+
+// nextSeq returns the tie-breaker of entries stored at the same created_at (one
+// clock per operation makes that common): the creation time in nanoseconds, but
+// always above the last value this Store handed out, so that "newest first"
+// is the order of storing and not the luck of the sort.
+func (s *Store) nextSeq(t time.Time) int64 {
+	v := t.UnixNano()
+	for {
+		last := s.seq.Load()
+		next := max(v, last+1)
+		if s.seq.CompareAndSwap(last, next) {
+			return next
+		}
+	}
 }
 
 // ExecFilter selects history entries of one sandbox.
@@ -73,8 +89,9 @@ func (f ExecFilter) where() (string, []any) {
 	if len(f.Tags) > 0 {
 		var ors []string
 		for _, t := range f.Tags {
-			ors = append(ors, `LOWER(COALESCE(tags, '')) LIKE ?`)
-			args = append(args, "%"+strings.ToLower(t)+"%")
+			// A substring, not a pattern: the tag's own % _ \ match themselves.
+			ors = append(ors, `LOWER(COALESCE(tags, '')) LIKE ? ESCAPE '\'`)
+			args = append(args, "%"+likeEscaper.Replace(strings.ToLower(t))+"%")
 		}
 		w += ` AND (` + strings.Join(ors, " OR ") + `)`
 	}
@@ -93,6 +110,8 @@ func (f ExecFilter) where() (string, []any) {
 	}
 	return w, args
 }
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // ListExecutions returns entries newest first and the total matching.
 func (s *Store) ListExecutions(ctx context.Context, f ExecFilter) ([]*model.Execution, int, error) {

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
@@ -46,6 +47,7 @@ const (
 type Store struct {
 	db      *sql.DB
 	dialect string
+	seq     atomic.Int64 // last executions.seq handed out (see nextSeq)
 }
 
 // Open connects, applies pending migrations and returns the store.
