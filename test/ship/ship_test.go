@@ -13,6 +13,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -413,6 +414,20 @@ func TestShip(t *testing.T) {
 		}
 	})
 
+	t.Run("measure 1+1 round trip", func(t *testing.T) {
+		const n = 200
+		lat := make([]time.Duration, 0, n)
+		for i := 0; i < n; i++ {
+			t0 := time.Now()
+			if r := s.py(t, "1+1", 30); r.text() != "2" {
+				t.Fatalf("%+v", r)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		t.Logf("python 1+1 via Ship HTTP: p50 %v p90 %v p99 %v", lat[n/2], lat[n*9/10], lat[n*99/100])
+	})
+
 	t.Run("measure idle RSS", func(t *testing.T) {
 		time.Sleep(time.Second)
 		kib, err := c.ShipRSSKiB(s.ctx)
@@ -497,6 +512,10 @@ func TestStartup(t *testing.T) {
 		total += c.StartToHealthy
 		t.Logf("start → /health 200: %v", c.StartToHealthy)
 		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		// SIGTERM is handled: a clean exit well before Docker's SIGKILL.
+		if took, code, err := c.Stop(rctx, 10*time.Second); err != nil || code != 0 || took > 5*time.Second {
+			t.Errorf("stop: %v exit %d after %v", err, code, took)
+		}
 		if err := c.Remove(rctx); err != nil {
 			t.Error(err)
 		}

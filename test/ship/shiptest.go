@@ -221,6 +221,22 @@ func (c *Container) Remove(ctx context.Context) error {
 	return nil
 }
 
+// Stop stops the container (SIGTERM, then SIGKILL after grace) and returns
+// how long it took and the exit code.
+func (c *Container) Stop(ctx context.Context, grace time.Duration) (time.Duration, int, error) {
+	secs := int(grace.Seconds())
+	t0 := time.Now()
+	if err := c.cli.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &secs}); err != nil {
+		return 0, 0, fmt.Errorf("stop: %w", err)
+	}
+	took := time.Since(t0)
+	insp, err := c.cli.ContainerInspect(ctx, c.ID)
+	if err != nil {
+		return took, 0, fmt.Errorf("inspect: %w", err)
+	}
+	return took, insp.State.ExitCode, nil
+}
+
 // Logs returns the container's output (Ship's JSON log lines).
 func (c *Container) Logs(ctx context.Context) (string, error) {
 	rc, err := c.cli.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
