@@ -73,6 +73,14 @@ func privileges(cfg config) (*syscall.Credential, *boot.Owner, error) {
 		&boot.Owner{UID: cfg.UID, GID: cfg.GID}, nil
 }
 
+func nonDumpable() error {
+	const prSetDumpable = 4
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetDumpable, 0, 0); errno != 0 {
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", errno)
+	}
+	return nil
+}
+
 func haveCaps(bits ...uint) error {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
@@ -100,6 +108,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	cred, owner, err := privileges(cfg)
 	if err != nil {
 		return err
+	}
+	// User code runs as the same uid when Ship is started as 1000: make Ship
+	// non-dumpable so that code cannot ptrace it or read its memory (other
+	// requests in flight). Children get the flag reset by execve. The token is
+	// still in the container's environment (PID 1's); it only guards this
+	// sandbox's own Ship against other network peers, so its user knowing it
+	// grants nothing new.
+	if err := nonDumpable(); err != nil {
+		log.Warn("could not make ship non-dumpable", "err", err)
 	}
 	if os.Getpid() == 1 {
 		log.Warn("ship runs as PID 1: orphaned processes will not be reaped; use an init (the image runs tini)")
