@@ -21,8 +21,13 @@ func (s *Store) ReserveIdempotency(ctx context.Context, rec *model.IdempotencyRe
 		case errors.Is(err, ErrNotFound):
 		case err != nil:
 			return err
-		case now.After(cur.ExpiresAt):
-			if _, err := s.exec(ctx, tx.tx, `DELETE FROM idempotency_keys WHERE owner = ? AND key = ?`, rec.Owner, rec.Key); err != nil {
+		case us(now) > us(cur.ExpiresAt):
+			// Delete only while it is still expired: on PostgreSQL (READ COMMITTED)
+			// this statement may already see a fresh reservation that a concurrent
+			// request put in its place since our SELECT; deleting that one too let
+			// two requests reserve. The INSERT below then conflicts instead.
+			if _, err := s.exec(ctx, tx.tx, `DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND expires_at < ?`,
+				rec.Owner, rec.Key, us(now)); err != nil {
 				return err
 			}
 		default:
