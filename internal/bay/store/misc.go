@@ -13,7 +13,29 @@ import (
 // ReserveIdempotency inserts a pending record (status 0) for (owner, key). When a
 // record already exists it is returned with reserved=false; an expired one is
 // replaced. The reservation is what makes two simultaneous first requests run once.
+// reserved=false with existing=nil means a concurrent reservation came and went
+// (its request failed and released the key) while this one raced it: look again.
 func (s *Store) ReserveIdempotency(ctx context.Context, rec *model.IdempotencyRecord, now time.Time) (reserved bool, existing *model.IdempotencyRecord, err error) {
+	for attempt := 0; ; attempt++ {
+		reserved, existing, err = s.reserveIdempotency(ctx, rec, now)
+		if !errors.Is(err, ErrConflict) {
+			return reserved, existing, err
+		}
+		// Lost an insert race: read the winner's row. When the winner has already
+		// released it (its request failed), try again rather than report
+		// ErrNotFound; after a few rounds report "not reserved, nothing there"
+		// and let the caller poll.
+		cur, gerr := s.GetIdempotency(ctx, rec.Owner, rec.Key)
+		if !errors.Is(gerr, ErrNotFound) {
+			return false, cur, gerr
+		}
+		if attempt == 2 {
+			return false, nil, nil
+		}
+	}
+}
+
+func (s *Store) reserveIdempotency(ctx context.Context, rec *model.IdempotencyRecord, now time.Time) (reserved bool, existing *model.IdempotencyRecord, err error) {
 	err = s.Tx(ctx, func(tx *Tx) error {
 		cur, err := scanIdem(tx.tx.QueryRowContext(ctx, s.rebind(`SELECT owner, key, fingerprint, status_code, response,
 			created_at, expires_at FROM idempotency_keys WHERE owner = ? AND key = ?`), rec.Owner, rec.Key))
@@ -42,11 +64,10 @@ func (s *Store) ReserveIdempotency(ctx context.Context, rec *model.IdempotencyRe
 		reserved = true
 		return nil
 	})
-	if errors.Is(err, ErrConflict) { // lost an insert race: read the winner's row
-		cur, gerr := s.GetIdempotency(ctx, rec.Owner, rec.Key)
-		return false, cur, gerr
+	if err != nil {
+		return false, nil, err
 	}
-	return reserved, existing, err
+	return reserved, existing, nil
 }
 
 // GetIdempotency returns the record of (owner, key).

@@ -243,3 +243,30 @@ func TestLeases(t *testing.T) {
 		}
 	})
 }
+
+// Requests that fail release their key at once, while others race for it: a
+// reservation never reports an error because the record it lost to is gone.
+func TestIdempotencyReserveReleaseChurn(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		replicas := []*store.Store{e.s, e.replica(t)}
+		const workers, rounds = 8, 40
+		errs := make([]error, workers)
+		parallel(workers, func(i int) {
+			s := replicas[i%2]
+			for r := 0; r < rounds && errs[i] == nil; r++ {
+				ok, existing, err := s.ReserveIdempotency(e.ctx, idemRec("alice", "churn", "fp", t0, time.Hour), t0)
+				switch {
+				case err != nil:
+					errs[i] = fmt.Errorf("round %d: %w", r, err)
+				case ok:
+					errs[i] = s.ReleaseIdempotency(e.ctx, "alice", "churn")
+				case existing != nil && existing.Fingerprint != "fp":
+					errs[i] = fmt.Errorf("round %d: saw %s", r, show(existing))
+				}
+			}
+		})
+		for i, err := range errs {
+			must(t, fmt.Sprintf("worker %d", i), err)
+		}
+	})
+}
