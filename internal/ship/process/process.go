@@ -386,11 +386,12 @@ func (r *Runner) reap(ctx context.Context, p *Proc, cmd *exec.Cmd) {
 	}
 	status := p.status
 	p.mu.Unlock()
-	close(p.done)
+	// Registry first, then done: whoever waited sees the eviction applied.
 	r.mu.Lock()
 	r.finished = append(r.finished, p.id)
 	r.evictLocked()
 	r.mu.Unlock()
+	close(p.done)
 	r.cfg.Logger.InfoContext(context.WithoutCancel(ctx), "background process finished", "process_id", p.id, "status", status, "exit_code", code)
 }
 
