@@ -127,8 +127,9 @@ func (r *Root) check(p string) (string, error) {
 
 // resolve walks the absolute path p component by component like the kernel:
 // a symlink is replaced by its target (absolute targets restart at "/"), ".."
-// drops the last resolved component. Once a component does not exist, the rest
-// is appended lexically (nothing below a missing entry can be a symlink).
+// drops the last resolved component. A component that does not exist is taken
+// as a plain name (nothing below it can be a symlink, but ".." may climb out of
+// it again, so the walk goes on).
 func resolve(p string) (string, error) {
 	pending := splitPath(p)
 	resolved := "/"
@@ -147,8 +148,11 @@ func resolve(p string) (string, error) {
 		fi, err := os.Lstat(next)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-				// Missing (or below a non-directory): the rest is lexical.
-				return filepath.Join(append([]string{next}, pending...)...), nil
+				// Missing (or below a non-directory): take it as a plain name and
+				// keep walking; a later ".." can climb back into existing
+				// directories, whose symlinks must still be followed.
+				resolved = next
+				continue
 			}
 			return "", fmt.Errorf("resolve %q: %w", p, err)
 		}

@@ -74,6 +74,8 @@ func TestResolve(t *testing.T) {
 		{"dangling link outside", "dangling", "", ErrOutside},
 		{"link then dotdot escapes", "in-rel/../../x", "", ErrOutside},
 		{"missing then dotdot escapes", "nope/../../x", "", ErrOutside},
+		{"missing then dotdot into an escaping link", "nope/../etc/passwd", "", ErrOutside},
+		{"missing then dotdot inside", "nope/deeper/../../a.txt", ws + "/a.txt", nil},
 		{"nul", "a\x00b", "", ErrInvalid},
 		{"loop", "loop1/x", "", ErrInvalid},
 		{"root parent", "..", "", ErrOutside},
