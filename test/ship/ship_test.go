@@ -240,7 +240,7 @@ func TestShip(t *testing.T) {
 		if r := s.sh(t, map[string]any{"command": "ln -sfn /etc etclink"}); !r.Success {
 			t.Fatalf("%+v", r)
 		}
-		for _, p := range []string{"../../etc/passwd", "/etc/passwd", "etclink/passwd", "etclink"} {
+		for _, p := range []string{"../../etc/passwd", "/etc/passwd", "etclink/passwd", "etclink", "missing/../etclink/passwd"} {
 			if status, b := s.do(t, "POST", "/fs/read_file", map[string]any{"path": p}, nil); status != 403 ||
 				!strings.Contains(string(b), "Access denied: path must be within workspace /workspace") {
 				t.Errorf("read %q: %d %s", p, status, b)
