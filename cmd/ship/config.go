@@ -99,7 +99,7 @@ func parseConfig(args []string, getenv func(string) (string, bool)) (config, err
 	num64(&c.MaxUploadBytes, "max-upload-bytes", "SHIP_MAX_UPLOAD_BYTES", 1<<30, "cap on one upload")
 	num64(&c.MaxReadBytes, "max-read-bytes", "SHIP_MAX_READ_BYTES", 32<<20, "cap on /fs/read_file (bigger: /fs/download)")
 	str(&c.LogLevel, "log-level", "SHIP_LOG_LEVEL", "info", "debug, info, warn or error")
-	str(&c.LogFormat, "log-format", "SHIP_LOG_FORMAT", "json", "json or text")
+	str(&c.LogFormat, "log-format", "SHIP_LOG_FORMAT", "auto", "auto (json; text on a terminal), json or text")
 	str(&c.Image, "image", "SHIP_IMAGE", "", "image name reported by /meta")
 	str(&c.ImageDigest, "image-digest", "SHIP_IMAGE_DIGEST", "", "image digest reported by /meta")
 	str(&c.GitSHA, "git-sha", "GIT_SHA", "", "source revision reported by /meta")

@@ -1,6 +1,36 @@
 // Command ship is the in-sandbox runtime: the HTTP API (port 8123) that runs
 // Python in a Jupyter kernel, shell commands, file operations and a terminal
 // for the sandbox user (uid 1000) inside one container.
+//
+// Every setting is a flag and an environment variable (`ship -h` lists them;
+// the flag wins over the variable). The main ones:
+//
+//	SHIP_HOST / SHIP_PORT        listen address (0.0.0.0:8123)
+//	SHIP_TOKEN                   bearer token for every route but /health and /meta
+//	SHIP_WORKSPACE               workspace directory (/workspace)
+//	SHIP_SKILLS_DIR              built-in skills copied to <workspace>/skills/<name> (/app/skills)
+//	SHIP_UID / SHIP_GID          user code runs as these when Ship runs as root (1000/1000)
+//	SHIP_EXEC_TIMEOUT            default python/shell timeout (30s; a bare number is seconds)
+//	SHIP_MAX_EXEC_TIMEOUT        bound on any requested timeout (1h)
+//	SHIP_KERNEL_START_TIMEOUT    kernel start bound (60s)
+//	SHIP_KERNEL_QUEUE_TIMEOUT    wait for the running cell before giving up (60s)
+//	SHIP_KERNEL_INTERRUPT_GRACE  after interrupting a timed-out cell, restart past this (5s)
+//	SHIP_MAX_OUTPUT_BYTES        captured output per stream / per cell (1 MiB)
+//	SHIP_PROCESS_OUTPUT_BYTES    ring buffer per stream of a background process (64 KiB)
+//	SHIP_MAX_BACKGROUND          running background processes (64)
+//	SHIP_KEEP_FINISHED           finished background processes kept readable (16)
+//	SHIP_MAX_TERMINALS           concurrent terminals (16)
+//	SHIP_MAX_BODY_BYTES          JSON body cap (64 MiB)
+//	SHIP_MAX_UPLOAD_BYTES        upload cap (1 GiB)
+//	SHIP_MAX_READ_BYTES          /fs/read_file cap (32 MiB; larger files: /fs/download)
+//	SHIP_SHUTDOWN_TIMEOUT        graceful shutdown bound (10s)
+//	SHIP_LOG_LEVEL / SHIP_LOG_FORMAT  info; auto (json, text on a terminal) | json | text
+//	SHIP_KERNEL_CMD              kernel argv ({connection_file} substituted)
+//	SHIP_IMAGE, SHIP_IMAGE_DIGEST, GIT_SHA  reported by /meta
+//
+// Profile environment: BAY_PROFILE_ENV ("K=V:K2=V2", upstream) and
+// BAY_PROFILE_ENV_JSON ({"K":"V"}, values may contain ':') are written to
+// <workspace>/.bay_env.sh and given to user code.
 package main
 
 import (
@@ -51,7 +81,14 @@ func newLogger(cfg config) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler = slog.NewJSONHandler(os.Stderr, opts)
-	if cfg.LogFormat == "text" {
+	format := cfg.LogFormat
+	if format == "auto" {
+		format = "json"
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "text" // a person at a terminal
+		}
+	}
+	if format == "text" {
 		h = slog.NewTextHandler(os.Stderr, opts)
 	}
 	return slog.New(server.ContextHandler{Handler: h}).With("service", "ship")
