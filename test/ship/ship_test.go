@@ -234,6 +234,12 @@ func TestShip(t *testing.T) {
 		if r.Stdout != hex.EncodeToString(want[:]) {
 			t.Fatalf("on disk %q", r.Stdout)
 		}
+		// Streamed both ways: Ship never held the file in memory.
+		if kib, err := c.ShipRSSKiB(s.ctx); err != nil || kib > 40<<10 {
+			t.Fatalf("ship RSS after a 50 MB round trip: %d KiB (%v)", kib, err)
+		} else {
+			t.Logf("ship VmRSS after the 50 MB round trip: %d KiB", kib)
+		}
 	})
 
 	t.Run("escapes are refused", func(t *testing.T) {
