@@ -20,7 +20,7 @@
 # The cluster is tuned for tests, not for data you care about: fsync off.
 set -euo pipefail
 
-BASE=${SHIPYARD_PG_DIR:-/var/tmp/shipyard-pg}
+BASE=$(realpath -m "${SHIPYARD_PG_DIR:-/var/tmp/shipyard-pg}")
 PORT=${SHIPYARD_PG_PORT:-55432}
 ROLE=${SHIPYARD_PG_USER:-shipyard}
 PASS=${SHIPYARD_PG_PASSWORD:-shipyard}
@@ -57,9 +57,20 @@ fi
 
 BIN=$(pg_bindir || true)
 
+# our_postmaster PID: PID is a live (not zombie) postgres serving our data directory.
+our_postmaster() {
+	local pid=$1 cmd
+	[[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+	cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+	[[ $cmd == *postgres* && $cmd == *" $DATA "* ]]
+}
+
 if [[ ${1:-} == stop ]]; then
-	if [[ -n $BIN && -f $DATA/PG_VERSION ]]; then
-		as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2 || true
+	pid=$(head -n1 "$DATA/postmaster.pid" 2>/dev/null || true)
+	if [[ -n $BIN ]] && our_postmaster "$pid"; then
+		as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2
+	else
+		log "not running"
 	fi
 	exit 0
 fi
@@ -85,6 +96,11 @@ if [[ -z $BIN ]]; then
 	[[ $(id -u) -eq 0 ]] || die "PostgreSQL is not installed and installing needs root: apt-get install postgresql"
 	log "installing postgresql (apt-get)"
 	export DEBIAN_FRONTEND=noninteractive
+	# We run our own cluster: keep the package from creating (and starting) its "main" one.
+	if [[ ! -e /etc/postgresql-common/createcluster.conf ]]; then
+		mkdir -p /etc/postgresql-common
+		echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+	fi
 	if ! apt-get install -y -q --no-install-recommends postgresql >&2; then
 		apt-get update -q >&2
 		apt-get install -y -q --no-install-recommends postgresql >&2
@@ -125,24 +141,41 @@ full_page_writes = off
 EOF
 fi
 
-# 3. Start it (pg_ctl start -w waits until it accepts connections).
-if ! as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-	log "starting PostgreSQL on 127.0.0.1:$PORT (log: $LOG)"
-	touch "$LOG"
-	[[ $(id -u) -eq 0 ]] && chown "$RUNAS": "$LOG"
-	# The server must not inherit our descriptors: not the lock (fd 9, it would
-	# hold the lock for its lifetime) and not the caller's pipes (a caller reading
-	# our output would wait for the server to exit).
-	if ! (
-		for fd in /proc/$BASHPID/fd/*; do
-			n=${fd##*/}
-			((n > 2)) && eval "exec $n>&-" 2>/dev/null
+# 3. Start it, unless our server already runs. "Runs" is decided by the process,
+# not by postmaster.pid alone: a machine handed over after its processes were
+# ended keeps a stale pid file whose pid may be dead, a zombie, or reused by an
+# unrelated process (pg_ctl status and the server's own check would take that
+# for a running server and refuse to start).
+ready() { "$BIN/pg_isready" -q -h "$SOCK" -p "$PORT" 2>/dev/null; }
+if ! ready; then
+	pid=$(head -n1 "$DATA/postmaster.pid" 2>/dev/null || true)
+	if our_postmaster "$pid"; then
+		log "PostgreSQL (pid $pid) is starting; waiting"
+		for _ in $(seq 600); do
+			ready && break
+			our_postmaster "$pid" || break
+			sleep 0.1
 		done
-		exec </dev/null >>"$LOG" 2>&1
-		as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start
-	); then
-		tail -n 30 "$LOG" >&2 || true
-		die "PostgreSQL did not start"
+		ready || { tail -n 30 "$LOG" >&2 || true; die "PostgreSQL (pid $pid) does not accept connections"; }
+	else
+		rm -f "$DATA/postmaster.pid" "$SOCK/.s.PGSQL.$PORT.lock"
+		log "starting PostgreSQL on 127.0.0.1:$PORT (log: $LOG)"
+		touch "$LOG"
+		[[ $(id -u) -eq 0 ]] && chown "$RUNAS": "$LOG"
+		# The server must not inherit our descriptors: not the lock (fd 9, it would
+		# hold the lock for its lifetime) and not the caller's pipes (a caller reading
+		# our output would wait for the server to exit).
+		if ! (
+			for fd in /proc/$BASHPID/fd/*; do
+				n=${fd##*/}
+				((n > 2)) && eval "exec $n>&-" 2>/dev/null
+			done
+			exec </dev/null >>"$LOG" 2>&1
+			as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOG" -w -t 60 start
+		); then
+			tail -n 30 "$LOG" >&2 || true
+			die "PostgreSQL did not start"
+		fi
 	fi
 fi
 
