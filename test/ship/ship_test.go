@@ -516,8 +516,12 @@ func TestStartup(t *testing.T) {
 	for i := 0; i < n; i++ {
 		c := Start(t, Options{})
 		total += c.StartToHealthy
-		t.Logf("start → /health 200: %v", c.StartToHealthy)
 		rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		kib, err := c.ShipRSSKiB(rctx)
+		if err != nil {
+			t.Error(err)
+		}
+		t.Logf("start → /health 200: %v; ship VmRSS at idle: %d KiB", c.StartToHealthy, kib)
 		// SIGTERM is handled: a clean exit well before Docker's SIGKILL.
 		if took, code, err := c.Stop(rctx, 10*time.Second); err != nil || code != 0 || took > 5*time.Second {
 			t.Errorf("stop: %v exit %d after %v", err, code, took)
