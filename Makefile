@@ -51,8 +51,10 @@ test: lint deps image
 	SHIPYARD_E2E=1 SHIPYARD_TEST_PG_DSN=$$(scripts/pg.sh) CGO_ENABLED=1 \
 		$(GO) test $(GOFLAGS_TEST) -timeout 18m ./...
 
-bench: docker image
-	$(GO) run ./bench/cmd/report
+# Every benchmark, side by side with its baseline, into bench/REPORT.md (< 10 min).
+bench: deps image bay
+	SHIPYARD_E2E=1 SHIPYARD_BENCH=1 SHIPYARD_BENCH_BAY=$(CURDIR)/bin/bay \
+		$(GO) test -count=1 -run '^TestReport$$' -timeout 12m -v ./bench
 
 clean:
 	rm -rf bin
