@@ -195,7 +195,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		MaxRunning: cfg.MaxBackground, KeepFinished: cfg.KeepFinished, Logger: log,
 	})
 	terminal := term.New(term.Config{Dir: root.Dir(), EnvFile: envFile, Env: childEnv, Credential: cred,
-		MaxSessions: cfg.MaxTerminals, Logger: log})
+		MaxSessions: cfg.MaxTerminals, AnyOrigin: cfg.Token != "", Logger: log})
 	kcfg := kernel.Config{
 		Argv: strings.Fields(cfg.KernelCmd), Dir: root.Dir(), Env: childEnv,
 		InitCode:     kernel.DefaultInitCode + boot.EnvInitCode(envFile),

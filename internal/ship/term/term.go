@@ -35,6 +35,11 @@ type Config struct {
 	Credential *syscall.Credential // nil = run as Ship's own user
 	// MaxSessions bounds concurrent terminals (default 16).
 	MaxSessions int
+	// AnyOrigin accepts upgrades whatever their Origin header. Safe when every
+	// request must carry a bearer token (a browser cannot add one to a
+	// cross-site WebSocket handshake), so proxies may forward a browser's
+	// Origin; without a token, cross-origin upgrades are refused.
+	AnyOrigin bool
 	Logger      *slog.Logger
 }
 
@@ -106,7 +111,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.wg.Add(1)
 	defer h.wg.Done()
 	log := h.cfg.Logger
-	conn, err := websocket.Accept(w, r, nil)
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: h.cfg.AnyOrigin})
 	if err != nil {
 		log.WarnContext(r.Context(), "terminal upgrade failed", "err", err)
 		return
