@@ -40,7 +40,7 @@ type Config struct {
 	// cross-site WebSocket handshake), so proxies may forward a browser's
 	// Origin; without a token, cross-origin upgrades are refused.
 	AnyOrigin bool
-	Logger      *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Handler serves /term/ws. Close ends every open terminal.
