@@ -36,6 +36,7 @@ if [ "$current" = "$hash" ]; then
   exit 0
 fi
 
+old_id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 echo "building $image ($hash) from $base" >&2
 cid=$(docker create "$base" /bin/true)
 docker cp "$tmp/ship" "$cid:/usr/local/bin/ship"
@@ -53,4 +54,6 @@ docker commit \
   --change "LABEL shipyard.content-hash=$hash" \
   --change "LABEL shipyard.base=$base" \
   "$cid" "$image" >/dev/null
+# The replaced image is now untagged: drop it unless a container still uses it.
+if [ -n "$old_id" ]; then docker rmi "$old_id" >/dev/null 2>&1 || true; fi
 echo "$image"
