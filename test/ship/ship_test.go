@@ -402,6 +402,25 @@ func TestShip(t *testing.T) {
 		}
 	})
 
+	t.Run("a dead kernel is restarted and says state was lost", func(t *testing.T) {
+		s.py(t, "doomed = 1", 30)
+		first := s.py(t, "import os; os._exit(1)", 30)
+		if first.Success || first.Error == nil {
+			t.Fatalf("%+v", first)
+		}
+		next := s.py(t, "'doomed' in globals()", 60)
+		if !next.Success || next.text() != "False" {
+			t.Fatalf("%+v", next)
+		}
+		if !first.KernelRestarted && !next.KernelRestarted && !strings.Contains(*first.Error, "lost") {
+			t.Fatalf("state loss not reported: %+v / %+v", first, next)
+		}
+		_, b := s.do(t, "GET", "/metrics", nil, nil)
+		if !strings.Contains(string(b), `ship_kernel_restarts_total{reason="died"} 1`) {
+			t.Errorf("restart not counted")
+		}
+	})
+
 	t.Run("kernel restart and shutdown", func(t *testing.T) {
 		if status, b := s.do(t, "POST", "/ipython/kernel/restart", nil, nil); status != 200 {
 			t.Fatalf("%d %s", status, b)
