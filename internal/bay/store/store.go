@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -22,7 +23,6 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 	_ "modernc.org/sqlite" // registers "sqlite"
 
 	"github.com/shipyard/shipyard/internal/bay/model"
@@ -113,24 +113,23 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 // migrate applies pending migrations. Several Bay replicas may start at once on
 // one empty database: without a lock each one sees no version table and every
 // one but the first fails ("relation already exists"). PostgreSQL: a session
-// advisory lock (a goose session locker) keyed by database and schema, so only Bays
-// sharing a schema wait for each other. SQLite has no advisory locks; one file
-// is used by one Bay process, so an in-process lock per file suffices.
+// advisory lock keyed by database and schema (only Bays sharing a schema wait
+// for each other), held around the whole of goose's Up, including its
+// pending-check (which goose's own session locker leaves out: the losers of
+// that race sleep a second). SQLite has no advisory locks; one file is used by
+// one Bay process, so an in-process lock per file suffices.
 func migrate(ctx context.Context, db *sql.DB, dialect string, gd goose.Dialect, dsn string, memory bool) error {
 	sub, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		return err
 	}
-	var opts []goose.ProviderOption
 	switch {
 	case dialect == Postgres:
-		var where string
-		if err := db.QueryRowContext(ctx, `SELECT current_database() || '.' || COALESCE(current_schema(), '')`).Scan(&where); err != nil {
-			return fmt.Errorf("store: migrations: %w", err)
+		unlock, err := pgMigrationLock(ctx, db)
+		if err != nil {
+			return fmt.Errorf("store: migration lock: %w", err)
 		}
-		h := fnv.New64a()
-		h.Write([]byte("shipyard/bay/migrations:" + where))
-		opts = append(opts, goose.WithSessionLocker(pgAdvisoryLocker{id: int64(h.Sum64() >> 1)}))
+		defer unlock()
 	case !memory:
 		path := dsn
 		if i := strings.IndexByte(path, '?'); i >= 0 {
@@ -145,7 +144,7 @@ func migrate(ctx context.Context, db *sql.DB, dialect string, gd goose.Dialect, 
 		mu.Lock()
 		defer mu.Unlock()
 	}
-	p, err := goose.NewProvider(gd, db, sub, opts...)
+	p, err := goose.NewProvider(gd, db, sub)
 	if err != nil {
 		return fmt.Errorf("store: migrations: %w", err)
 	}
@@ -155,22 +154,35 @@ func migrate(ctx context.Context, db *sql.DB, dialect string, gd goose.Dialect, 
 	return nil
 }
 
-// pgAdvisoryLocker holds a session advisory lock while goose migrates. Unlike
-// goose's own locker (which polls pg_try_advisory_lock every second or more) it
-// waits in the server, bounded by ctx, and hands over the moment the holder is
-// done. The server drops the lock if the holder's connection dies.
-type pgAdvisoryLocker struct{ id int64 }
-
-var _ lock.SessionLocker = pgAdvisoryLocker{}
-
-func (l pgAdvisoryLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
-	_, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, l.id)
-	return err
-}
-
-func (l pgAdvisoryLocker) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
-	_, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, l.id)
-	return err
+// pgMigrationLock takes the migration advisory lock on a connection of its own.
+// pg_advisory_lock waits in the server, bounded by ctx, and hands over the
+// moment the holder is done; the server drops it if the holder's connection dies.
+func pgMigrationLock(ctx context.Context, db *sql.DB) (unlock func(), err error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var where string
+	if err := conn.QueryRowContext(ctx, `SELECT current_database() || '.' || COALESCE(current_schema(), '')`).Scan(&where); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	h := fnv.New64a()
+	h.Write([]byte("shipyard/bay/migrations:" + where))
+	id := int64(h.Sum64() >> 1)
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, id); err != nil {
+		// The lock may have been granted as ctx ended: never pool this session.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
+		return nil, err
+	}
+	return func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, id); err != nil {
+			// Closing the session releases the lock; pooling it would keep it.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		conn.Close()
+	}, nil
 }
 
 // sqliteMigrateMu serializes migrations of one SQLite file within the process
