@@ -8,7 +8,8 @@ import (
 )
 
 // WarmSandboxes returns the warm (unclaimed) sandboxes of a profile ("" = all
-// profiles) in the given states (none = all), oldest ready first.
+// profiles) in the given states (none = all), oldest ready first (not yet
+// ready last).
 func (s *Store) WarmSandboxes(ctx context.Context, profileID string, states ...string) ([]*model.Sandbox, error) {
 	q := `SELECT ` + sandboxCols + ` FROM sandboxes WHERE is_warm = ? AND deleted_at IS NULL`
 	args := []any{true}
@@ -22,7 +23,8 @@ func (s *Store) WarmSandboxes(ctx context.Context, profileID string, states ...s
 			args = append(args, st)
 		}
 	}
-	q += ` ORDER BY warm_ready_at, id`
+	// NULLs sort first on SQLite and last on PostgreSQL: say where they go.
+	q += ` ORDER BY warm_ready_at IS NULL, warm_ready_at, id`
 	return s.querySandboxes(ctx, q, args...)
 }
 
@@ -32,7 +34,7 @@ func (s *Store) WarmSandboxes(ctx context.Context, profileID string, states ...s
 func (s *Store) ClaimWarm(ctx context.Context, profileID, owner string, expiresAt, idleExpiresAt *time.Time, now time.Time) (*model.Sandbox, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		cands, err := s.querySandboxes(ctx, `SELECT `+sandboxCols+` FROM sandboxes WHERE is_warm = ? AND deleted_at IS NULL
-			AND profile_id = ? AND warm_state = ? ORDER BY warm_ready_at, id LIMIT 3`, true, profileID, model.WarmAvailable)
+			AND profile_id = ? AND warm_state = ? ORDER BY warm_ready_at IS NULL, warm_ready_at, id LIMIT 3`, true, profileID, model.WarmAvailable)
 		if err != nil || len(cands) == 0 {
 			return nil, err
 		}
