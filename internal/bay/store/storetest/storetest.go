@@ -16,10 +16,13 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,7 +56,10 @@ func FreshDSN(t testing.TB, dialect string) string {
 		if base == "" {
 			t.Skipf("%s is not set (scripts/pg.sh prints one)", EnvPostgresDSN)
 		}
-		schema := "t_" + randHex(8)
+		sweepOnce.Do(func() { sweepStaleSchemas(t, base) })
+		// t_<unix seconds>_<random>: the time lets a later run drop what a
+		// crashed run (panic, timeout) could not.
+		schema := fmt.Sprintf("t_%d_%s", time.Now().Unix(), randHex(6))
 		admin(t, base, `CREATE SCHEMA `+schema)
 		t.Cleanup(func() { admin(t, base, `DROP SCHEMA IF EXISTS `+schema+` CASCADE`) })
 		return WithSearchPath(base, schema)
@@ -97,6 +103,44 @@ func WithSearchPath(dsn, schema string) string {
 		return u.String()
 	}
 	return dsn + " options='-csearch_path=" + schema + "'"
+}
+
+var sweepOnce sync.Once
+
+// sweepStaleSchemas drops test schemas older than an hour: no test runs that
+// long, so they are leftovers of a run that died before its cleanup.
+func sweepStaleSchemas(t testing.TB, dsn string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\_%\_%'`)
+	if err != nil {
+		return
+	}
+	var stale []string
+	for rows.Next() {
+		var name string
+		if rows.Scan(&name) != nil {
+			continue
+		}
+		parts := strings.SplitN(name, "_", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if ts, err := strconv.ParseInt(parts[1], 10, 64); err == nil && time.Since(time.Unix(ts, 0)) > time.Hour {
+			stale = append(stale, name)
+		}
+	}
+	rows.Close()
+	for _, name := range stale {
+		if _, err := db.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+name+` CASCADE`); err != nil {
+			t.Logf("storetest: dropping stale schema %s: %v", name, err)
+		}
+	}
 }
 
 func admin(t testing.TB, dsn, stmt string) {
