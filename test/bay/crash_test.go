@@ -54,7 +54,7 @@ func (p *bayProc) start(t *testing.T) {
 	p.cmd.Env = append(os.Environ(),
 		"BAY_DATA_DIR="+p.dir, "BAY_API_KEY="+baytest.APIKey, "BAY_GC__INSTANCE_ID="+p.inst,
 		"BAY_GC__ENABLED=false", "BAY_WARM_POOL__ENABLED=false", "BAY_SERVER__HOST=127.0.0.1",
-		fmt.Sprintf("BAY_SERVER__PORT=%d", p.port), "BAY_CONFIG_FILE=", "BAY_LOG__LEVEL=warn")
+		fmt.Sprintf("BAY_SERVER__PORT=%d", p.port), "BAY_CONFIG_FILE=", "BAY_LOG__LEVEL=info")
 	logf, _ := os.Create(filepath.Join(p.dir, "bay.log"))
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
@@ -130,6 +130,12 @@ func TestCrashAnywhereThenReconcile(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // let the background reconcile finish too
 	defer p.kill()
+	defer func() {
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(p.dir, "bay.log"))
+			t.Logf("bay.log:\n%s", log)
+		}
+	}()
 
 	ctx := context.Background()
 	cli := baytest.Docker(t)

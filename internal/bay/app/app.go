@@ -123,6 +123,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	a.Sessions = session.New(st, a.Driver, a.Runtime, locks, session.Config{
 		InstanceID: cfg.GC.InstanceID, ReadyTimeout: sc.ReadyTimeout(), ReadyPollInitial: sc.ReadyPollInitial(),
 		ReadyPollMax: sc.ReadyPollMax(), HealthTimeout: sc.ReadyProbeTimeout(), LockTimeout: sc.StartLockTimeout(),
+		SingleInstance: cfg.Database.Driver == config.DriverSQLite,
 	}, log, hooks)
 
 	profiles := map[string]*session.Profile{}
@@ -145,6 +146,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 			}}}
 	a.GC.Observer = a.Metrics
 	a.GC.Init()
+	a.GC.ExpectReconcile()
 	a.Warm = &warmpool.Pool{Store: st, Sessions: a.Sessions, Sandboxes: a.Sandboxes, Config: cfg, Profiles: profiles,
 		Now: a.Now, Log: log, Holder: cfg.GC.InstanceID + "/" + model.NewID("warm"), Observer: a.Metrics}
 	if cfg.WarmPool.Enabled {
@@ -167,7 +169,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		Config: cfg, Store: st, Auth: authn, Sandboxes: a.Sandboxes, Capabilities: a.Caps, Cargos: cargos,
 		Idempotency: &idempotency.Guard{Store: st, Enabled: cfg.Idempotency.Enabled, TTL: cfg.Idempotency.TTL()},
 		Runtime:     a.Runtime, Health: healthChecks{st: st, drv: a.Driver}, Log: log, Now: a.Now, Started: a.started,
-		GC: a.GC,
+		GC: a.GC, Metrics: a.Metrics,
 	})
 	a.listener = opt.Listener
 	return a, nil

@@ -76,11 +76,12 @@ type Collector struct {
 	Log       *slog.Logger
 	Observer  Observer
 
-	holder  string
-	running sync.Mutex
-	mu      sync.Mutex
-	busy    bool
-	last    *Result
+	holder     string
+	reconciled chan struct{} // closed once start-up reconcile is over
+	running    sync.Mutex
+	mu         sync.Mutex
+	busy       bool
+	last       *Result
 }
 
 // Init prepares the collector (holder id for the lease).
@@ -91,8 +92,27 @@ func (c *Collector) Init() {
 	}
 }
 
+// ExpectReconcile makes passes wait until Reconcile has run (call before starting it).
+func (c *Collector) ExpectReconcile() { c.reconciled = make(chan struct{}) }
+
+func (c *Collector) awaitReconcile(ctx context.Context) error {
+	if c.reconciled == nil {
+		return nil
+	}
+	select {
+	case <-c.reconciled:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Run runs one pass now (the admin route). names restricts the tasks (all enabled when empty).
 func (c *Collector) Run(ctx context.Context, names []string) (any, error) {
+	// A pass right after start-up sees what reconcile left, not what it is fixing.
+	if err := c.awaitReconcile(ctx); err != nil {
+		return nil, err
+	}
 	if !c.running.TryLock() {
 		return nil, api.ErrGCBusy
 	}
@@ -370,6 +390,9 @@ func (c *Collector) Status() any {
 // Loop runs passes every interval (and once at start when configured) until ctx ends.
 func (c *Collector) Loop(ctx context.Context) {
 	if !c.Config.Enabled {
+		return
+	}
+	if c.awaitReconcile(ctx) != nil {
 		return
 	}
 	if c.Config.RunOnStartup {

@@ -3,6 +3,7 @@ package gc
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/driver"
@@ -18,8 +19,16 @@ import (
 // staleStart: a session "starting" for longer than this was abandoned by a
 // dead Bay; 0 means every starting session is (one Bay owns the database).
 func (c *Collector) Reconcile(ctx context.Context, staleStart time.Duration) error {
+	if c.reconciled != nil {
+		defer close(c.reconciled)
+	}
 	now := c.Now()
-	var errList []error
+	var (
+		mu      sync.Mutex
+		errList []error
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, 4)
+	)
 	for _, state := range []string{model.SessionPending, model.SessionStarting, model.SessionRunning} {
 		list, err := c.Store.SessionsInState(ctx, state)
 		if err != nil {
@@ -34,7 +43,9 @@ func (c *Collector) Reconcile(ctx context.Context, staleStart time.Duration) err
 			case model.SessionRunning:
 				st, err := c.Driver.Status(ctx, ss.ContainerID)
 				if err != nil {
+					mu.Lock()
 					errList = append(errList, err)
+					mu.Unlock()
 					continue
 				}
 				if st == driver.StateRunning {
@@ -42,11 +53,20 @@ func (c *Collector) Reconcile(ctx context.Context, staleStart time.Duration) err
 				}
 			}
 			c.Log.InfoContext(ctx, "reconcile: dropping session", "session_id", ss.ID, "sandbox_id", ss.SandboxID, "state", state)
-			if err := c.dropSession(ctx, ss); err != nil {
-				errList = append(errList, err)
-			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if err := c.dropSession(ctx, ss); err != nil {
+					mu.Lock()
+					errList = append(errList, err)
+					mu.Unlock()
+				}
+			}()
 		}
 	}
+	wg.Wait()
 	for _, name := range []string{ExpiredSandbox, OrphanCargo, OrphanContainer} {
 		tr := TaskResult{TaskName: name}
 		var err error

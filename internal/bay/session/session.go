@@ -61,6 +61,10 @@ type Config struct {
 	ProbeInterval    time.Duration // how often a running session's container is re-checked (default 5s)
 	RetryAfterSingle time.Duration // 503 retry hint (1s)
 	RetryAfterMulti  time.Duration // (1.5s)
+	// SingleInstance: this Bay is the only one using the database (SQLite), so
+	// a session found "starting" while we hold the sandbox lock was abandoned
+	// by a Bay that died, and is taken over at once.
+	SingleInstance bool
 }
 
 // Store is what the manager needs from persistence.
@@ -234,7 +238,7 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 			ss.ObservedState = model.SessionPending
 			ss.ContainerID, ss.Endpoint, ss.Containers = "", "", nil
 		}
-		if ss != nil && ss.ObservedState == model.SessionStarting && ss.StartedAt != nil &&
+		if ss != nil && ss.ObservedState == model.SessionStarting && !m.cfg.SingleInstance && ss.StartedAt != nil &&
 			now.Sub(*ss.StartedAt) < m.cfg.ReadyTimeout+30*time.Second {
 			// Another Bay replica is starting it right now.
 			return nil, m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
@@ -257,10 +261,18 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 				return nil, err
 			}
 		}
+		// Point the sandbox at the session first: while it starts, and if it
+		// fails, the sandbox's status says so.
+		if sb.CurrentSessionID != ss.ID {
+			if err := m.store.SetCurrentSession(ctx, sb.ID, ss.ID, sb.IdleExpiresAt); err != nil {
+				return nil, err
+			}
+			sb.CurrentSessionID = ss.ID
+		}
 		if err := m.start(ctx, sb, ss, p, now); err != nil {
 			return nil, err
 		}
-		return ss, m.store.SetCurrentSession(ctx, sb.ID, ss.ID, &idle)
+		return ss, m.store.TouchSandbox(ctx, sb.ID, &idle, now)
 	}
 	return nil, m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
 }
