@@ -59,8 +59,8 @@ type Driver struct {
 
 var _ driver.Driver = (*Driver)(nil)
 
-// New returns a driver for the engine at cfg.Socket. It does not contact the
-// engine; call Ping to check it is reachable.
+// New returns a driver for the engine at cfg.Socket. It does not require the
+// engine to be up; call Ping to check it is reachable.
 func New(cfg Config) (*Driver, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
@@ -70,6 +70,11 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker: client for %s: %w", c.Socket, err)
 	}
+	// Negotiate the API version now, before any concurrency: the client does
+	// it lazily on first use otherwise, and concurrent first calls race on it.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	cli.NegotiateAPIVersion(ctx)
+	cancel()
 	return &Driver{cfg: c, cli: cli, log: c.Logger.With("component", "driver.docker")}, nil
 }
 
