@@ -18,6 +18,8 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/app"
 	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/session"
+	"github.com/shipyard/shipyard/internal/bay/store"
+	"github.com/shipyard/shipyard/internal/bay/store/storetest"
 	"github.com/shipyard/shipyard/test/baytest"
 )
 
@@ -51,7 +53,19 @@ func multipartBody(t *testing.T, path string, data []byte) (io.Reader, string) {
 // TestClientScenario walks the whole life of a sandbox as the upstream SDK would.
 func TestClientScenario(t *testing.T) {
 	baytest.Skip(t)
-	b := baytest.Start(t, baytest.Options{})
+	clientScenario(t, baytest.Start(t, baytest.Options{}))
+}
+
+// TestClientScenarioOnPostgres runs the same scenario with PostgreSQL as the store.
+func TestClientScenarioOnPostgres(t *testing.T) {
+	baytest.Skip(t)
+	if storetest.PostgresDSN() == "" {
+		t.Skip("set SHIPYARD_TEST_PG_DSN (make test does, from scripts/pg.sh)")
+	}
+	clientScenario(t, baytest.Start(t, baytest.Options{Postgres: storetest.FreshDSN(t, store.Postgres)}))
+}
+
+func clientScenario(t *testing.T, b *baytest.Bay) {
 	id := b.CreateSandbox(t, map[string]any{"ttl": 3600})
 	sb := "/v1/sandboxes/" + id
 
