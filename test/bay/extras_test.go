@@ -1,0 +1,93 @@
+package bay_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+
+	"github.com/shipyard/shipyard/test/baytest"
+)
+
+func TestTerminalThroughBay(t *testing.T) {
+	baytest.Skip(t)
+	b := baytest.Start(t, baytest.Options{})
+	id := b.CreateSandbox(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(b.URL, "http") + "/v1/sandboxes/" + id + "/terminal?cols=100&rows=30"
+	if _, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer sk-bay-wrong"}}}); err == nil {
+		t.Fatal("terminal with a wrong key was accepted")
+	}
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + baytest.APIKey}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte("echo term-$((6*7)) && id -u\n")); err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	for !strings.Contains(got.String(), "term-42") || !strings.Contains(got.String(), "1000") {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v (so far %q)", err, got.String())
+		}
+		got.Write(data)
+	}
+	_ = c.Close(websocket.StatusNormalClosure, "")
+}
+
+func TestMultiContainerProfile(t *testing.T) {
+	baytest.Skip(t)
+	b := baytest.Start(t, baytest.Options{ConfigYAML: `
+profiles:
+  - id: duo
+    containers:
+      - name: ship
+        image: ship:latest
+        capabilities: [python, filesystem]
+      - name: sidecar
+        image: ship:latest
+        capabilities: [shell]
+`})
+	id := b.CreateSandbox(t, map[string]any{"profile": "duo"})
+	sb := b.Must(t, 201, baytest.Req{Method: "POST", Path: "/v1/sandboxes", Body: map[string]any{"profile": "duo"}})
+	if caps := sb["capabilities"].([]any); len(caps) != 3 {
+		t.Fatalf("capabilities %v", caps)
+	}
+	if r := b.Python(t, id, "import socket; socket.gethostname()"); r["output"] != "'ship'" {
+		t.Fatalf("python ran on %v", r["output"])
+	}
+	sh := b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/shell/exec", Body: map[string]any{"command": "hostname"}})
+	if sh["output"] != "sidecar" {
+		t.Fatalf("shell ran on %v", sh["output"])
+	}
+	list := containersOf(t, "bay.sandbox_id="+id)
+	if len(list) != 2 {
+		t.Fatalf("%d containers", len(list))
+	}
+	sess := list[0].Labels["bay.session_id"]
+	cli := baytest.Docker(t)
+	nets, err := cli.NetworkList(context.Background(), network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "bay.session_id="+sess))})
+	if err != nil || len(nets) != 1 {
+		t.Fatalf("session network: %v %v", nets, err)
+	}
+	got := b.Must(t, 200, baytest.Req{Method: "GET", Path: "/v1/sandboxes/" + id})
+	if cs := got["containers"].([]any); len(cs) != 2 {
+		t.Fatalf("containers %v", cs)
+	}
+	b.Must(t, 204, baytest.Req{Method: "DELETE", Path: "/v1/sandboxes/" + id})
+	if n := len(containersOf(t, "bay.sandbox_id="+id)); n != 0 {
+		t.Fatalf("%d containers after delete", n)
+	}
+	nets, _ = cli.NetworkList(context.Background(), network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "bay.session_id="+sess))})
+	if len(nets) != 0 {
+		t.Fatalf("session network left: %v", nets)
+	}
+}
