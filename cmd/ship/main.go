@@ -47,6 +47,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shipyard/shipyard/internal/logctx"
 	"github.com/shipyard/shipyard/internal/ship/boot"
 	"github.com/shipyard/shipyard/internal/ship/files"
 	"github.com/shipyard/shipyard/internal/ship/kernel"
@@ -91,7 +92,7 @@ func newLogger(cfg config) *slog.Logger {
 	if format == "text" {
 		h = slog.NewTextHandler(os.Stderr, opts)
 	}
-	return slog.New(server.ContextHandler{Handler: h}).With("service", "ship")
+	return slog.New(logctx.Handler{Handler: h}).With("service", "ship")
 }
 
 // privileges decides how user code is run. As root, Ship drops to uid/gid for

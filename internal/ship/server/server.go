@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shipyard/shipyard/internal/logctx"
 	"github.com/shipyard/shipyard/internal/ship/files"
 	"github.com/shipyard/shipyard/internal/ship/kernel"
 	"github.com/shipyard/shipyard/internal/ship/process"
@@ -197,7 +198,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if id == "" || len(id) > 200 {
 		id = newRequestID()
 	}
-	ctx := WithRequestID(r.Context(), id)
+	ctx := logctx.WithRequestID(r.Context(), id)
 	r = r.WithContext(ctx)
 	w.Header().Set("X-Request-Id", id)
 	sw := &statusWriter{ResponseWriter: w}

@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/shipyard/shipyard/internal/logctx"
 	"github.com/shipyard/shipyard/internal/ship/files"
 	"github.com/shipyard/shipyard/internal/ship/kernel"
 	"github.com/shipyard/shipyard/internal/ship/process"
@@ -106,7 +107,7 @@ func setup(t *testing.T, mod func(*Options)) *env {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	logger := slog.New(ContextHandler{slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	logger := slog.New(logctx.Handler{Handler: slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
 	runner := process.New(process.Config{Env: []string{"PATH=/usr/bin:/bin", "HOME=" + root.Dir()}, Logger: logger})
 	t.Cleanup(func() { _ = runner.Shutdown(context.Background()) })
 	opt := Options{
