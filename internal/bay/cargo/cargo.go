@@ -49,12 +49,7 @@ func (s *Service) List(ctx context.Context, owner string, managed bool, cursor s
 	if err != nil {
 		return nil, nil, err
 	}
-	var next *string
-	if len(rows) > limit {
-		rows = rows[:limit]
-		id := rows[limit-1].ID
-		next = &id
-	}
+	rows, next := store.Page(rows, limit, func(c *model.Cargo) string { return c.ID })
 	return rows, next, nil
 }
 

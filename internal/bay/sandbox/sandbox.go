@@ -158,12 +158,7 @@ func (s *Service) List(ctx context.Context, owner, cursor string, limit int, sta
 		if err != nil {
 			return nil, nil, err
 		}
-		var next *string
-		if len(rows) > limit {
-			rows = rows[:limit]
-			id := rows[limit-1].ID
-			next = &id
-		}
+		rows, next := store.Page(rows, limit, func(sb *model.Sandbox) string { return sb.ID })
 		items, err := s.withSessions(ctx, rows)
 		return items, next, err
 	}

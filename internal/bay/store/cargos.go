@@ -11,7 +11,7 @@ import (
 
 const cargoCols = `id, owner, managed, managed_by_sandbox_id, backend, driver_ref, size_limit_mb, created_at, last_accessed_at`
 
-func scanCargo(sc interface{ Scan(...any) error }) (*model.Cargo, error) {
+func scanCargo(sc scanner) (*model.Cargo, error) {
 	var (
 		c                 model.Cargo
 		by                sql.NullString
@@ -85,20 +85,7 @@ func (s *Store) AllCargoRefs(ctx context.Context) (map[string]bool, error) {
 }
 
 func (s *Store) queryCargos(ctx context.Context, query string, args ...any) ([]*model.Cargo, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: query cargos: %w", err)
-	}
-	defer rows.Close()
-	var out []*model.Cargo
-	for rows.Next() {
-		c, err := scanCargo(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, "cargos", scanCargo, query, args...)
 }
 
 // ActiveSandboxesUsingCargo returns ids of live sandboxes mounting the cargo.

@@ -14,7 +14,7 @@ import (
 const execCols = `id, sandbox_id, owner, session_id, exec_type, code, success, execution_time_ms, output, error,
 	payload_ref, description, tags, notes, learn_enabled, learn_status, learn_error, learn_processed_at, created_at`
 
-func scanExecution(sc interface{ Scan(...any) error }) (*model.Execution, error) {
+func scanExecution(sc scanner) (*model.Execution, error) {
 	var (
 		e                                                  model.Execution
 		output, errS, payload, desc, tags, notes, ls, lerr sql.NullString

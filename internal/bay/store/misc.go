@@ -76,7 +76,7 @@ func (s *Store) GetIdempotency(ctx context.Context, owner, key string) (*model.I
 		created_at, expires_at FROM idempotency_keys WHERE owner = ? AND key = ?`), owner, key))
 }
 
-func scanIdem(sc interface{ Scan(...any) error }) (*model.IdempotencyRecord, error) {
+func scanIdem(sc scanner) (*model.IdempotencyRecord, error) {
 	var (
 		r                model.IdempotencyRecord
 		resp             string

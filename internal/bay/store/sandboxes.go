@@ -13,7 +13,7 @@ import (
 const sandboxCols = `id, owner, profile_id, cargo_id, current_session_id, created_at, expires_at,
 	idle_expires_at, last_active_at, deleted_at, is_warm, warm_state, warm_ready_at, warm_rotate_at`
 
-func scanSandbox(sc interface{ Scan(...any) error }) (*model.Sandbox, error) {
+func scanSandbox(sc scanner) (*model.Sandbox, error) {
 	var (
 		sb                                            model.Sandbox
 		cur, warmState                                sql.NullString
@@ -81,20 +81,7 @@ func (s *Store) SandboxByID(ctx context.Context, id string) (*model.Sandbox, err
 }
 
 func (s *Store) querySandboxes(ctx context.Context, query string, args ...any) ([]*model.Sandbox, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: query sandboxes: %w", err)
-	}
-	defer rows.Close()
-	var out []*model.Sandbox
-	for rows.Next() {
-		sb, err := scanSandbox(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sb)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, "sandboxes", scanSandbox, query, args...)
 }
 
 // ListSandboxes returns up to limit live, non-warm sandboxes of owner with id > after, by id.

@@ -14,7 +14,7 @@ import (
 const sessionCols = `id, sandbox_id, profile_id, container_id, endpoint, token, network, desired_state,
 	observed_state, containers, created_at, started_at, last_active_at, version`
 
-func scanSession(sc interface{ Scan(...any) error }) (*model.Session, error) {
+func scanSession(sc scanner) (*model.Session, error) {
 	var (
 		ss                  model.Session
 		containers          string
@@ -106,20 +106,7 @@ func placeholders(n int) string {
 }
 
 func (s *Store) querySessions(ctx context.Context, query string, args ...any) ([]*model.Session, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: query sessions: %w", err)
-	}
-	defer rows.Close()
-	var out []*model.Session
-	for rows.Next() {
-		ss, err := scanSession(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ss)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, "sessions", scanSession, query, args...)
 }
 
 // UpdateSession writes every mutable field if the row still has ss.Version

@@ -296,3 +296,34 @@ func strPtr(v sql.NullString) *string {
 	}
 	return &v.String
 }
+
+type scanner interface{ Scan(...any) error }
+
+// queryAll runs a query and scans every row with scan.
+func queryAll[T any](ctx context.Context, s *Store, what string, scan func(scanner) (*T, error), query string, args ...any) ([]*T, error) {
+	rows, err := s.db.QueryContext(ctx, s.rebind(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: query %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []*T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Page trims rows fetched with limit+1 to limit and returns the cursor of the
+// next page (the last id kept), or nil when there is none.
+func Page[T any](rows []T, limit int, id func(T) string) ([]T, *string) {
+	if len(rows) <= limit {
+		return rows, nil
+	}
+	rows = rows[:limit]
+	next := id(rows[limit-1])
+	return rows, &next
+}
