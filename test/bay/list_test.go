@@ -60,6 +60,9 @@ func TestListPagesThrough120Sandboxes(t *testing.T) {
 	if n := len(m["items"].([]any)); n != 0 {
 		t.Fatalf("status=ready: %d items", n)
 	}
+	if r := b.Do(t, baytest.Req{Method: "GET", Path: "/v1/sandboxes?status=bogus"}); r.Status != 422 {
+		t.Fatalf("status=bogus: %d", r.Status)
+	}
 	for _, bad := range []string{"0", "201", "x"} {
 		if r := b.Do(t, baytest.Req{Method: "GET", Path: "/v1/sandboxes?limit=" + bad}); r.Status != 422 {
 			t.Fatalf("limit=%s: %d", bad, r.Status)

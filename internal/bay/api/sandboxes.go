@@ -99,12 +99,18 @@ func (a *API) createSandbox(w http.ResponseWriter, r *http.Request, owner string
 func (a *API) listSandboxes(w http.ResponseWriter, r *http.Request, owner string) {
 	q := &query{v: r.URL.Query()}
 	limit := q.integer("limit", 50, 1, 200)
+	status := q.v.Get("status")
+	if q.v.Has("status") && !validStatus[status] {
+		q.errs = append(q.errs, fieldError{Type: "enum", Loc: []any{"query", "status"},
+			Msg: "Input should be 'idle', 'starting', 'ready', 'failed', 'expired' or 'deleted'", Input: status,
+			Ctx: map[string]any{"expected": "'idle', 'starting', 'ready', 'failed', 'expired' or 'deleted'"}})
+	}
 	if err := q.err(); err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	now := a.Now()
-	items, next, err := a.Sandboxes.List(r.Context(), owner, q.v.Get("cursor"), int(limit), q.v.Get("status"), now)
+	items, next, err := a.Sandboxes.List(r.Context(), owner, q.v.Get("cursor"), int(limit), status, now)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -115,6 +121,9 @@ func (a *API) listSandboxes(w http.ResponseWriter, r *http.Request, owner string
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": out, "next_cursor": next})
 }
+
+var validStatus = map[string]bool{model.StatusIdle: true, model.StatusStarting: true, model.StatusReady: true,
+	model.StatusFailed: true, model.StatusExpired: true, model.StatusDeleted: true}
 
 func (a *API) getSandbox(w http.ResponseWriter, r *http.Request, owner string) {
 	now := a.Now()
