@@ -23,6 +23,9 @@ func main() {
 		os.Exit(1)
 	}
 	log := app.NewLogger(cfg, os.Stderr)
+	for _, name := range config.UnusedEnv(os.Environ()) {
+		log.Warn("environment variable matches no setting", "name", name)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := app.New(ctx, cfg, log, app.Options{})

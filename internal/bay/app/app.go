@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -158,7 +159,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		a.Close()
 		return nil, err
 	} else if path != "" {
-		log.Info("generated an API key", "credentials_file", path)
+		log.Info("generated an API key; send it as Authorization: Bearer <api_key>", "credentials_file", path)
+	} else if apiKey == "" {
+		log.Info("API keys are in the database; the first generated one is in credentials_file",
+			"credentials_file", filepath.Join(cfg.DataDir, "credentials.json"))
 	}
 	authn, err := auth.New(ctx, st, cfg.Security.AllowAnonymous)
 	if err != nil {
