@@ -91,3 +91,29 @@ profiles:
 		t.Fatalf("session network left: %v", nets)
 	}
 }
+
+func TestDeadContainerIsReplacedTransparently(t *testing.T) {
+	baytest.Skip(t)
+	b := baytest.Start(t, baytest.Options{})
+	id := b.CreateSandbox(t, nil)
+	b.Python(t, id, "x = 1")
+	b.Must(t, 200, baytest.Req{Method: "PUT", Path: "/v1/sandboxes/" + id + "/filesystem/files", Body: map[string]any{"path": "keep", "content": "k"}})
+	list := containersOf(t, "bay.sandbox_id="+id)
+	if len(list) != 1 {
+		t.Fatalf("%d containers", len(list))
+	}
+	if err := baytest.Docker(t).ContainerKill(context.Background(), list[0].ID, "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	// The very next call, well within the probe interval, must still succeed.
+	r := b.Python(t, id, "'x' in globals()")
+	if r["success"] != true || r["output"] != "False" {
+		t.Fatalf("after the container died: %v", r)
+	}
+	if f := b.Must(t, 200, baytest.Req{Method: "GET", Path: "/v1/sandboxes/" + id + "/filesystem/files?path=keep"}); f["content"] != "k" {
+		t.Fatalf("workspace lost: %v", f)
+	}
+	if n := len(containersOf(t, "bay.sandbox_id="+id)); n != 1 {
+		t.Fatalf("%d containers after replacement", n)
+	}
+}

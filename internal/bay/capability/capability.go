@@ -167,14 +167,12 @@ type PythonResult struct {
 func (s *Service) Python(ctx context.Context, owner, sandboxID, code string, timeout int, meta Meta, now time.Time) (res *PythonResult, err error) {
 	start := time.Now()
 	defer func() { s.observe(Python, start, err) }()
-	c, err := s.resolve(ctx, owner, sandboxID, Python, now)
+	var r *runtime.PythonResult
+	c, err := s.with(ctx, owner, sandboxID, Python, now, true, func(c *call) (err error) {
+		r, err = s.Runtime.Python(ctx, c.target, code, timeout)
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	defer c.release()
-	r, err := s.Runtime.Python(ctx, c.target, code, timeout)
-	if err != nil {
-		s.shipFailed(c, err)
 		return nil, err
 	}
 	raw := r.Output
@@ -201,14 +199,12 @@ type ShellResult struct {
 func (s *Service) Shell(ctx context.Context, owner, sandboxID, command string, timeout int, cwd string, meta Meta, now time.Time) (res *ShellResult, err error) {
 	start := time.Now()
 	defer func() { s.observe(Shell, start, err) }()
-	c, err := s.resolve(ctx, owner, sandboxID, Shell, now)
+	var r *runtime.ShellResult
+	c, err := s.with(ctx, owner, sandboxID, Shell, now, true, func(c *call) (err error) {
+		r, err = s.Runtime.Shell(ctx, c.target, command, timeout, cwd)
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	defer c.release()
-	r, err := s.Runtime.Shell(ctx, c.target, command, timeout, cwd)
-	if err != nil {
-		s.shipFailed(c, err)
 		return nil, err
 	}
 	res = &ShellResult{Success: r.Success, Output: r.Stdout, ExitCode: r.ReturnCode, ExecutionTimeMs: time.Since(start).Milliseconds()}
@@ -258,7 +254,7 @@ func NormalizeTags(tags *string) *string {
 
 // ReadFile returns a text file.
 func (s *Service) ReadFile(ctx context.Context, owner, sandboxID, path string, now time.Time) (content string, err error) {
-	err = s.fileOp(ctx, owner, sandboxID, now, func(c *call) error {
+	err = s.fileOp(ctx, owner, sandboxID, now, true, func(c *call) error {
 		content, err = s.Runtime.ReadFile(ctx, c.target, path)
 		return err
 	})
@@ -267,14 +263,14 @@ func (s *Service) ReadFile(ctx context.Context, owner, sandboxID, path string, n
 
 // WriteFile writes a text file.
 func (s *Service) WriteFile(ctx context.Context, owner, sandboxID, path, content string, now time.Time) error {
-	return s.fileOp(ctx, owner, sandboxID, now, func(c *call) error {
+	return s.fileOp(ctx, owner, sandboxID, now, true, func(c *call) error {
 		return s.Runtime.WriteFile(ctx, c.target, path, content)
 	})
 }
 
 // ListDir lists a directory.
 func (s *Service) ListDir(ctx context.Context, owner, sandboxID, path string, now time.Time) (entries []json.RawMessage, err error) {
-	err = s.fileOp(ctx, owner, sandboxID, now, func(c *call) error {
+	err = s.fileOp(ctx, owner, sandboxID, now, true, func(c *call) error {
 		entries, err = s.Runtime.ListDir(ctx, c.target, path)
 		return err
 	})
@@ -283,14 +279,14 @@ func (s *Service) ListDir(ctx context.Context, owner, sandboxID, path string, no
 
 // DeleteFile deletes a file or directory.
 func (s *Service) DeleteFile(ctx context.Context, owner, sandboxID, path string, now time.Time) error {
-	return s.fileOp(ctx, owner, sandboxID, now, func(c *call) error {
+	return s.fileOp(ctx, owner, sandboxID, now, true, func(c *call) error {
 		return s.Runtime.DeleteFile(ctx, c.target, path)
 	})
 }
 
 // Upload streams r into path.
 func (s *Service) Upload(ctx context.Context, owner, sandboxID, path string, r io.Reader, now time.Time) (size int64, err error) {
-	err = s.fileOp(ctx, owner, sandboxID, now, func(c *call) error {
+	err = s.fileOp(ctx, owner, sandboxID, now, false, func(c *call) error { // the body can be read only once
 		size, err = s.Runtime.Upload(ctx, c.target, path, r, s.uploadTimeout())
 		return err
 	})
@@ -332,19 +328,34 @@ func (s *Service) uploadTimeout() time.Duration {
 	return 10 * time.Minute
 }
 
-func (s *Service) fileOp(ctx context.Context, owner, sandboxID string, now time.Time, fn func(*call) error) (err error) {
+func (s *Service) fileOp(ctx context.Context, owner, sandboxID string, now time.Time, retry bool, fn func(*call) error) (err error) {
 	start := time.Now()
 	defer func() { s.observe(Filesystem, start, err) }()
-	c, err := s.resolve(ctx, owner, sandboxID, Filesystem, now)
-	if err != nil {
-		return err
-	}
-	defer c.release()
-	ctx = logctx.WithSandboxID(ctx, sandboxID)
-	if err = fn(c); err != nil {
-		s.shipFailed(c, err)
-	}
+	_, err = s.with(logctx.WithSandboxID(ctx, sandboxID), owner, sandboxID, Filesystem, now, retry, fn)
 	return err
+}
+
+// with resolves the target, runs fn with the session held in use, and releases
+// it. When the runtime could not be reached at all (its container died since
+// the last probe) and retry is set, the session is re-checked — and replaced
+// if it is gone — and fn runs once more: the first attempt never reached Ship.
+func (s *Service) with(ctx context.Context, owner, sandboxID, capability string, now time.Time, retry bool, fn func(*call) error) (*call, error) {
+	for attempt := 0; ; attempt++ {
+		c, err := s.resolve(ctx, owner, sandboxID, capability, now)
+		if err != nil {
+			return nil, err
+		}
+		err = fn(c)
+		c.release()
+		if err == nil {
+			return c, nil
+		}
+		s.shipFailed(c, err)
+		if !retry || attempt > 0 || !runtime.Unreachable(err) {
+			return c, err
+		}
+		s.Log.WarnContext(ctx, "runtime unreachable; re-checking the session and retrying once", "session_id", c.session.ID)
+	}
 }
 
 // Terminal resolves the runtime target of an interactive terminal (needs shell).

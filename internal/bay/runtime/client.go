@@ -61,6 +61,13 @@ func New(cfg Config) *Client {
 // Close drops idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
+// Unreachable reports whether err means the request never reached Ship (the
+// connection could not be made), so repeating it cannot run anything twice.
+func Unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 // Target addresses one Ship.
 type Target struct {
 	Endpoint string // http://host:port
