@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -311,7 +312,15 @@ func deref(s *string) string {
 // shipTarget is one Ship reached directly: its published port and token.
 type shipTarget struct {
 	Endpoint, Token, ContainerID string
-	http                         *http.Client
+	// IPEndpoint is the container's address on Docker's bridge: the same Ship
+	// without the docker-proxy hop of the published port.
+	IPEndpoint string
+	http       *http.Client
+}
+
+// viaIP is the same Ship reached on its bridge address.
+func (s *shipTarget) viaIP() *shipTarget {
+	return &shipTarget{Endpoint: s.IPEndpoint, Token: s.Token, ContainerID: s.ContainerID, http: newHTTPClient()}
 }
 
 func (s *shipTarget) python(ctx context.Context, code, want string) error {
@@ -344,4 +353,56 @@ func (s *shipTarget) shell(ctx context.Context, command, want string) error {
 		return fmt.Errorf("ship shell %q: success=%v stdout=%q error=%v", command, out.Success, out.Stdout, deref(out.Error))
 	}
 	return nil
+}
+
+// metrics scrapes Bay's /metrics and returns every sample line's value by its
+// name with labels (e.g. `bay_driver_call_duration_seconds_sum{op="start"}`).
+func (b *bayProc) metrics(ctx context.Context) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", b.URL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := b.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics: %d", res.StatusCode)
+	}
+	return parseMetrics(string(data)), nil
+}
+
+func parseMetrics(text string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// meanDelta is the mean of a histogram over the samples added between two
+// scrapes, in ms (NaN when none were added).
+func meanDelta(before, after map[string]float64, name, labels string) (ms float64, n int) {
+	sum := after[name+"_sum"+labels] - before[name+"_sum"+labels]
+	cnt := after[name+"_count"+labels] - before[name+"_count"+labels]
+	if cnt <= 0 {
+		return math.NaN(), 0
+	}
+	return sum / cnt * 1000, int(cnt)
 }

@@ -110,6 +110,12 @@ func shipOfSandbox(ctx context.Context, cli *client.Client, sandboxID string) (*
 		return nil, fmt.Errorf("sandbox %s: no published port or token", sandboxID)
 	}
 	st.Endpoint = "http://127.0.0.1:" + binds[0].HostPort
+	for _, n := range insp.NetworkSettings.Networks {
+		if n.IPAddress != "" {
+			st.IPEndpoint = "http://" + n.IPAddress + ":8123"
+			break
+		}
+	}
 	return st, nil
 }
 
@@ -157,7 +163,11 @@ func floorArgs(name, token string, port int) []string {
 type floorRun struct {
 	total  time.Duration // start → first 1+1 answered
 	health time.Duration // start → first /health 200
-	remove func(context.Context)
+	// Engine API floor only: container create and start calls, and the time
+	// from the start call's return to the first /health 200.
+	create, start, ready time.Duration
+	started              time.Time
+	remove               func(context.Context)
 }
 
 // floorCLI times `docker run` of the image to its first `1+1` straight to Ship.
@@ -199,13 +209,18 @@ func floorAPI(ctx context.Context, cli *client.Client) (*floorRun, error) {
 		PortBindings: nat.PortMap{"8123/tcp": {{HostIP: "127.0.0.1"}}},
 		Mounts:       []mount.Mount{{Type: mount.TypeVolume, Source: name, Target: "/workspace"}},
 	}
+	t1 := time.Now()
 	created, err := cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
 	if err != nil {
 		return fr, err
 	}
+	t2 := time.Now()
+	fr.create = t2.Sub(t1)
 	if err := cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		return fr, err
 	}
+	fr.started = time.Now()
+	fr.start = fr.started.Sub(t2)
 	insp, err := cli.ContainerInspect(ctx, created.ID)
 	if err != nil {
 		return fr, err
@@ -224,6 +239,9 @@ func (fr *floorRun) firstExec(ctx context.Context, t0 time.Time, endpoint, token
 		return err
 	}
 	fr.health = h
+	if !fr.started.IsZero() {
+		fr.ready = t0.Add(h).Sub(fr.started)
+	}
 	st := &shipTarget{Endpoint: endpoint, Token: token, http: newHTTPClient()}
 	defer st.http.CloseIdleConnections()
 	if err := st.python(ctx, "1+1", "2"); err != nil {

@@ -53,12 +53,19 @@ func TestReport(t *testing.T) {
 		t.Skip("benchmark report: set SHIPYARD_BENCH=1 (make bench does)")
 	}
 	begin := time.Now()
-	ctx := context.Background()
+	// Everything runs under one deadline, so that a hang fails the run with its
+	// cleanups done rather than hitting the test binary's timeout (which skips them).
+	deadline := begin.Add(11 * time.Minute)
+	if d, ok := t.Deadline(); ok && d.Add(-30*time.Second).Before(deadline) {
+		deadline = d.Add(-30 * time.Second)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
 	cli, err := newDocker()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { _ = cli.Close() })
 	if _, err := cli.Ping(ctx); err != nil {
 		t.Fatalf("docker: %v (make docker starts it)", err)
 	}
@@ -70,6 +77,12 @@ func TestReport(t *testing.T) {
 	} else if n > 0 {
 		t.Logf("removed %d leftovers of an earlier run", n)
 	}
+	// Safety net (the cleanup phase below normally leaves nothing to do).
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer scancel()
+		_, _ = sweepBench(sctx, cli)
+	})
 	r := &run{t: t, ctx: ctx, cli: cli, quick: os.Getenv("SHIPYARD_BENCH_QUICK") != "", rows: map[int][]Row{}}
 	rep := &Report{Date: begin}
 	load0 := loadAvg()
@@ -87,19 +100,22 @@ func TestReport(t *testing.T) {
 	phase("main Bay start, warm pool fill", r.startMain)
 	phase("create → first 1+1 (1)", r.createFigure)
 	phase("round trips (2)", r.roundTrips)
+	phase("round-trip attribution, in-process Bay (2)", r.attribution)
 	phase("throughput, RSS under load (3, 5)", r.throughput)
 	phase("cleanup", func() {
 		r.main.stop(t)
-		n, err := sweepBench(ctx, cli)
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer scancel()
+		n, err := sweepBench(sctx, cli)
 		if err != nil {
 			t.Errorf("sweep: %v", err)
 		}
-		left := leftovers(ctx, cli)
+		left := leftovers(sctx, cli)
 		r.note("Cleanup: Bay stopped gracefully (warm pool drained) and its instance swept; the final sweep removed %d more object(s); %s.", n, left)
 	})
 
 	rep.Took = time.Since(begin)
-	rep.Machine = machine(ctx, cli)
+	rep.Machine = machine(context.WithoutCancel(ctx), cli)
 	rep.Machine = append(rep.Machine, KV{"Load average (1/5/15 min) at start / end", load0 + " / " + loadAvg()})
 	figs := make([]int, 0, len(r.rows))
 	for f := range r.rows {
@@ -131,7 +147,8 @@ func TestReport(t *testing.T) {
 var method = []string{
 	"Bay runs as its own process (`bin/bay`, built with the Makefile's flags) on a fresh SQLite data dir, JSON logs at info level to a file, as deployed; RSS is VmRSS from /proc/<pid>/status. The main Bay has two profiles of `ship:latest` (1 CPU, 1 GiB): `python-default` (no pool) and `python-warm` (warm_pool_size 2); its background GC is off (figure 6 measures a pass alone).",
 	"1: each round runs, in rotating order, a cold create (`POST /v1/sandboxes`, then `python/exec` `1+1`), a warm create (the pool's claim, then `1+1`), the floor — `docker run -d` of `ship:latest` with the flags Bay's driver uses (`--user 1000:1000 --cap-drop ALL --security-opt no-new-privileges --pids-limit 256 -m 1g --cpus 1`, port on 127.0.0.1, `SHIP_TOKEN`, a named volume at /workspace), polling Ship's /health every 5 ms, then `POST /ipython/exec` — and the same floor through the Engine API (volume, create, start, inspect), i.e. without the docker CLI's own start-up. Before each, the pool is full and idle; after each, the sandbox/container is deleted (not timed).",
-	"2: one started sandbox; each round calls `1+1` via Bay, straight to its Ship (port and token read with docker inspect) and straight to a kernel (the `internal/ship/kernel` Manager in this process driving the host's Debian ipykernel), in rotating order; the same for `echo hi` with Ship's `internal/ship/process` runner in-process as the innermost baseline. One keep-alive HTTP client for all. 10 warm-up rounds are not counted.",
+	"2: one started sandbox; each round calls `1+1` via Bay, straight to its Ship (port and token read with docker inspect; also on the container's bridge IP, which skips the docker-proxy process that serves 127.0.0.1-published ports) and straight to a kernel (the `internal/ship/kernel` Manager in this process driving the host's Debian ipykernel), in rotating order; the same for `echo hi` with Ship's `internal/ship/process` runner in-process as the innermost baseline. One keep-alive HTTP client for all. 10 warm-up rounds are not counted.",
+	"2, where Bay's share goes: a second Bay run in-process (test/baytest: real store, real Docker driver) with one started sandbox; each round calls `1+1` through its HTTP API, its capability service directly, its Ship client directly, and our client straight to the same Ship, in rotating order. The differences are the cost of each layer.",
 	"3: 16 started sandboxes; with 1, 4 and 16 of them, one worker per sandbox calls `1+1` back to back, via Bay and straight to the same Ships, alternating; after 0.5 s of warm-up, completions are counted in 0.5 s windows over 3 s — p50/p90 are over those windows.",
 	"4: exec of `bin/bay` to the first 200 of /health (which checks the database and Docker), polled every 1 ms, default config, fresh data dir; against the same for a minimal Go HTTP server (this test binary in a helper mode), interleaved.",
 	"5: Bay idle = 1 s after each start of figure 4; 50 idle sandboxes = 50 lazy creates on one fresh Bay, read before and after; under load = sampled every 100 ms during the 16-sandbox runs via Bay. Ship = VmRSS of the process named `ship` read with `docker exec` (kernel and tini excluded): idle after start and one `1+1`, under load at the end of each 16-sandbox run while the load continues.",
@@ -201,6 +218,10 @@ func machine(ctx context.Context, cli *client.Client) []KV {
 	}
 	if v, err := cli.ServerVersion(ctx); err == nil {
 		out = append(out, KV{"Docker Engine", fmt.Sprintf("%s (API %s, %s)", v.Version, v.APIVersion, v.Os+"/"+v.Arch)})
+	}
+	if info, err := cli.Info(ctx); err == nil {
+		out = append(out, KV{"Docker storage", fmt.Sprintf("%s, cgroup %s (%s), %d containers on the engine at the end", info.Driver,
+			info.CgroupVersion, info.CgroupDriver, info.Containers)})
 	}
 	if img, err := cli.ImageInspect(ctx, shipImage); err == nil {
 		id := img.ID
