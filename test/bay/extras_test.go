@@ -117,3 +117,45 @@ func TestDeadContainerIsReplacedTransparently(t *testing.T) {
 		t.Fatalf("%d containers after replacement", n)
 	}
 }
+
+func TestDeadKernelIsRestartedAndSaysSo(t *testing.T) {
+	baytest.Skip(t)
+	b := baytest.Start(t, baytest.Options{})
+	id := b.CreateSandbox(t, nil)
+	b.Python(t, id, "v = 1")
+	died := b.Python(t, id, "import os; os._exit(3)")
+	if died["success"] != false {
+		t.Fatalf("a dying cell succeeded: %v", died)
+	}
+	r := b.Python(t, id, "'v' in globals()")
+	restarted := died["kernel_restarted"] == true || r["kernel_restarted"] == true
+	if !restarted || r["output"] != "False" {
+		t.Fatalf("restart not reported: died=%v next=%v", died, r)
+	}
+	if n, _ := r["notice"].(string); r["kernel_restarted"] == true && !strings.Contains(strings.ToLower(n), "lost") {
+		t.Fatalf("notice %q does not say state was lost", n)
+	}
+	if r2 := b.Python(t, id, "1+1"); r2["output"] != "2" || r2["kernel_restarted"] == true {
+		t.Fatalf("after restart: %v", r2)
+	}
+}
+
+func TestPythonTimeoutThroughBay(t *testing.T) {
+	baytest.Skip(t)
+	b := baytest.Start(t, baytest.Options{})
+	id := b.CreateSandbox(t, nil)
+	b.Python(t, id, "keep = 5")
+	start := time.Now()
+	r := b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/python/exec",
+		Body: map[string]any{"code": "print('before', flush=True)\nimport time; time.sleep(60)", "timeout": 2}})
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("timeout took %v", d)
+	}
+	if r["success"] != false || r["timed_out"] != true || !strings.Contains(r["output"].(string), "before") ||
+		!strings.Contains(r["error"].(string), "timed out") {
+		t.Fatalf("timeout response: %v", r)
+	}
+	if r := b.Python(t, id, "keep * 2"); r["output"] != "10" {
+		t.Fatalf("kernel state after timeout: %v", r)
+	}
+}

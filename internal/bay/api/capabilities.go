@@ -57,10 +57,14 @@ func (a *API) pythonExec(w http.ResponseWriter, r *http.Request, owner string) {
 		ExecutionID     string  `json:"execution_id"`
 		ExecutionTimeMs int64   `json:"execution_time_ms"`
 		Code            *string `json:"code"`
+		TimedOut        bool    `json:"timed_out"`
+		KernelRestarted bool    `json:"kernel_restarted"`
+		Notice          *string `json:"notice"`
 	}{res.Success, res.Output, res.Error, struct {
 		ExecutionCount *int            `json:"execution_count"`
 		Output         json.RawMessage `json:"output"`
-	}{res.ExecutionCount, res.RawOutput}, res.ExecutionID, res.ExecutionTimeMs, echo})
+	}{res.ExecutionCount, res.RawOutput}, res.ExecutionID, res.ExecutionTimeMs, echo,
+		res.TimedOut, res.KernelRestarted, res.Notice})
 }
 
 func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {

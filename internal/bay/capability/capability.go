@@ -161,6 +161,9 @@ type PythonResult struct {
 	RawOutput       json.RawMessage
 	ExecutionID     string
 	ExecutionTimeMs int64
+	TimedOut        bool    // additive: the cell was interrupted at its timeout
+	KernelRestarted bool    // additive: the kernel had died and was restarted; state was lost
+	Notice          *string // additive: why, in words
 }
 
 // Python runs code in the sandbox's kernel.
@@ -180,7 +183,8 @@ func (s *Service) Python(ctx context.Context, owner, sandboxID, code string, tim
 		raw = json.RawMessage("{}")
 	}
 	res = &PythonResult{Success: r.Success, Output: r.Text(), Error: r.Error, ExecutionCount: r.ExecutionCount,
-		RawOutput: raw, ExecutionTimeMs: time.Since(start).Milliseconds()}
+		RawOutput: raw, ExecutionTimeMs: time.Since(start).Milliseconds(),
+		TimedOut: r.TimedOut, KernelRestarted: r.KernelRestarted, Notice: r.Notice}
 	res.ExecutionID, err = s.record(ctx, c, "python", code, res.Success, res.ExecutionTimeMs, &res.Output, res.Error, meta, now)
 	return res, err
 }

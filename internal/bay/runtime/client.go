@@ -194,6 +194,7 @@ type PythonResult struct {
 	Error           *string         `json:"error"`
 	TimedOut        bool            `json:"timed_out,omitempty"`
 	KernelRestarted bool            `json:"kernel_restarted,omitempty"`
+	Notice          *string         `json:"notice,omitempty"`
 }
 
 // Text returns output.text.

@@ -80,6 +80,7 @@ func (s *Server) handlePython(w http.ResponseWriter, r *http.Request) {
 		"error":            orNil(res.Error),
 		"timed_out":        res.TimedOut,
 		"kernel_restarted": res.Restarted,
+		"notice":           orNil(res.Notice),
 		"truncated":        res.Truncated,
 	})
 }
