@@ -107,6 +107,7 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, "| %s | %s |\n", cell(kv.K), cell(kv.V))
 	}
 	b.WriteString("\n## Results\n\n")
+	b.WriteString(r.Goals() + "\n\n")
 	b.WriteString(r.Table())
 	if len(r.Notes) > 0 {
 		b.WriteString("\n## Notes on this run\n\n")
@@ -127,4 +128,35 @@ func (r *Report) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// Goals summarizes the goals: how many were met, and which were missed.
+func (r *Report) Goals() string {
+	met, total := 0, 0
+	var missed []string
+	for _, row := range r.Rows {
+		if row.Met == nil {
+			continue
+		}
+		total++
+		if *row.Met {
+			met++
+		} else {
+			got := "p50 " + Format(row.Subject.P(0.5), row.Subject.Unit)
+			if row.Base != nil && row.Delta {
+				d := row.Subject.P(0.5) - row.Base.P(0.5)
+				sign := "+"
+				if d < 0 {
+					sign = ""
+				}
+				got = fmt.Sprintf("%s, Δ %s%s over %s", got, sign, Format(d, row.Subject.Unit), row.Base.Label)
+			}
+			missed = append(missed, fmt.Sprintf("%s: %s, got %s", row.Subject.Label, row.Goal, got))
+		}
+	}
+	s := fmt.Sprintf("Goals met: %d of %d.", met, total)
+	if len(missed) > 0 {
+		s += " Missed: " + strings.Join(missed, "; ") + "."
+	}
+	return s
 }

@@ -131,6 +131,7 @@ func TestReport(t *testing.T) {
 		rep.Notes = append([]string{"**Quick run (SHIPYARD_BENCH_QUICK=1): few samples, not a report to keep.**"}, rep.Notes...)
 	}
 	md := rep.Markdown()
+	fmt.Println(rep.Goals())
 	fmt.Println(rep.Table())
 	for _, n := range rep.Notes {
 		fmt.Println("- " + n)
@@ -220,8 +221,8 @@ func machine(ctx context.Context, cli *client.Client) []KV {
 		out = append(out, KV{"Docker Engine", fmt.Sprintf("%s (API %s, %s)", v.Version, v.APIVersion, v.Os+"/"+v.Arch)})
 	}
 	if info, err := cli.Info(ctx); err == nil {
-		out = append(out, KV{"Docker storage", fmt.Sprintf("%s, cgroup %s (%s), %d containers on the engine at the end", info.Driver,
-			info.CgroupVersion, info.CgroupDriver, info.Containers)})
+		out = append(out, KV{"Docker storage, cgroups", fmt.Sprintf("%s; cgroup v%s (%s)", info.Driver,
+			info.CgroupVersion, info.CgroupDriver)})
 	}
 	if img, err := cli.ImageInspect(ctx, shipImage); err == nil {
 		id := img.ID

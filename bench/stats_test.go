@@ -43,4 +43,9 @@ func TestTable(t *testing.T) {
 	if md := r.Markdown(); !strings.Contains(md, "## Results") {
 		t.Errorf("markdown:\n%s", md)
 	}
+	no := false
+	r.Rows[1].Goal, r.Rows[1].Met = "< 10 ms", &no
+	if g, want := r.Goals(), "Goals met: 1 of 2. Missed: Bay | start: < 10 ms, got p50 50.0 ms."; g != want {
+		t.Errorf("Goals() = %q, want %q", g, want)
+	}
 }
