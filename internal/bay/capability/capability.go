@@ -106,7 +106,7 @@ func (s *Service) checkRuntime(ctx context.Context, ss *model.Session, t runtime
 	if !ok {
 		m, err := s.Runtime.Meta(ctx, t)
 		if err != nil {
-			s.Sessions.Suspect(ss.ID)
+			s.Sessions.Suspect(ss.SandboxID)
 			return err
 		}
 		caps = map[string]bool{}
@@ -135,7 +135,7 @@ func (s *Service) checkRuntime(ctx context.Context, ss *model.Session, t runtime
 // shipFailed marks the session for a re-check after a transport failure.
 func (s *Service) shipFailed(c *call, err error) {
 	if e, ok := errs.As(err); ok && (e.Code == errs.ShipError || e.Code == errs.Timeout) {
-		s.Sessions.Suspect(c.session.ID)
+		s.Sessions.Suspect(c.session.SandboxID)
 	}
 }
 

@@ -91,8 +91,8 @@ type Manager struct {
 	hooks Hooks
 
 	mu       sync.Mutex
-	verified map[string]time.Time // session id → last time its container was seen running
-	inflight map[string]int       // sandbox id → calls between EnsureRunning and their release
+	hot      map[string]*hotSession // sandbox id → its running session, recently verified
+	inflight map[string]int         // sandbox id → calls between EnsureRunning and their release
 }
 
 // Hooks observe session starts (metrics) and inject faults (tests). All optional.
@@ -133,7 +133,7 @@ func New(st Store, drv driver.Driver, rt *runtime.Client, locks *keylock.Locks, 
 		log = slog.Default()
 	}
 	return &Manager{store: st, drv: drv, rt: rt, locks: locks, cfg: cfg, log: log, hooks: hooks,
-		verified: map[string]time.Time{}, inflight: map[string]int{}}
+		hot: map[string]*hotSession{}, inflight: map[string]int{}}
 }
 
 // Lock takes the sandbox's lock, bounded by the lock timeout and ctx.
@@ -207,7 +207,35 @@ func (m *Manager) InUse(sandboxID string) bool {
 	return m.inflight[sandboxID] > 0
 }
 
+// hotSession lets the common call — a running session verified moments ago —
+// skip the database: every change to a session goes through this manager under
+// the sandbox lock and drops the entry (a change by another replica shows up as
+// an unreachable runtime, which drops it too).
+type hotSession struct {
+	ss       *model.Session // read-only once cached
+	verified time.Time      // wall clock: when its container was last seen running
+	touched  time.Time      // domain clock: when idle_expires_at was last pushed
+}
+
+// touchEvery is how stale idle_expires_at may get before a call writes it again.
+func touchEvery(p *Profile) time.Duration { return min(p.IdleTimeout/100, 10*time.Second) }
+
 func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile, now time.Time) (*model.Session, error) {
+	m.mu.Lock()
+	h := m.hot[sandboxID]
+	m.mu.Unlock()
+	if h != nil && time.Since(h.verified) < m.cfg.ProbeInterval {
+		if now.Sub(h.touched) >= touchEvery(p) {
+			idle := now.Add(p.IdleTimeout)
+			if err := m.store.TouchSandbox(ctx, sandboxID, &idle, now); err != nil {
+				return nil, err
+			}
+			m.mu.Lock()
+			h.touched = now
+			m.mu.Unlock()
+		}
+		return h.ss, nil
+	}
 	sb, err := m.store.SandboxByID(ctx, sandboxID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -230,6 +258,9 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 					err = m.store.SetCurrentSession(ctx, sb.ID, ss.ID, &idle)
 				} else {
 					err = m.store.TouchSandbox(ctx, sb.ID, &idle, now)
+				}
+				if err == nil {
+					m.markVerified(ss, now)
 				}
 				return ss, err
 			}
@@ -272,7 +303,11 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 		if err := m.start(ctx, sb, ss, p, now); err != nil {
 			return nil, err
 		}
-		return ss, m.store.TouchSandbox(ctx, sb.ID, &idle, now)
+		if err := m.store.TouchSandbox(ctx, sb.ID, &idle, now); err != nil {
+			return nil, err
+		}
+		m.markVerified(ss, now)
+		return ss, nil
 	}
 	return nil, m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
 }
@@ -295,41 +330,31 @@ func (m *Manager) liveSession(ctx context.Context, sb *model.Sandbox) (*model.Se
 	return failed, nil // a failed session is retried in place
 }
 
-// stillRunning checks the container, at most once per probe interval.
+// stillRunning asks the driver whether the session's container runs.
 func (m *Manager) stillRunning(ctx context.Context, ss *model.Session) bool {
-	m.mu.Lock()
-	last, ok := m.verified[ss.ID]
-	m.mu.Unlock()
-	if ok && time.Since(last) < m.cfg.ProbeInterval {
-		return true
-	}
 	st, err := m.drv.Status(ctx, ss.ContainerID)
 	if err != nil {
 		m.log.WarnContext(ctx, "session probe failed; trusting the record", "session_id", ss.ID, "err", err)
 		return true
 	}
-	if st != driver.StateRunning {
-		m.forget(ss.ID)
-		return false
-	}
-	m.markVerified(ss.ID)
-	return true
+	return st == driver.StateRunning
 }
 
-func (m *Manager) markVerified(id string) {
+func (m *Manager) markVerified(ss *model.Session, now time.Time) {
 	m.mu.Lock()
-	m.verified[id] = time.Now()
+	m.hot[ss.SandboxID] = &hotSession{ss: ss, verified: time.Now(), touched: now}
 	m.mu.Unlock()
 }
 
-func (m *Manager) forget(id string) {
+// forget drops the cached session of the sandbox.
+func (m *Manager) forget(sandboxID string) {
 	m.mu.Lock()
-	delete(m.verified, id)
+	delete(m.hot, sandboxID)
 	m.mu.Unlock()
 }
 
-// Suspect makes the next call re-check the session's container (after a transport error).
-func (m *Manager) Suspect(sessionID string) { m.forget(sessionID) }
+// Suspect makes the next call re-check the sandbox's session (after a transport error).
+func (m *Manager) Suspect(sandboxID string) { m.forget(sandboxID) }
 
 func newToken() string {
 	var b [24]byte
@@ -440,7 +465,6 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 	if err := m.store.UpdateSession(ctx, ss); err != nil {
 		return err
 	}
-	m.markVerified(ss.ID)
 	return nil
 }
 
@@ -514,7 +538,7 @@ func (m *Manager) waitReady(ctx context.Context, t runtime.Target) error {
 
 // teardown removes the session's containers and network (not its row).
 func (m *Manager) teardown(ctx context.Context, ss *model.Session) {
-	m.forget(ss.ID)
+	m.forget(ss.SandboxID)
 	ids := map[string]bool{}
 	if ss.ContainerID != "" {
 		ids[ss.ContainerID] = true
@@ -550,6 +574,7 @@ func (m *Manager) Destroy(ctx context.Context, ss *model.Session) error {
 
 // DestroyAll removes every session of a sandbox and clears its pointer. Call with the lock held.
 func (m *Manager) DestroyAll(ctx context.Context, sandboxID string) error {
+	m.forget(sandboxID)
 	list, err := m.store.SessionsOf(ctx, sandboxID)
 	if err != nil {
 		return err
