@@ -495,7 +495,7 @@ func (r *run) roundTrips() {
 	n := r.n(200, 30)
 	pyBay := &Series{Label: "1+1 via Bay", Unit: "ms"}
 	pyShip := &Series{Label: "1+1 straight to Ship (same container, published port)", Unit: "ms"}
-	pyShipIP := &Series{Label: "1+1 straight to Ship on its bridge IP (no docker-proxy)", Unit: "ms"}
+	pyShipIP := &Series{Label: "1+1 straight to Ship on its bridge IP (Bay's endpoint; no docker-proxy)", Unit: "ms"}
 	pyKernel := &Series{Label: "1+1 straight to the kernel (Go Manager in-process, host ipykernel)", Unit: "ms"}
 	measure(n, []side{
 		{pyBay, func() error { return r.main.python(r.ctx, id, "1+1", "2") }},
@@ -505,7 +505,7 @@ func (r *run) roundTrips() {
 	})
 	shBay := &Series{Label: "`echo hi` via Bay", Unit: "ms"}
 	shShip := &Series{Label: "`echo hi` straight to Ship (same container, published port)", Unit: "ms"}
-	shShipIP := &Series{Label: "`echo hi` straight to Ship on its bridge IP", Unit: "ms"}
+	shShipIP := &Series{Label: "`echo hi` straight to Ship on its bridge IP (Bay's endpoint)", Unit: "ms"}
 	shRunner := &Series{Label: "`echo hi` by Ship's process runner in-process (host bash -lc)", Unit: "ms"}
 	measure(n, []side{
 		{shBay, func() error { return r.main.shell(r.ctx, id, "echo hi", "hi") }},
@@ -528,11 +528,15 @@ func (r *run) roundTrips() {
 	}
 	d := func(a, b *Series) float64 { return a.P(0.5) - b.P(0.5) }
 	const fig = "2 round trip"
-	r.add(2, Row{Figure: fig, Subject: pyBay, Base: pyShip, Delta: true, Goal: "Bay adds < 1 ms p50", Met: metIf(d(pyBay, pyShip) < 1)})
+	// Bay reaches Ship on the container's bridge IP (auto mode, when routable),
+	// so "Bay adds" compares with Ship at that same address.
+	r.add(2, Row{Figure: fig, Subject: pyBay, Base: pyShipIP, Delta: true, Goal: "Bay adds < 1 ms p50", Met: metIf(d(pyBay, pyShipIP) < 1)})
+	r.add(2, Row{Figure: fig, Subject: pyBay, Base: pyShip, Delta: true, Goal: "(vs a client on the published port)"})
 	r.add(2, Row{Figure: fig, Subject: pyShip, Base: pyKernel, Delta: true, Goal: "Ship adds < 1 ms p50", Met: metIf(d(pyShip, pyKernel) < 1)})
 	r.add(2, Row{Figure: fig, Subject: pyShipIP, Base: pyKernel, Delta: true, Goal: "(Ship itself) < 1 ms", Met: metIf(d(pyShipIP, pyKernel) < 1)})
 	r.add(2, Row{Figure: fig, Subject: pyShip, Base: pyShipIP, Delta: true, Goal: "(the docker-proxy hop)"})
-	r.add(2, Row{Figure: fig, Subject: shBay, Base: shShip, Delta: true, Goal: "Bay adds < 1 ms p50", Met: metIf(d(shBay, shShip) < 1)})
+	r.add(2, Row{Figure: fig, Subject: shBay, Base: shShipIP, Delta: true, Goal: "Bay adds < 1 ms p50", Met: metIf(d(shBay, shShipIP) < 1)})
+	r.add(2, Row{Figure: fig, Subject: shBay, Base: shShip, Delta: true, Goal: "(vs a client on the published port)"})
 	r.add(2, Row{Figure: fig, Subject: shShip, Base: shRunner, Delta: true})
 	r.add(2, Row{Figure: fig, Subject: shShipIP, Base: shRunner, Delta: true, Goal: "(Ship itself)"})
 }

@@ -189,7 +189,7 @@ func TestEndpointChoice(t *testing.T) {
 		info container.InspectResponse
 		want string // "" = no endpoint
 	}{
-		{"auto, default bridge: published port", Config{},
+		{"auto, default bridge, container IPs unreachable: published port", Config{},
 			inspect("bridge", map[string]string{"bridge": "172.17.0.2"}, "49153"), "http://127.0.0.1:49153"},
 		{"auto, configured network: its IP", Config{Network: "bay"},
 			inspect("bay", map[string]string{"bay": "172.20.0.5"}, "49153"), "http://172.20.0.5:8123"},
@@ -217,12 +217,44 @@ func TestEndpointChoice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := &Driver{cfg: c, log: c.Logger}
+			d := &Driver{cfg: c, log: c.Logger, reach: func(string) bool { return false }}
 			got, ok := d.endpoint(tc.info)
 			if got != tc.want || ok != (tc.want != "") {
 				t.Fatalf("endpoint = %q, %v; want %q", got, ok, tc.want)
 			}
 		})
+	}
+}
+
+func TestAutoPrefersReachableBridgeIP(t *testing.T) {
+	c, err := Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probes := 0
+	d := &Driver{cfg: c, log: c.Logger, reach: func(addr string) bool {
+		probes++
+		return addr == "172.17.0.2:8123"
+	}}
+	info := container.InspectResponse{
+		ContainerJSONBase: &container.ContainerJSONBase{HostConfig: &container.HostConfig{NetworkMode: "bridge"}},
+		Config:            &container.Config{Labels: map[string]string{driver.LabelRuntimePort: "8123"}},
+		NetworkSettings: &container.NetworkSettings{
+			Networks:            map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.2"}},
+			NetworkSettingsBase: container.NetworkSettingsBase{Ports: nat.PortMap{"8123/tcp": {{HostIP: "127.0.0.1", HostPort: "49153"}}}},
+		},
+	}
+	for i := 0; i < 3; i++ {
+		if got, _ := d.endpoint(info); got != "http://172.17.0.2:8123" {
+			t.Fatalf("endpoint %q, want the bridge IP", got)
+		}
+	}
+	if probes != 1 {
+		t.Fatalf("probed %d times, want once per driver", probes)
+	}
+	host := &Driver{cfg: c, log: c.Logger, reach: func(string) bool { return false }}
+	if got, _ := host.endpoint(info); got != "http://127.0.0.1:49153" {
+		t.Fatalf("unreachable bridge: endpoint %q", got)
 	}
 }
 

@@ -337,9 +337,9 @@ func TestEndpointModes(t *testing.T) {
 		specNetwork bool
 		want        want
 	}{
-		{"auto, no network: published port", Config{}, false, want{"127.0.0.1", "published", true}},
+		{"auto, no network: bridge IP (reachable here), port still published", Config{}, false, want{"ip:bridge", "8123", true}},
 		{"auto, configured network: its IP", Config{Network: bayNet}, false, want{"ip:" + bayNet, "8123", true}},
-		{"auto, missing network: bridge + published port", Config{Network: "bay-dt-nonexistent-" + netRun}, false, want{"127.0.0.1", "published", true}},
+		{"auto, missing network: bridge IP, port still published", Config{Network: "bay-dt-nonexistent-" + netRun}, false, want{"ip:bridge", "8123", true}},
 		{"auto, publishing off: bridge IP", Config{PublishPorts: Bool(false)}, false, want{"ip:bridge", "8123", false}},
 		{"host_port", Config{ConnectMode: ConnectHostPort, Network: bayNet}, false, want{"127.0.0.1", "published", true}},
 		{"host_port, fixed port", Config{ConnectMode: ConnectHostPort, HostPort: freePort()}, false, want{"127.0.0.1", "fixed", true}},
