@@ -46,12 +46,12 @@ func (s *Store) CreateCargo(ctx context.Context, c *model.Cargo) error {
 
 // GetCargo returns a cargo of owner.
 func (s *Store) GetCargo(ctx context.Context, owner, id string) (*model.Cargo, error) {
-	return scanCargo(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+cargoCols+` FROM cargos WHERE id = ? AND owner = ?`), id, owner))
+	return scanCargo(s.q.QueryRowContext(ctx, s.rebind(`SELECT `+cargoCols+` FROM cargos WHERE id = ? AND owner = ?`), id, owner))
 }
 
 // CargoByID returns any cargo by id.
 func (s *Store) CargoByID(ctx context.Context, id string) (*model.Cargo, error) {
-	return scanCargo(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+cargoCols+` FROM cargos WHERE id = ?`), id))
+	return scanCargo(s.q.QueryRowContext(ctx, s.rebind(`SELECT `+cargoCols+` FROM cargos WHERE id = ?`), id))
 }
 
 // ListCargos pages through owner's cargos with the given managed flag, by id.
@@ -68,7 +68,7 @@ func (s *Store) OrphanCargos(ctx context.Context) ([]*model.Cargo, error) {
 
 // AllCargoRefs returns the driver refs (volume names) of every cargo record.
 func (s *Store) AllCargoRefs(ctx context.Context) (map[string]bool, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT driver_ref FROM cargos`)
+	rows, err := s.q.QueryContext(ctx, `SELECT driver_ref FROM cargos`)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func (s *Store) queryCargos(ctx context.Context, query string, args ...any) ([]*
 
 // ActiveSandboxesUsingCargo returns ids of live sandboxes mounting the cargo.
 func (s *Store) ActiveSandboxesUsingCargo(ctx context.Context, cargoID string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT id FROM sandboxes WHERE cargo_id = ? AND deleted_at IS NULL ORDER BY id`), cargoID)
+	rows, err := s.q.QueryContext(ctx, s.rebind(`SELECT id FROM sandboxes WHERE cargo_id = ? AND deleted_at IS NULL ORDER BY id`), cargoID)
 	if err != nil {
 		return nil, err
 	}
@@ -108,12 +108,12 @@ func (s *Store) ActiveSandboxesUsingCargo(ctx context.Context, cargoID string) (
 
 // DeleteCargo removes a cargo record.
 func (s *Store) DeleteCargo(ctx context.Context, id string) error {
-	_, err := s.exec(ctx, s.db, `DELETE FROM cargos WHERE id = ?`, id)
+	_, err := s.exec(ctx, s.q, `DELETE FROM cargos WHERE id = ?`, id)
 	return err
 }
 
 // SetCargoOwner transfers a cargo (warm-pool claim).
 func (s *Store) SetCargoOwner(ctx context.Context, id, owner string) error {
-	_, err := s.exec(ctx, s.db, `UPDATE cargos SET owner = ? WHERE id = ?`, owner, id)
+	_, err := s.exec(ctx, s.q, `UPDATE cargos SET owner = ? WHERE id = ?`, owner, id)
 	return err
 }

@@ -39,7 +39,7 @@ func scanExecution(sc scanner) (*model.Execution, error) {
 
 // CreateExecution appends a history entry.
 func (s *Store) CreateExecution(ctx context.Context, e *model.Execution) error {
-	_, err := s.exec(ctx, s.db, `INSERT INTO executions (`+execCols+`, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.exec(ctx, s.q, `INSERT INTO executions (`+execCols+`, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		e.ID, e.SandboxID, e.Owner, e.SessionID, e.ExecType, e.Code, e.Success, e.ExecutionTimeMs,
 		e.Output, e.Error, e.PayloadRef, e.Description, e.Tags, e.Notes, e.LearnEnabled, e.LearnStatus,
 		e.LearnError, usPtr(e.LearnProcessedAt), us(e.CreatedAt), s.nextSeq(e.CreatedAt))
@@ -117,10 +117,10 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 func (s *Store) ListExecutions(ctx context.Context, f ExecFilter) ([]*model.Execution, int, error) {
 	w, args := f.where()
 	var total int
-	if err := s.db.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM executions`+w), args...).Scan(&total); err != nil {
+	if err := s.q.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM executions`+w), args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("store: count executions: %w", err)
 	}
-	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT `+execCols+` FROM executions`+w+
+	rows, err := s.q.QueryContext(ctx, s.rebind(`SELECT `+execCols+` FROM executions`+w+
 		` ORDER BY created_at DESC, seq DESC LIMIT ? OFFSET ?`), append(args, f.Limit, f.Offset)...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: list executions: %w", err)
@@ -139,7 +139,7 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecFilter) ([]*model.Exec
 
 // GetExecution returns one entry of a sandbox.
 func (s *Store) GetExecution(ctx context.Context, sandboxID, id string) (*model.Execution, error) {
-	return scanExecution(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+execCols+
+	return scanExecution(s.q.QueryRowContext(ctx, s.rebind(`SELECT `+execCols+
 		` FROM executions WHERE sandbox_id = ? AND id = ?`), sandboxID, id))
 }
 
@@ -157,7 +157,7 @@ func (s *Store) LastExecution(ctx context.Context, sandboxID, execType string) (
 
 // AnnotateExecution sets description, tags and notes (nil = unchanged).
 func (s *Store) AnnotateExecution(ctx context.Context, sandboxID, id string, description, tags, notes *string) error {
-	_, err := s.exec(ctx, s.db, `UPDATE executions SET description = COALESCE(?, description),
+	_, err := s.exec(ctx, s.q, `UPDATE executions SET description = COALESCE(?, description),
 		tags = COALESCE(?, tags), notes = COALESCE(?, notes) WHERE sandbox_id = ? AND id = ?`,
 		description, tags, notes, sandboxID, id)
 	return err

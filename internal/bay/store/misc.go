@@ -72,7 +72,7 @@ func (s *Store) reserveIdempotency(ctx context.Context, rec *model.IdempotencyRe
 
 // GetIdempotency returns the record of (owner, key).
 func (s *Store) GetIdempotency(ctx context.Context, owner, key string) (*model.IdempotencyRecord, error) {
-	return scanIdem(s.db.QueryRowContext(ctx, s.rebind(`SELECT owner, key, fingerprint, status_code, response,
+	return scanIdem(s.q.QueryRowContext(ctx, s.rebind(`SELECT owner, key, fingerprint, status_code, response,
 		created_at, expires_at FROM idempotency_keys WHERE owner = ? AND key = ?`), owner, key))
 }
 
@@ -95,32 +95,32 @@ func scanIdem(sc scanner) (*model.IdempotencyRecord, error) {
 
 // CompleteIdempotency stores the response of a reserved key.
 func (s *Store) CompleteIdempotency(ctx context.Context, owner, key string, status int, response []byte) error {
-	_, err := s.exec(ctx, s.db, `UPDATE idempotency_keys SET status_code = ?, response = ? WHERE owner = ? AND key = ?`,
+	_, err := s.exec(ctx, s.q, `UPDATE idempotency_keys SET status_code = ?, response = ? WHERE owner = ? AND key = ?`,
 		status, string(response), owner, key)
 	return err
 }
 
 // ReleaseIdempotency drops a reservation whose request failed (failures are not replayed).
 func (s *Store) ReleaseIdempotency(ctx context.Context, owner, key string) error {
-	_, err := s.exec(ctx, s.db, `DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND status_code = 0`, owner, key)
+	_, err := s.exec(ctx, s.q, `DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND status_code = 0`, owner, key)
 	return err
 }
 
 // DeleteExpiredIdempotency removes records past their expiry.
 func (s *Store) DeleteExpiredIdempotency(ctx context.Context, now time.Time) (int64, error) {
-	return s.exec(ctx, s.db, `DELETE FROM idempotency_keys WHERE expires_at < ?`, us(now))
+	return s.exec(ctx, s.q, `DELETE FROM idempotency_keys WHERE expires_at < ?`, us(now))
 }
 
 // EnsureAPIKey stores a key hash for owner unless it exists.
 func (s *Store) EnsureAPIKey(ctx context.Context, hash, owner string, now time.Time) error {
 	var n int
-	if err := s.db.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM api_keys WHERE key_hash = ?`), hash).Scan(&n); err != nil {
+	if err := s.q.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM api_keys WHERE key_hash = ?`), hash).Scan(&n); err != nil {
 		return fmt.Errorf("store: api keys: %w", err)
 	}
 	if n > 0 {
 		return nil
 	}
-	_, err := s.exec(ctx, s.db, `INSERT INTO api_keys (id, key_hash, owner, active, created_at) VALUES (?,?,?,?,?)`,
+	_, err := s.exec(ctx, s.q, `INSERT INTO api_keys (id, key_hash, owner, active, created_at) VALUES (?,?,?,?,?)`,
 		model.NewID("key"), hash, owner, true, us(now))
 	if errors.Is(err, ErrConflict) {
 		return nil
@@ -130,7 +130,7 @@ func (s *Store) EnsureAPIKey(ctx context.Context, hash, owner string, now time.T
 
 // ActiveAPIKeys returns hash → owner of every active key.
 func (s *Store) ActiveAPIKeys(ctx context.Context) (map[string]string, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT key_hash, owner FROM api_keys WHERE active = ?`), true)
+	rows, err := s.q.QueryContext(ctx, s.rebind(`SELECT key_hash, owner FROM api_keys WHERE active = ?`), true)
 	if err != nil {
 		return nil, fmt.Errorf("store: api keys: %w", err)
 	}
@@ -149,7 +149,7 @@ func (s *Store) ActiveAPIKeys(ctx context.Context) (map[string]string, error) {
 // AcquireLease takes or renews the named lease for holder until `until`. It
 // succeeds when the lease is free, expired, or already holder's.
 func (s *Store) AcquireLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error) {
-	n, err := s.exec(ctx, s.db, `UPDATE leases SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at < ?)`,
+	n, err := s.exec(ctx, s.q, `UPDATE leases SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at < ?)`,
 		holder, us(until), name, holder, us(now))
 	if err != nil {
 		return false, err
@@ -157,7 +157,7 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, now, unti
 	if n > 0 {
 		return true, nil
 	}
-	_, err = s.exec(ctx, s.db, `INSERT INTO leases (name, holder, expires_at) VALUES (?,?,?)`, name, holder, us(until))
+	_, err = s.exec(ctx, s.q, `INSERT INTO leases (name, holder, expires_at) VALUES (?,?,?)`, name, holder, us(until))
 	if errors.Is(err, ErrConflict) {
 		return false, nil
 	}
@@ -166,6 +166,6 @@ func (s *Store) AcquireLease(ctx context.Context, name, holder string, now, unti
 
 // ReleaseLease gives the lease up if holder has it.
 func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
-	_, err := s.exec(ctx, s.db, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
+	_, err := s.exec(ctx, s.q, `DELETE FROM leases WHERE name = ? AND holder = ?`, name, holder)
 	return err
 }

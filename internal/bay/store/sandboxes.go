@@ -64,19 +64,19 @@ func (s *Store) CreateSandbox(ctx context.Context, sb *model.Sandbox, cargo *mod
 
 // GetSandbox returns a live (not soft-deleted) sandbox of owner.
 func (s *Store) GetSandbox(ctx context.Context, owner, id string) (*model.Sandbox, error) {
-	return scanSandbox(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+sandboxCols+
+	return scanSandbox(s.q.QueryRowContext(ctx, s.rebind(`SELECT `+sandboxCols+
 		` FROM sandboxes WHERE id = ? AND owner = ? AND deleted_at IS NULL`), id, owner))
 }
 
 // GetSandboxAny returns a sandbox of owner including soft-deleted ones.
 func (s *Store) GetSandboxAny(ctx context.Context, owner, id string) (*model.Sandbox, error) {
-	return scanSandbox(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+sandboxCols+
+	return scanSandbox(s.q.QueryRowContext(ctx, s.rebind(`SELECT `+sandboxCols+
 		` FROM sandboxes WHERE id = ? AND owner = ?`), id, owner))
 }
 
 // SandboxByID returns any sandbox by id (internal callers: GC, reconcile).
 func (s *Store) SandboxByID(ctx context.Context, id string) (*model.Sandbox, error) {
-	return scanSandbox(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+sandboxCols+
+	return scanSandbox(s.q.QueryRowContext(ctx, s.rebind(`SELECT `+sandboxCols+
 		` FROM sandboxes WHERE id = ?`), id))
 }
 
@@ -133,20 +133,20 @@ func (s *Store) FindSandboxes(ctx context.Context, f SandboxFilter) ([]*model.Sa
 
 // TouchSandbox sets idle_expires_at and last_active_at (keepalive, every capability call).
 func (s *Store) TouchSandbox(ctx context.Context, id string, idleExpires *time.Time, now time.Time) error {
-	_, err := s.exec(ctx, s.db, `UPDATE sandboxes SET idle_expires_at = ?, last_active_at = ? WHERE id = ?`,
+	_, err := s.exec(ctx, s.q, `UPDATE sandboxes SET idle_expires_at = ?, last_active_at = ? WHERE id = ?`,
 		usPtr(idleExpires), us(now), id)
 	return err
 }
 
 // SetExpiresAt sets the TTL deadline.
 func (s *Store) SetExpiresAt(ctx context.Context, id string, t *time.Time) error {
-	_, err := s.exec(ctx, s.db, `UPDATE sandboxes SET expires_at = ? WHERE id = ?`, usPtr(t), id)
+	_, err := s.exec(ctx, s.q, `UPDATE sandboxes SET expires_at = ? WHERE id = ?`, usPtr(t), id)
 	return err
 }
 
 // SetCurrentSession points the sandbox at a session ("" = none) and sets idle_expires_at.
 func (s *Store) SetCurrentSession(ctx context.Context, sandboxID, sessionID string, idleExpires *time.Time) error {
-	_, err := s.exec(ctx, s.db, `UPDATE sandboxes SET current_session_id = ?, idle_expires_at = ? WHERE id = ?`,
+	_, err := s.exec(ctx, s.q, `UPDATE sandboxes SET current_session_id = ?, idle_expires_at = ? WHERE id = ?`,
 		nullStr(sessionID), usPtr(idleExpires), sandboxID)
 	return err
 }
@@ -154,14 +154,14 @@ func (s *Store) SetCurrentSession(ctx context.Context, sandboxID, sessionID stri
 // SoftDeleteSandbox marks the sandbox deleted (state before side effects). Returns
 // false when it was already deleted.
 func (s *Store) SoftDeleteSandbox(ctx context.Context, id string, now time.Time) (bool, error) {
-	n, err := s.exec(ctx, s.db, `UPDATE sandboxes SET deleted_at = ?, current_session_id = NULL,
+	n, err := s.exec(ctx, s.q, `UPDATE sandboxes SET deleted_at = ?, current_session_id = NULL,
 		idle_expires_at = NULL WHERE id = ? AND deleted_at IS NULL`, us(now), id)
 	return n > 0, err
 }
 
 // CountSandboxesByStatus counts live, non-warm sandboxes by client-visible status at now.
 func (s *Store) CountSandboxesByStatus(ctx context.Context, now time.Time) (map[string]int, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(`SELECT CASE
+	rows, err := s.q.QueryContext(ctx, s.rebind(`SELECT CASE
 			WHEN sb.expires_at IS NOT NULL AND sb.expires_at < ? THEN 'expired'
 			WHEN ss.observed_state = 'running' THEN 'ready'
 			WHEN ss.observed_state IN ('pending', 'starting') THEN 'starting'

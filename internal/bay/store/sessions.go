@@ -48,7 +48,7 @@ func containersJSON(c []model.ContainerInfo) string {
 
 // CreateSession inserts a session. ErrConflict when the sandbox already has a live session.
 func (s *Store) CreateSession(ctx context.Context, ss *model.Session) error {
-	_, err := s.exec(ctx, s.db, `INSERT INTO sessions (`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := s.exec(ctx, s.q, `INSERT INTO sessions (`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		ss.ID, ss.SandboxID, ss.ProfileID, ss.ContainerID, ss.Endpoint, ss.Token, ss.Network,
 		ss.DesiredState, ss.ObservedState, containersJSON(ss.Containers), us(ss.CreatedAt),
 		usPtr(ss.StartedAt), us(ss.LastActiveAt), ss.Version)
@@ -60,7 +60,7 @@ func (s *Store) CreateSession(ctx context.Context, ss *model.Session) error {
 
 // GetSession returns a session by id.
 func (s *Store) GetSession(ctx context.Context, id string) (*model.Session, error) {
-	return scanSession(s.db.QueryRowContext(ctx, s.rebind(`SELECT `+sessionCols+` FROM sessions WHERE id = ?`), id))
+	return scanSession(s.q.QueryRowContext(ctx, s.rebind(`SELECT `+sessionCols+` FROM sessions WHERE id = ?`), id))
 }
 
 // SessionsOf returns every session row of a sandbox.
@@ -113,7 +113,7 @@ func (s *Store) querySessions(ctx context.Context, query string, args ...any) ([
 // (optimistic lock) and bumps the version. ErrConflict when another writer won,
 // ErrNotFound when the row is gone.
 func (s *Store) UpdateSession(ctx context.Context, ss *model.Session) error {
-	n, err := s.exec(ctx, s.db, `UPDATE sessions SET container_id = ?, endpoint = ?, network = ?,
+	n, err := s.exec(ctx, s.q, `UPDATE sessions SET container_id = ?, endpoint = ?, network = ?,
 		desired_state = ?, observed_state = ?, containers = ?, started_at = ?, last_active_at = ?,
 		version = version + 1 WHERE id = ? AND version = ?`,
 		ss.ContainerID, ss.Endpoint, ss.Network, ss.DesiredState, ss.ObservedState,
@@ -133,13 +133,13 @@ func (s *Store) UpdateSession(ctx context.Context, ss *model.Session) error {
 
 // DeleteSession removes a session row.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	_, err := s.exec(ctx, s.db, `DELETE FROM sessions WHERE id = ?`, id)
+	_, err := s.exec(ctx, s.q, `DELETE FROM sessions WHERE id = ?`, id)
 	return err
 }
 
 // TouchSession records activity.
 func (s *Store) TouchSession(ctx context.Context, id string, now time.Time) error {
-	_, err := s.exec(ctx, s.db, `UPDATE sessions SET last_active_at = ? WHERE id = ?`, us(now), id)
+	_, err := s.exec(ctx, s.q, `UPDATE sessions SET last_active_at = ? WHERE id = ?`, us(now), id)
 	return err
 }
 

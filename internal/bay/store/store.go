@@ -46,6 +46,7 @@ const (
 // Store is the database handle. Safe for concurrent use.
 type Store struct {
 	db      *sql.DB
+	q       *stmtCache // s.db with prepared statements reused
 	dialect string
 	seq     atomic.Int64 // last executions.seq handed out (see nextSeq)
 }
@@ -107,7 +108,7 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db, dialect: dialect}, nil
+	return &Store{db: db, q: newStmtCache(db), dialect: dialect}, nil
 }
 
 // migrate applies pending migrations. Several Bay replicas may start at once on
@@ -190,7 +191,10 @@ func pgMigrationLock(ctx context.Context, db *sql.DB) (unlock func(), err error)
 var sqliteMigrateMu [16]sync.Mutex
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.q.close()
+	return s.db.Close()
+}
 
 // Ping checks the database is reachable.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -301,7 +305,7 @@ type scanner interface{ Scan(...any) error }
 
 // queryAll runs a query and scans every row with scan.
 func queryAll[T any](ctx context.Context, s *Store, what string, scan func(scanner) (*T, error), query string, args ...any) ([]*T, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(query), args...)
+	rows, err := s.q.QueryContext(ctx, s.rebind(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: query %s: %w", what, err)
 	}

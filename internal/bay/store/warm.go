@@ -67,7 +67,7 @@ func (s *Store) ClaimWarm(ctx context.Context, profileID, owner string, expiresA
 // SetWarmState moves a warm sandbox from one state to another (conditional);
 // readyAt/rotateAt are set when not nil. Reports whether the row moved.
 func (s *Store) SetWarmState(ctx context.Context, id, from, to string, readyAt, rotateAt *time.Time) (bool, error) {
-	n, err := s.exec(ctx, s.db, `UPDATE sandboxes SET warm_state = ?, warm_ready_at = COALESCE(?, warm_ready_at),
+	n, err := s.exec(ctx, s.q, `UPDATE sandboxes SET warm_state = ?, warm_ready_at = COALESCE(?, warm_ready_at),
 		warm_rotate_at = COALESCE(?, warm_rotate_at) WHERE id = ? AND is_warm = ? AND warm_state = ?`,
 		to, usPtr(readyAt), usPtr(rotateAt), id, true, from)
 	return n > 0, err
