@@ -452,7 +452,7 @@ func TestPython(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	e.srv.SetReady()
-	if r := <-done; r.status != 200 || string(r.body) != `{"error":null,"execution_count":1,"kernel_restarted":false,"output":{"images":[],"text":"1+1"},"success":true,"timed_out":false,"truncated":false}`+"\n" {
+	if r := <-done; r.status != 200 || string(r.body) != `{"error":null,"execution_count":1,"kernel_restarted":false,"notice":null,"output":{"images":[],"text":"1+1"},"success":true,"timed_out":false,"truncated":false}`+"\n" {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 	tests := []struct {
