@@ -41,7 +41,6 @@ type Options struct {
 	Hooks session.Hooks    // fault injection
 	// Listener, when set, is served instead of listening on server.host:port.
 	Listener net.Listener
-	Driver   driver.Driver // when set, used instead of building one from config
 }
 
 // App is a running Bay.
@@ -92,20 +91,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	a.Store = st
 	a.closers = append(a.closers, st.Close)
 
-	a.Driver = opt.Driver
-	if a.Driver == nil {
-		if cfg.Driver.Type != config.DriverDocker {
-			a.Close()
-			return nil, fmt.Errorf("driver.type %q is not supported by this build (docker only)", cfg.Driver.Type)
-		}
-		d, err := docker.New(dockerConfig(cfg, log))
-		if err != nil {
-			a.Close()
-			return nil, err
-		}
-		a.Driver = d
-		a.closers = append(a.closers, d.Close)
+	if cfg.Driver.Type != config.DriverDocker {
+		a.Close()
+		return nil, fmt.Errorf("driver.type %q is not supported by this build (docker only)", cfg.Driver.Type)
 	}
+	d, err := docker.New(dockerConfig(cfg, log))
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Driver = d
+	a.closers = append(a.closers, d.Close)
 
 	a.Metrics = metrics.New()
 	a.Driver = metrics.InstrumentDriver(a.Driver, a.Metrics)

@@ -154,6 +154,11 @@ func (c *Collector) pass(ctx context.Context, names []string) (*Result, error) {
 			c.Observer.GCTask(name, tr.CleanedCount, len(tr.Errors))
 		}
 	}
+	// Housekeeping with no task of its own: idempotency records past their TTL
+	// (a key reused later replaces its expired record too; this bounds the table).
+	if _, err := c.Store.DeleteExpiredIdempotency(ctx, now); err != nil {
+		c.Log.WarnContext(ctx, "gc: expired idempotency keys", "err", err)
+	}
 	res.DurationMs = time.Since(start).Milliseconds()
 	if c.Observer != nil {
 		c.Observer.GCPass(time.Since(start), nil)

@@ -31,8 +31,6 @@ type Service struct {
 	Profiles map[string]*session.Profile
 	Warm     WarmClaimer // optional
 	Log      *slog.Logger
-	// Warmup, when set, is called after a create to start compute in the background.
-	Warmup func(sandboxID string)
 }
 
 // CreateRequest is the body of POST /v1/sandboxes.
@@ -102,9 +100,6 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 			_ = s.Store.DeleteCargo(cctx, managed.ID)
 			return nil, fmt.Errorf("sandbox: create volume: %w", err)
 		}
-	}
-	if s.Warmup != nil && !req.Warm {
-		s.Warmup(sb.ID)
 	}
 	return sb, nil
 }

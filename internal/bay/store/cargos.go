@@ -111,9 +111,3 @@ func (s *Store) DeleteCargo(ctx context.Context, id string) error {
 	_, err := s.exec(ctx, s.q, `DELETE FROM cargos WHERE id = ?`, id)
 	return err
 }
-
-// SetCargoOwner transfers a cargo (warm-pool claim).
-func (s *Store) SetCargoOwner(ctx context.Context, id, owner string) error {
-	_, err := s.exec(ctx, s.q, `UPDATE cargos SET owner = ? WHERE id = ?`, owner, id)
-	return err
-}

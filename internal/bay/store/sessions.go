@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/model"
 )
@@ -66,11 +65,6 @@ func (s *Store) GetSession(ctx context.Context, id string) (*model.Session, erro
 // SessionsOf returns every session row of a sandbox.
 func (s *Store) SessionsOf(ctx context.Context, sandboxID string) ([]*model.Session, error) {
 	return s.querySessions(ctx, `SELECT `+sessionCols+` FROM sessions WHERE sandbox_id = ? ORDER BY created_at`, sandboxID)
-}
-
-// AllSessions returns every session row (reconcile, orphan checks).
-func (s *Store) AllSessions(ctx context.Context) ([]*model.Session, error) {
-	return s.querySessions(ctx, `SELECT `+sessionCols+` FROM sessions ORDER BY id`)
 }
 
 // SessionsByID returns the sessions among ids that exist, keyed by id.
@@ -134,12 +128,6 @@ func (s *Store) UpdateSession(ctx context.Context, ss *model.Session) error {
 // DeleteSession removes a session row.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	_, err := s.exec(ctx, s.q, `DELETE FROM sessions WHERE id = ?`, id)
-	return err
-}
-
-// TouchSession records activity.
-func (s *Store) TouchSession(ctx context.Context, id string, now time.Time) error {
-	_, err := s.exec(ctx, s.q, `UPDATE sessions SET last_active_at = ? WHERE id = ?`, us(now), id)
 	return err
 }
 

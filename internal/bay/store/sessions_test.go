@@ -223,12 +223,6 @@ func TestSessionsByID(t *testing.T) {
 			}
 		}
 
-		all, err := e.s.AllSessions(e.ctx)
-		must(t, "AllSessions", err)
-		if len(all) != stored || !sort.SliceIsSorted(all, func(i, j int) bool { return all[i].ID < all[j].ID }) {
-			t.Fatalf("AllSessions: %d sessions (want %d), sorted by id: %v", len(all), stored,
-				sort.SliceIsSorted(all, func(i, j int) bool { return all[i].ID < all[j].ID }))
-		}
 	})
 }
 
@@ -270,14 +264,6 @@ func TestSessionQueries(t *testing.T) {
 		left, err := e.s.SessionsOfDeletedSandboxes(e.ctx)
 		must(t, "SessionsOfDeletedSandboxes", err)
 		mustEqual(t, "SessionsOfDeletedSandboxes", ids(left), sorted(onDeleted.ID, orphan.ID))
-
-		later := t0.Add(time.Hour)
-		must(t, "TouchSession", e.s.TouchSession(e.ctx, sessions[0].ID, later))
-		got, err := e.s.GetSession(e.ctx, sessions[0].ID)
-		must(t, "GetSession", err)
-		want := *sessions[0]
-		want.LastActiveAt = later
-		mustEqual(t, "touched session", got, &want)
 
 		must(t, "DeleteSession", e.s.DeleteSession(e.ctx, sessions[0].ID))
 		_, err = e.s.GetSession(e.ctx, sessions[0].ID)
