@@ -7,7 +7,7 @@ GO ?= go
 GOFLAGS_TEST ?= -race -count=1
 BAY_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: all build bay ship image run test lint unit bench clean deps docker
+.PHONY: all build bay ship image image-data run test lint unit bench clean deps docker
 
 all: build
 
@@ -25,6 +25,11 @@ docker:
 # The Ship image, built offline from Debian's packages and cached by content hash.
 image: docker
 	@images/ship/build.sh
+
+# The fuller data-science image of the python-data profile (scipy, sklearn, ...);
+# not needed by the tests.
+image-data: docker
+	@SHIP_IMAGE=ship:data SHIP_PACKAGE_FILES="packages.txt packages-data.txt" images/ship/build.sh
 
 run: docker bay image
 	@mkdir -p $(BAY_DATA_DIR)

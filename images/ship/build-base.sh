@@ -4,7 +4,11 @@
 # `docker import`. Cached by a content hash of the package list and this script.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-hash=$(cat "$here/packages.txt" "$here/build-base.sh" | sha256sum | cut -c1-16)
+# SHIP_PACKAGE_FILES lists the package files (relative to this folder) of the
+# image: packages.txt alone for ship:latest, plus packages-data.txt for ship:data.
+files=()
+for f in ${SHIP_PACKAGE_FILES:-packages.txt}; do files+=("$here/$f"); done
+hash=$(cat "${files[@]}" "$here/build-base.sh" | sha256sum | cut -c1-16)
 tag="shipyard-base:$hash"
 if docker image inspect "$tag" >/dev/null 2>&1; then
   echo "$tag"; exit 0
@@ -18,7 +22,7 @@ mirror=$(
     grep -hE '^deb ' /etc/apt/sources.list 2>/dev/null | awk '{print $2}'; } 2>/dev/null |
   grep -v -e security -e nodesource -e google | head -n1 || true)
 [ -n "$mirror" ] || { echo "no Debian mirror found in apt sources" >&2; exit 1; }
-pkgs=$(grep -vE '^\s*(#|$)' "$here/packages.txt" | paste -sd, -)
+pkgs=$(cat "${files[@]}" | grep -vE '^\s*(#|$)' | paste -sd, -)
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 echo "building $tag from $mirror (a few minutes)" >&2
 mmdebstrap --variant=apt --include="$pkgs" \

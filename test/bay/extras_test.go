@@ -159,3 +159,23 @@ func TestPythonTimeoutThroughBay(t *testing.T) {
 		t.Fatalf("kernel state after timeout: %v", r)
 	}
 }
+
+func TestMissingImageIsAClearError(t *testing.T) {
+	baytest.Skip(t)
+	b := baytest.Start(t, baytest.Options{ConfigYAML: `
+profiles:
+  - id: python-default
+    image: ship:latest
+  - id: ghost
+    image: shipyard-test/does-not-exist:1
+`, Env: map[string]string{"BAY_DRIVER__IMAGE_PULL_POLICY": "never"}})
+	id := b.CreateSandbox(t, map[string]any{"profile": "ghost"})
+	r := b.Do(t, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/python/exec", Body: map[string]any{"code": "1"}})
+	e, _ := r.JSON()["error"].(map[string]any)
+	if r.Status != 500 || e == nil || !strings.Contains(e["message"].(string), "does-not-exist:1") || e["request_id"] == "" {
+		t.Fatalf("missing image: %d %s", r.Status, r.Body)
+	}
+	if n := len(containersOf(t, "bay.sandbox_id="+id)); n != 0 {
+		t.Fatalf("%d containers left", n)
+	}
+}

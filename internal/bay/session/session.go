@@ -415,6 +415,10 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 	for i, c := range p.Containers {
 		spec := m.instanceSpec(sb, ss, p, c, cargo.DriverRef, multi)
 		id, err := m.drv.Create(ctx, spec)
+		if errors.Is(err, driver.ErrImageNotFound) {
+			return errs.Newf(errs.Internal, "Runtime image %s of profile %s is not available on the Docker host "+
+				"(no registry could provide it; build or load it there, e.g. make image / make image-data)", c.Image, p.ID).Wrap(err)
+		}
 		if err != nil {
 			return fmt.Errorf("session: create %s: %w", spec.Name, err)
 		}
