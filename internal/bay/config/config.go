@@ -296,7 +296,7 @@ func (l LogConfig) SlogLevel() slog.Level {
 type SessionConfig struct {
 	ReadyTimeoutSeconds int `yaml:"ready_timeout_seconds"`  // give up waiting for /health; 120
 	ReadyPollInitialMs  int `yaml:"ready_poll_initial_ms"`  // first poll interval, doubled each time; 25
-	ReadyPollMaxMs      int `yaml:"ready_poll_max_ms"`      // poll interval cap; 250
+	ReadyPollMaxMs      int `yaml:"ready_poll_max_ms"`      // poll interval cap; 100
 	ReadyProbeTimeoutMs int `yaml:"ready_probe_timeout_ms"` // one /health attempt; 2000
 	// StartLockTimeoutSeconds bounds how long a request waits for another
 	// request that is starting the same sandbox; must be >= ready_timeout_seconds. 150
@@ -479,7 +479,7 @@ func defaults() *Config {
 		Session: SessionConfig{
 			ReadyTimeoutSeconds:       120,
 			ReadyPollInitialMs:        25,
-			ReadyPollMaxMs:            250,
+			ReadyPollMaxMs:            100,
 			ReadyProbeTimeoutMs:       2000,
 			StartLockTimeoutSeconds:   150,
 			ShipRequestTimeoutSeconds: 60,

@@ -125,7 +125,7 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		{"log", c.Log, LogConfig{Level: "info", Format: "json"}},
 		{"session.ready_timeout", c.Session.ReadyTimeout(), 120 * time.Second},
 		{"session.ready_poll_initial", c.Session.ReadyPollInitial(), 25 * time.Millisecond},
-		{"session.ready_poll_max", c.Session.ReadyPollMax(), 250 * time.Millisecond},
+		{"session.ready_poll_max", c.Session.ReadyPollMax(), 100 * time.Millisecond},
 		{"session.ready_probe_timeout", c.Session.ReadyProbeTimeout(), 2 * time.Second},
 		{"session.start_lock_timeout", c.Session.StartLockTimeout(), 150 * time.Second},
 		{"session.ship_request_timeout", c.Session.ShipRequestTimeout(), 60 * time.Second},

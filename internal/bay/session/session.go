@@ -55,7 +55,7 @@ type Config struct {
 	InstanceID       string
 	ReadyTimeout     time.Duration // give up waiting for /health (default 120s)
 	ReadyPollInitial time.Duration // first poll interval (default 25ms)
-	ReadyPollMax     time.Duration // poll interval cap (default 250ms)
+	ReadyPollMax     time.Duration // poll interval cap (default 100ms)
 	HealthTimeout    time.Duration // per /health attempt (default 2s)
 	LockTimeout      time.Duration // max wait for the sandbox lock (default ReadyTimeout+30s)
 	ProbeInterval    time.Duration // how often a running session's container is re-checked (default 5s)
@@ -112,7 +112,7 @@ func New(st Store, drv driver.Driver, rt *runtime.Client, locks *keylock.Locks, 
 		cfg.ReadyPollInitial = 25 * time.Millisecond
 	}
 	if cfg.ReadyPollMax <= 0 {
-		cfg.ReadyPollMax = 250 * time.Millisecond
+		cfg.ReadyPollMax = 100 * time.Millisecond
 	}
 	if cfg.HealthTimeout <= 0 {
 		cfg.HealthTimeout = 2 * time.Second
