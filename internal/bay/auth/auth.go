@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/shipyard/shipyard/internal/bay/errs"
 	"github.com/shipyard/shipyard/internal/bay/store"
@@ -102,7 +104,23 @@ func (a *Authenticator) Owner(r *http.Request) (string, error) {
 		return "", errs.New(errs.Unauthorized, "Authentication required")
 	}
 	if o := r.Header.Get("X-Owner"); o != "" {
+		if !validOwner(o) {
+			return "", errs.New(errs.Validation, "X-Owner must be 1-128 printable characters")
+		}
 		return o, nil
 	}
 	return DefaultOwner, nil
+}
+
+// validOwner: owners become database keys and container labels.
+func validOwner(o string) bool {
+	if len(o) > 128 || !utf8.ValidString(o) {
+		return false
+	}
+	for _, c := range o {
+		if !unicode.IsPrint(c) {
+			return false
+		}
+	}
+	return true
 }
