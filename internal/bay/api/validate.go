@@ -32,7 +32,7 @@ func (v *validationError) Error() string { return fmt.Sprintf("validation: %d er
 
 // body reads one JSON object body and its fields with pydantic-like lax typing.
 type body struct {
-	fields map[string]json.RawMessage
+	fields map[string]any // the decoded object (numbers as json.Number)
 	input  any
 	errs   []fieldError
 }
@@ -47,7 +47,7 @@ func readBody(r *http.Request, limit int64, allowEmpty bool) (*body, error) {
 		}
 		return nil, err
 	}
-	b := &body{fields: map[string]json.RawMessage{}}
+	b := &body{fields: map[string]any{}}
 	if len(bytes.TrimSpace(data)) == 0 {
 		if allowEmpty {
 			b.input = map[string]any{}
@@ -68,11 +68,12 @@ func readBody(r *http.Request, limit int64, allowEmpty bool) (*body, error) {
 			Msg: "JSON decode error", Input: map[string]any{}, Ctx: map[string]any{"error": err.Error()}}}}
 	}
 	b.input = raw
-	if _, ok := raw.(map[string]any); !ok {
+	obj, ok := raw.(map[string]any)
+	if !ok {
 		return nil, &validationError{[]fieldError{{Type: "model_attributes_type", Loc: []any{"body"},
 			Msg: "Input should be a valid dictionary or object to extract fields from", Input: raw}}}
 	}
-	_ = json.Unmarshal(data, &b.fields)
+	b.fields = obj
 	return b, nil
 }
 
@@ -81,15 +82,8 @@ func (b *body) fail(t, name, msg string, input any, ctx map[string]any) {
 }
 
 func (b *body) value(name string) (any, bool) {
-	raw, ok := b.fields[name]
-	if !ok {
-		return nil, false
-	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	_ = dec.Decode(&v)
-	return v, true
+	v, ok := b.fields[name]
+	return v, ok
 }
 
 // str reads a string field; nil when absent or null (missing is an error when required).

@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	a.Sessions = session.New(st, a.Driver, a.Runtime, locks, session.Config{
 		InstanceID: cfg.GC.InstanceID, ReadyTimeout: sc.ReadyTimeout(), ReadyPollInitial: sc.ReadyPollInitial(),
 		ReadyPollMax: sc.ReadyPollMax(), HealthTimeout: sc.ReadyProbeTimeout(), LockTimeout: sc.StartLockTimeout(),
-		SingleInstance: cfg.Database.Driver == config.DriverSQLite,
+		SingleInstance: singleInstance(cfg),
 	}, log, hooks)
 
 	profiles := map[string]*session.Profile{}
@@ -246,11 +246,14 @@ func (a *App) Run(ctx context.Context) error {
 	return err
 }
 
+// singleInstance: with SQLite this Bay is the only one using the database.
+func singleInstance(cfg *config.Config) bool { return cfg.Database.Driver == config.DriverSQLite }
+
 // staleStart is how old a "starting" session must be before reconcile undoes
 // it: with SQLite this Bay is the only one, so any is; with PostgreSQL another
 // replica may be starting it right now.
 func (a *App) staleStart() time.Duration {
-	if a.Config.Database.Driver == config.DriverSQLite {
+	if singleInstance(a.Config) {
 		return 0
 	}
 	return a.Config.Session.ReadyTimeout() + 30*time.Second

@@ -67,7 +67,7 @@ func (s *Sandbox) Status(now time.Time, sess *Session) string {
 	switch {
 	case s.DeletedAt != nil:
 		return StatusDeleted
-	case s.ExpiresAt != nil && now.After(*s.ExpiresAt):
+	case s.Expired(now):
 		return StatusExpired
 	case sess == nil:
 		return StatusIdle

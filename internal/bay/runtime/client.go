@@ -338,5 +338,5 @@ func (c *Client) Download(ctx context.Context, t Target, path string) (io.ReadCl
 	return resp.Body, resp.ContentLength, nil
 }
 
-// Proxy returns the pooled client for streaming proxies (terminal).
+// HTTP returns the pooled client for streaming proxies (terminal).
 func (c *Client) HTTP() *http.Client { return c.http }

@@ -113,16 +113,9 @@ func (s *Store) DeleteExpiredIdempotency(ctx context.Context, now time.Time) (in
 
 // EnsureAPIKey stores a key hash for owner unless it exists.
 func (s *Store) EnsureAPIKey(ctx context.Context, hash, owner string, now time.Time) error {
-	var n int
-	if err := s.q.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM api_keys WHERE key_hash = ?`), hash).Scan(&n); err != nil {
-		return fmt.Errorf("store: api keys: %w", err)
-	}
-	if n > 0 {
-		return nil
-	}
 	_, err := s.exec(ctx, s.q, `INSERT INTO api_keys (id, key_hash, owner, active, created_at) VALUES (?,?,?,?,?)`,
 		model.NewID("key"), hash, owner, true, us(now))
-	if errors.Is(err, ErrConflict) {
+	if errors.Is(err, ErrConflict) { // key_hash is unique: already stored
 		return nil
 	}
 	return err
