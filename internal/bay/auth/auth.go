@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,32 +64,78 @@ func Provision(ctx context.Context, st *store.Store, configured, dataDir, endpoi
 	return path, os.Chmod(path, 0o600)
 }
 
-// Authenticator maps requests to owners.
-type Authenticator struct {
-	keys           map[string]string // hash → owner, loaded once at start-up
-	allowAnonymous bool
+// Policy says who may call without a key.
+type Policy struct {
+	// AllowAnonymous lets a request without an Authorization header act as its
+	// X-Owner (or DefaultOwner).
+	AllowAnonymous bool
+	// AllowAnonymousRemote extends that to non-loopback peers; otherwise an
+	// anonymous request must come from 127.0.0.0/8 or ::1.
+	AllowAnonymousRemote bool
 }
 
-// New loads the active keys.
+// Authenticator maps requests to owners.
+type Authenticator struct {
+	keys   map[string]string // hash → owner, loaded once at start-up
+	policy Policy
+}
+
+// New loads the active keys. Anonymous requests, when allowed, are accepted
+// from loopback peers only; see WithPolicy.
 func New(ctx context.Context, st *store.Store, allowAnonymous bool) (*Authenticator, error) {
 	keys, err := st.ActiveAPIKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &Authenticator{keys: keys, allowAnonymous: allowAnonymous}, nil
+	return &Authenticator{keys: keys, policy: Policy{AllowAnonymous: allowAnonymous}}, nil
 }
 
-// Owner resolves the owner of r or returns an unauthorized error.
-func (a *Authenticator) Owner(r *http.Request) (string, error) {
-	h := r.Header.Get("Authorization")
-	if token, ok := strings.CutPrefix(h, "Bearer "); ok {
-		if len(a.keys) == 0 {
-			if a.allowAnonymous {
-				return DefaultOwner, nil
-			}
-			return "", errs.New(errs.Unauthorized, "Authentication required")
+// WithPolicy returns a copy of a that applies p (the keys are shared, read-only).
+func (a *Authenticator) WithPolicy(p Policy) *Authenticator {
+	return &Authenticator{keys: a.keys, policy: p}
+}
+
+// maxKeyLen bounds what is hashed; generated keys are 71 bytes.
+const maxKeyLen = 4096
+
+// ParseAuthorization reads the Authorization header: present is false when
+// there is none; otherwise it must be exactly one "<scheme> <key>" with the
+// scheme "Bearer" in any case (RFC 7235) and one non-empty key of printable
+// ASCII, else an unauthorized error.
+func ParseAuthorization(h http.Header) (key string, present bool, err error) {
+	vals := h.Values("Authorization")
+	switch len(vals) {
+	case 0:
+		return "", false, nil
+	case 1:
+	default:
+		return "", true, errs.New(errs.Unauthorized, "Malformed Authorization header: sent more than once")
+	}
+	scheme, rest, _ := strings.Cut(vals[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", true, errs.New(errs.Unauthorized, "Malformed Authorization header: expected 'Bearer <api key>'")
+	}
+	key = strings.TrimLeft(rest, " ")
+	if key == "" || len(key) > maxKeyLen {
+		return "", true, errs.New(errs.Unauthorized, "Malformed Authorization header: expected 'Bearer <api key>'")
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c <= ' ' || c >= 0x7f {
+			return "", true, errs.New(errs.Unauthorized, "Malformed Authorization header: expected 'Bearer <api key>'")
 		}
-		sum := Hash(token)
+	}
+	return key, true, nil
+}
+
+// Owner resolves the owner of r or returns an unauthorized error. A present
+// Authorization header is always checked, whatever the anonymous policy.
+func (a *Authenticator) Owner(r *http.Request) (string, error) {
+	key, present, err := ParseAuthorization(r.Header)
+	if err != nil {
+		return "", err
+	}
+	if present {
+		sum := Hash(key)
 		owner := ""
 		for hash, o := range a.keys { // constant-time per comparison; visit all
 			if subtle.ConstantTimeCompare([]byte(hash), []byte(sum)) == 1 {
@@ -100,16 +147,35 @@ func (a *Authenticator) Owner(r *http.Request) (string, error) {
 		}
 		return owner, nil
 	}
-	if !a.allowAnonymous {
+	if !a.policy.AllowAnonymous {
 		return "", errs.New(errs.Unauthorized, "Authentication required")
 	}
-	if o := r.Header.Get("X-Owner"); o != "" {
-		if !validOwner(o) {
-			return "", errs.New(errs.Validation, "X-Owner must be 1-128 printable characters")
-		}
-		return o, nil
+	if !a.policy.AllowAnonymousRemote && !Loopback(r.RemoteAddr) {
+		return "", errs.New(errs.Unauthorized,
+			"Authentication required: anonymous access is allowed from this host only (send Authorization: Bearer <api key>)")
 	}
-	return DefaultOwner, nil
+	return ParseOwner(r.Header.Get("X-Owner"))
+}
+
+// ParseOwner validates an X-Owner value; "" is DefaultOwner.
+func ParseOwner(o string) (string, error) {
+	if o == "" {
+		return DefaultOwner, nil
+	}
+	if !validOwner(o) {
+		return "", errs.New(errs.Validation, "X-Owner must be 1-128 printable characters")
+	}
+	return o, nil
+}
+
+// Loopback reports whether remoteAddr (http.Request.RemoteAddr: the TCP peer,
+// never a forwarded header) is a loopback address.
+func Loopback(remoteAddr string) bool {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	return ap.Addr().Unmap().IsLoopback()
 }
 
 // validOwner: owners become database keys and container labels.

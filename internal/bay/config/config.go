@@ -48,7 +48,9 @@ type Config struct {
 
 // ServerConfig is the HTTP listener.
 type ServerConfig struct {
-	Host string `yaml:"host"` // 0.0.0.0
+	// Host is the listen address: 127.0.0.1 by default (upstream: 0.0.0.0).
+	// Set 0.0.0.0 / :: only behind a key (allow_anonymous false) or a firewall.
+	Host string `yaml:"host"` // 127.0.0.1
 	Port int    `yaml:"port"` // 8114
 
 	// Ours.
@@ -152,9 +154,15 @@ type CargoConfig struct {
 
 // SecurityConfig is authentication.
 type SecurityConfig struct {
-	APIKey         string   `yaml:"api_key"`         // "" = none; BAY_API_KEY overrides
-	AllowAnonymous bool     `yaml:"allow_anonymous"` // true
-	BlockedHosts   []string `yaml:"blocked_hosts"`   // accepted, unused (as upstream)
+	APIKey string `yaml:"api_key"` // "" = none; BAY_API_KEY overrides
+	// AllowAnonymous lets requests without an Authorization header act as their
+	// X-Owner (or "default"). False by default (upstream: true).
+	AllowAnonymous bool `yaml:"allow_anonymous"`
+	// AllowAnonymousRemote (ours) also lets such requests come from a
+	// non-loopback peer (the TCP peer address; X-Forwarded-For is not trusted).
+	// False: anonymous requests are accepted from 127.0.0.1/::1 only.
+	AllowAnonymousRemote bool     `yaml:"allow_anonymous_remote"`
+	BlockedHosts         []string `yaml:"blocked_hosts"` // accepted, unused (as upstream)
 }
 
 // IdempotencyConfig is Idempotency-Key handling.
@@ -407,7 +415,7 @@ const defaultDatabaseURL = "sqlite+aiosqlite:///./bay.db"
 func defaults() *Config {
 	return &Config{
 		Server: ServerConfig{
-			Host:                     "0.0.0.0",
+			Host:                     "127.0.0.1",
 			Port:                     8114,
 			MaxBodyBytes:             10 << 20,
 			MaxUploadBytes:           1 << 30,
@@ -438,8 +446,7 @@ func defaults() *Config {
 			MountPath:          "/workspace",
 		},
 		Security: SecurityConfig{
-			AllowAnonymous: true,
-			BlockedHosts:   []string{"169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"},
+			BlockedHosts: []string{"169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"},
 		},
 		Idempotency: IdempotencyConfig{Enabled: true, TTLHours: 1},
 		GC: GCConfig{

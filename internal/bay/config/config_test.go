@@ -60,7 +60,7 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 	def, _ := c.Profile("python-default")
 	data, _ := c.Profile("python-data")
 	runChecks(t, []check{
-		{"server.host", c.Server.Host, "0.0.0.0"},
+		{"server.host (secure default, upstream 0.0.0.0)", c.Server.Host, "127.0.0.1"},
 		{"server.port", c.Server.Port, 8114},
 		{"database.url", c.Database.URL, "sqlite+aiosqlite:///./bay.db"},
 		{"database.echo", c.Database.Echo, false},
@@ -86,7 +86,8 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		{"cargo.default_size_limit_mb", c.Cargo.DefaultSizeLimitMB, 1024},
 		{"cargo.mount_path", c.Cargo.MountPath, "/workspace"},
 		{"security.api_key", c.Security.APIKey, ""},
-		{"security.allow_anonymous", c.Security.AllowAnonymous, true},
+		{"security.allow_anonymous (secure default, upstream true)", c.Security.AllowAnonymous, false},
+		{"security.allow_anonymous_remote", c.Security.AllowAnonymousRemote, false},
 		{"security.blocked_hosts", len(c.Security.BlockedHosts), 4},
 		{"idempotency.enabled", c.Idempotency.Enabled, true},
 		{"idempotency.ttl", c.Idempotency.TTL(), time.Hour},
@@ -282,6 +283,12 @@ warm_pool: {enabled: true}
 			func(c *Config) (any, any) { return c.Security.APIKey, "" }},
 		{"BAY_API_KEY beats both", []string{"BAY_SECURITY__API_KEY", "nested", "BAY_API_KEY", "top"},
 			func(c *Config) (any, any) { return c.Security.APIKey, "top" }},
+		{"allow anonymous", []string{"BAY_SECURITY__ALLOW_ANONYMOUS", "true"},
+			func(c *Config) (any, any) { return c.Security.AllowAnonymous, true }},
+		{"allow anonymous remote", []string{"BAY_SECURITY__ALLOW_ANONYMOUS", "1", "BAY_SECURITY__ALLOW_ANONYMOUS_REMOTE", "yes"},
+			func(c *Config) (any, any) {
+				return []bool{c.Security.AllowAnonymous, c.Security.AllowAnonymousRemote}, []bool{true, true}
+			}},
 		{"section as JSON, keys on top", []string{"BAY_SERVER", `{"host":"0.0.0.0","port":7000}`, "BAY_SERVER__PORT", "7001"},
 			func(c *Config) (any, any) { return c.Server.Addr(), "0.0.0.0:7001" }},
 		{"section JSON merges", []string{"BAY_GC", `{"enabled":false}`},
@@ -542,11 +549,11 @@ idempotency: {enabled: false, ttl_hours: 0}
 func TestWarnings(t *testing.T) {
 	c := mustLoadYAML(t, `
 cargo: {mount_path: /data}
-security: {blocked_hosts: [metadata.google.internal]}
+security: {blocked_hosts: [metadata.google.internal], allow_anonymous_remote: true}
 driver: {docker: {connect_mode: host_port, publish_ports: false}}
 database: {url: "sqlite:///bay.db?timeout=5"}
 `, nil)
-	for _, want := range []string{"cargo.mount_path", "security.blocked_hosts[0]", "driver.docker: connect_mode host_port", `database.url: query "timeout=5" ignored`} {
+	for _, want := range []string{"cargo.mount_path", "security.blocked_hosts[0]", "security.allow_anonymous_remote", "driver.docker: connect_mode host_port", `database.url: query "timeout=5" ignored`} {
 		if !slices.ContainsFunc(c.Warnings, func(w string) bool { return strings.Contains(w, want) }) {
 			t.Errorf("no warning about %s in %q", want, c.Warnings)
 		}

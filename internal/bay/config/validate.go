@@ -248,6 +248,13 @@ func (c *Config) validate() []error {
 		v.warn("cargo.mount_path %q ignored: the cargo is always mounted at /workspace", c.Cargo.MountPath)
 	}
 
+	// security: anonymous access from other hosts needs both switches.
+	switch {
+	case c.Security.AllowAnonymousRemote && !c.Security.AllowAnonymous:
+		v.warn("security.allow_anonymous_remote has no effect while security.allow_anonymous is false")
+	case c.Security.AllowAnonymousRemote:
+		v.warn("security.allow_anonymous_remote: any host that reaches server.host can act as any owner without a key")
+	}
 	// security: blocked_hosts is unused (as upstream), so oddities only warn.
 	for i, h := range c.Security.BlockedHosts {
 		if _, err := netip.ParsePrefix(h); err != nil && net.ParseIP(h) == nil {
