@@ -54,7 +54,8 @@ func (p *bayProc) start(t *testing.T) {
 	p.cmd.Env = append(os.Environ(),
 		"BAY_DATA_DIR="+p.dir, "BAY_API_KEY="+baytest.APIKey, "BAY_GC__INSTANCE_ID="+p.inst,
 		"BAY_GC__ENABLED=false", "BAY_WARM_POOL__ENABLED=false", "BAY_SERVER__HOST=127.0.0.1",
-		fmt.Sprintf("BAY_SERVER__PORT=%d", p.port), "BAY_CONFIG_FILE=", "BAY_LOG__LEVEL=info")
+		fmt.Sprintf("BAY_SERVER__PORT=%d", p.port), "BAY_CONFIG_FILE=", "BAY_LOG__LEVEL=info",
+		"BAY_SECURITY__ALLOW_ANONYMOUS=true") // requests below are anonymous with X-Owner
 	logf, _ := os.Create(filepath.Join(p.dir, "bay.log"))
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {

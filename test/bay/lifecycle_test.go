@@ -200,7 +200,8 @@ func TestWarmPoolClaims(t *testing.T) {
 	baytest.Skip(t)
 	b := baytest.Start(t, baytest.Options{
 		ConfigYAML: "profiles:\n  - id: python-default\n    image: ship:latest\n    warm_pool_size: 3\n    warm_rotate_ttl: 3600\n",
-		Env:        map[string]string{"BAY_WARM_POOL__ENABLED": "true", "BAY_WARM_POOL__INTERVAL_SECONDS": "3600"},
+		Env: map[string]string{"BAY_WARM_POOL__ENABLED": "true", "BAY_WARM_POOL__INTERVAL_SECONDS": "3600",
+			"BAY_SECURITY__ALLOW_ANONYMOUS": "true"}, // claims below are anonymous with X-Owner
 	})
 	deadline := time.Now().Add(90 * time.Second)
 	for {

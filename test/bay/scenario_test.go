@@ -387,7 +387,7 @@ func TestWrongKeyAndValidation(t *testing.T) {
 
 func TestOwnersAreIsolated(t *testing.T) {
 	baytest.Skip(t)
-	b := baytest.Start(t, baytest.Options{})
+	b := baytest.Start(t, baytest.Options{Env: map[string]string{"BAY_SECURITY__ALLOW_ANONYMOUS": "true"}})
 	as := func(owner string, r baytest.Req) *baytest.Response {
 		r.NoAuth = true
 		r.Headers = map[string]string{"X-Owner": owner}
