@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/driver"
@@ -19,6 +20,14 @@ type Service struct {
 	Store      *store.Store
 	Driver     driver.Driver
 	InstanceID string
+	Log        *slog.Logger // nil = slog.Default()
+}
+
+func (s *Service) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.Default()
+	}
+	return s.Log
 }
 
 // Create records an external cargo and creates its volume.
@@ -27,8 +36,11 @@ func (s *Service) Create(ctx context.Context, owner string, sizeMB int, now time
 	if err := s.Store.CreateCargo(ctx, c); err != nil {
 		return nil, err
 	}
-	if err := s.Driver.CreateVolume(ctx, c.DriverRef, sandbox.CargoLabels(c, s.InstanceID)); err != nil {
-		_ = s.Store.DeleteCargo(context.WithoutCancel(ctx), c.ID)
+	// Past the commit, a client that goes away must not leave a volume behind.
+	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.Driver.CreateVolume(vctx, c.DriverRef, sandbox.CargoLabels(c, s.InstanceID)); err != nil {
+		sandbox.RemoveVolume(vctx, s.Driver, s.Store, c, s.log())
 		return nil, fmt.Errorf("cargo: create volume: %w", err)
 	}
 	return c, nil

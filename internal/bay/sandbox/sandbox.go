@@ -78,6 +78,12 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 		if err != nil {
 			return nil, err
 		}
+		if c.Managed {
+			// A managed cargo lives and dies with its own sandbox: shared, it
+			// would be destroyed under the second one when the first goes.
+			return nil, errs.Newf(errs.Conflict, "Cargo %s is managed by sandbox %s; only external cargos (POST /v1/cargos) can be attached",
+				c.ID, c.ManagedBySandboxID).With(map[string]any{"managed_by_sandbox_id": c.ManagedBySandboxID})
+		}
 		sb.CargoID = c.ID
 	} else {
 		managed = NewCargo(owner, s.Config.Cargo.DefaultSizeLimitMB, now)
@@ -92,16 +98,35 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 		return nil, err
 	}
 	if managed != nil {
-		if err := s.Driver.CreateVolume(ctx, managed.DriverRef, CargoLabels(managed, s.Config.GC.InstanceID)); err != nil {
-			cctx := context.WithoutCancel(ctx)
-			if _, derr := s.Store.SoftDeleteSandbox(cctx, sb.ID, now); derr != nil {
+		// Once the record has committed, a client that goes away must not cut
+		// the volume's creation (or its rollback) in half.
+		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), volumeTimeout)
+		defer cancel()
+		if err := s.Driver.CreateVolume(vctx, managed.DriverRef, CargoLabels(managed, s.Config.GC.InstanceID)); err != nil {
+			if _, derr := s.Store.SoftDeleteSandbox(vctx, sb.ID, now); derr != nil {
 				s.Log.ErrorContext(ctx, "rolling back sandbox", "err", derr)
 			}
-			_ = s.Store.DeleteCargo(cctx, managed.ID)
+			RemoveVolume(vctx, s.Driver, s.Store, managed, s.Log)
 			return nil, fmt.Errorf("sandbox: create volume: %w", err)
 		}
 	}
 	return sb, nil
+}
+
+// volumeTimeout bounds a volume operation that runs detached from its request.
+const volumeTimeout = 30 * time.Second
+
+// RemoveVolume undoes a cargo whose volume creation failed: the engine may
+// have made the volume before the failure, so it is removed with the record
+// (best effort; GC's orphan pass catches what is left).
+func RemoveVolume(ctx context.Context, d driver.Driver, st *store.Store, c *model.Cargo, log *slog.Logger) {
+	if err := d.DeleteVolume(ctx, c.DriverRef); err != nil {
+		log.WarnContext(ctx, "removing volume of a failed create", "volume", c.DriverRef, "err", err)
+		return
+	}
+	if err := st.DeleteCargo(ctx, c.ID); err != nil {
+		log.WarnContext(ctx, "removing cargo record of a failed create", "cargo", c.ID, "err", err)
+	}
 }
 
 // NewCargo returns a cargo record with its volume name.
@@ -315,6 +340,14 @@ func (s *Service) Release(ctx context.Context, sb *model.Sandbox) error {
 	}
 	if !c.Managed || c.ManagedBySandboxID != sb.ID {
 		return nil // external cargos outlive their sandboxes
+	}
+	// Defence in depth: a managed cargo attached elsewhere (possible before
+	// attaching one became a 409) is kept while a live sandbox mounts it.
+	if users, err := s.Store.ActiveSandboxesUsingCargo(ctx, c.ID); err != nil {
+		return err
+	} else if len(users) > 0 {
+		s.Log.WarnContext(ctx, "managed cargo still mounted by live sandboxes; volume kept", "cargo", c.ID, "sandboxes", users)
+		return nil
 	}
 	if err := s.Driver.DeleteVolume(ctx, c.DriverRef); err != nil {
 		return fmt.Errorf("sandbox: delete volume: %w", err)

@@ -60,10 +60,12 @@ func (s *Store) ListCargos(ctx context.Context, owner string, managed bool, afte
 		owner, managed, after, limit)
 }
 
-// OrphanCargos returns managed cargos whose sandbox is missing or soft-deleted.
+// OrphanCargos returns managed cargos whose sandbox is missing or soft-deleted
+// and which no live sandbox mounts.
 func (s *Store) OrphanCargos(ctx context.Context) ([]*model.Cargo, error) {
 	return s.queryCargos(ctx, `SELECT `+cargoCols+` FROM cargos c WHERE c.managed = ? AND NOT EXISTS (
-		SELECT 1 FROM sandboxes sb WHERE sb.id = c.managed_by_sandbox_id AND sb.deleted_at IS NULL) ORDER BY c.id`, true)
+		SELECT 1 FROM sandboxes sb WHERE (sb.id = c.managed_by_sandbox_id OR sb.cargo_id = c.id) AND sb.deleted_at IS NULL)
+		ORDER BY c.id`, true)
 }
 
 // AllCargoRefs returns the driver refs (volume names) of every cargo record.

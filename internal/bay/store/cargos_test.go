@@ -105,6 +105,14 @@ func TestOrphanCargos(t *testing.T) {
 		missing := newCargo("alice", true, "sandbox-neverexisted") // its sandbox row is gone
 		must(t, "CreateCargo", e.s.CreateCargo(e.ctx, missing))
 		must(t, "CreateCargo external", e.s.CreateCargo(e.ctx, newCargo("alice", false, ""))) // external: never an orphan
+		// A managed cargo that a second, live sandbox mounts (attachable before
+		// that became a 409) is no orphan after its own sandbox goes.
+		shared := createSandbox(t, e, "alice")
+		borrower := newSandbox("alice")
+		borrower.CargoID = shared.CargoID
+		must(t, "CreateSandbox borrower", e.s.CreateSandbox(e.ctx, borrower, nil))
+		_, err = e.s.SoftDeleteSandbox(e.ctx, shared.ID, t0)
+		must(t, "SoftDeleteSandbox", err)
 
 		got, err := e.s.OrphanCargos(e.ctx)
 		must(t, "OrphanCargos", err)
