@@ -47,7 +47,7 @@ type CreateRequest struct {
 func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, now time.Time) (*model.Sandbox, error) {
 	var expires *time.Time
 	if req.TTL != nil && *req.TTL > 0 {
-		t := now.Add(time.Duration(*req.TTL) * time.Second)
+		t := AddSeconds(now, *req.TTL)
 		expires = &t
 	}
 	if req.CargoID == nil && s.Warm != nil && !req.Warm {
@@ -266,12 +266,30 @@ func (s *Service) ExtendTTL(ctx context.Context, owner, id string, extendBy int,
 		return nil, errs.New(errs.SandboxExpired, "sandbox is expired, cannot extend ttl").
 			With(map[string]any{"sandbox_id": id, "expires_at": model.FormatTime(*sb.ExpiresAt)})
 	}
-	t := sb.ExpiresAt.Add(time.Duration(extendBy) * time.Second)
+	t := AddSeconds(*sb.ExpiresAt, extendBy)
 	if err := s.Store.SetExpiresAt(ctx, id, &t); err != nil {
 		return nil, err
 	}
 	sb.ExpiresAt = &t
 	return sb, nil
+}
+
+// MaxExpiry is the latest expiry Bay stores: later than any TTL the API
+// accepts, early enough for every timestamp form it passes through.
+var MaxExpiry = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// AddSeconds returns t plus n seconds, saturating at MaxExpiry instead of
+// wrapping: time.Duration(n)*time.Second overflows above ~9.2e9 s into the
+// past, which would expire a sandbox (and let GC delete its volume). n <= 0
+// adds nothing, so the result is never before t.
+func AddSeconds(t time.Time, n int) time.Time {
+	if n <= 0 || !t.Before(MaxExpiry) {
+		return t
+	}
+	if int64(n) >= MaxExpiry.Unix()-t.Unix() {
+		return MaxExpiry
+	}
+	return time.Unix(t.Unix()+int64(n), int64(t.Nanosecond())).In(t.Location())
 }
 
 // Keepalive pushes the idle deadline without starting compute.
@@ -322,7 +340,13 @@ func (s *Service) Delete(ctx context.Context, owner, id string, now time.Time) e
 	if _, err := s.Store.SoftDeleteSandbox(ctx, id, now); err != nil {
 		return err
 	}
-	return s.Release(context.WithoutCancel(ctx), sb)
+	// The sandbox is gone for the client from here on: a release that fails
+	// (the engine busy, a volume still in use) is finished by GC's next pass,
+	// not reported as a failed delete of a sandbox that no longer exists.
+	if err := s.Release(context.WithoutCancel(ctx), sb); err != nil {
+		s.Log.WarnContext(ctx, "sandbox deleted; releasing its resources failed, GC will finish", "err", err)
+	}
+	return nil
 }
 
 // Release frees what a soft-deleted sandbox still holds: sessions, then its
