@@ -20,7 +20,8 @@ func TestAddSecondsSaturates(t *testing.T) {
 		{"one hour", 3600, now.Add(time.Hour)},
 		{"ten years", 315_360_000, now.Add(315_360_000 * time.Second)},
 		{"just past time.Duration", 9_223_372_037, time.Unix(now.Unix()+9_223_372_037, int64(now.Nanosecond())).UTC()},
-		{"1e11 s", 100_000_000_000, MaxExpiry},
+		{"1e11 s (year 5196)", 100_000_000_000, time.Unix(now.Unix()+100_000_000_000, int64(now.Nanosecond())).UTC()},
+		{"1e12 s saturates", 1_000_000_000_000, MaxExpiry},
 		{"max int", math.MaxInt, MaxExpiry},
 	}
 	for _, c := range cases {
