@@ -23,7 +23,7 @@ const (
 )
 
 // submit sends an execute_request.
-func (p *proc) submit(code string, silent bool, maxOutput int) (*cell, error) {
+func (p *proc) submit(code string, silent bool, maxOutput, maxResult int) (*cell, error) {
 	w, err := p.request(p.shell, "execute_request", map[string]any{
 		"code":             code,
 		"silent":           silent,
@@ -39,7 +39,7 @@ func (p *proc) submit(code string, silent bool, maxOutput int) (*cell, error) {
 		return nil, err
 	}
 	p.cells.Add(1)
-	return &cell{p: p, w: w, col: collector{max: maxOutput, silent: silent}}, nil
+	return &cell{p: p, w: w, col: newCollector(maxOutput, maxResult, silent)}, nil
 }
 
 // wait collects the cell's messages until it is done, the deadline fires, ctx

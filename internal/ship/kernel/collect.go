@@ -7,17 +7,34 @@ import (
 	"unicode/utf8"
 )
 
-// collector turns the messages of one execute_request into a Result.
+// maxNotes bounds the "dropped" notes one execution reports; further drops
+// are only counted.
+const maxNotes = 8
+
+// collector turns the messages of one execute_request into a Result. Every
+// output kind is bounded while it arrives, never after: the text (stream and
+// text/plain) and the error each by max, each rich MIME entry by max, and
+// text, images and rich entries together by total. Sizes are what the value
+// costs in Ship's JSON response, so the response stays bounded whatever the
+// characters. Text-like values are cut at a rune boundary and marked; base64
+// images and other encoded values are never cut: a too-large one is dropped
+// and a note says so in the text.
 type collector struct {
-	max    int  // cap on collected text in bytes
+	max    int  // cap on the text, the error and each rich entry (JSON bytes)
+	total  int  // cap on text + images + rich entries of the execution
 	silent bool // silent cells report no execution count
 
-	text      strings.Builder
-	truncated bool
-	images    []map[string]string
-	data      map[string][]string
-	errText   string
-	count     *int
+	used        int // JSON bytes of text, images and data so far
+	text        strings.Builder
+	textCost    int // JSON bytes of text
+	textOmitted int // bytes of text that did not fit
+	truncated   bool
+	images      []map[string]string
+	data        map[string][]string
+	notes       []string
+	moreNotes   int
+	errText     string
+	count       *int
 
 	idle        bool // iopub status idle for our request seen
 	replied     bool // shell execute_reply seen
@@ -25,10 +42,20 @@ type collector struct {
 	replyErr    string
 }
 
+// newCollector returns a collector with the given caps (total < max is
+// raised to max).
+func newCollector(maxItem, total int, silent bool) collector {
+	return collector{max: maxItem, total: max(total, maxItem), silent: silent}
+}
+
 // done reports whether all messages of the request have been seen.
 func (c *collector) done() bool { return c.idle && c.replied }
 
 func (c *collector) add(m *message) error {
+	if m.Dropped > 0 {
+		c.addDropped(m)
+		return nil
+	}
 	switch m.Header.MsgType {
 	case "status":
 		var s struct {
@@ -73,7 +100,7 @@ func (c *collector) add(m *message) error {
 		if err := json.Unmarshal(m.Content, &s); err != nil {
 			return fmt.Errorf("decode error: %w", err)
 		}
-		c.errText = strings.Join(s.Traceback, "\n")
+		c.errText = c.capError(strings.Join(s.Traceback, "\n"))
 	case "execute_reply":
 		var s struct {
 			Status string `json:"status"`
@@ -87,13 +114,31 @@ func (c *collector) add(m *message) error {
 		c.replied = true
 		c.replyStatus = s.Status
 		if s.Status == "error" {
-			c.replyErr = s.Ename + ": " + s.Evalue
+			c.replyErr = c.capError(s.Ename + ": " + s.Evalue)
 		}
 		if c.count == nil && !c.silent && s.Status != "aborted" {
 			c.count = &s.Count
 		}
 	}
 	return nil
+}
+
+// addDropped accounts for a message whose content was too large to be
+// received at all (see limitConn): it says so, and a dropped error or reply
+// still makes the execution fail.
+func (c *collector) addDropped(m *message) {
+	c.truncated = true
+	switch m.Header.MsgType {
+	case "error":
+		c.errText = fmt.Sprintf("The error output was too large (%d bytes) and was dropped.", m.Dropped)
+	case "execute_reply":
+		c.replied = true
+		c.replyStatus = "error"
+		c.replyErr = fmt.Sprintf("The kernel's reply was too large (%d bytes) and was dropped.", m.Dropped)
+	case "status", "execute_input":
+	default:
+		c.note(fmt.Sprintf("%s output of %d bytes dropped", m.Header.MsgType, m.Dropped))
+	}
 }
 
 // addBundle handles a MIME bundle: image/png goes to images, text/plain to
@@ -104,18 +149,157 @@ func (c *collector) addBundle(bundle map[string]json.RawMessage, isResult bool) 
 	for mime, raw := range bundle {
 		switch mime {
 		case "image/png":
-			c.images = append(c.images, map[string]string{"image/png": strings.TrimSpace(rawString(raw))})
+			c.addImage(mime, strings.TrimSpace(rawString(raw)))
 		case "text/plain":
 			if isResult || !hasPNG {
 				c.addText(rawString(raw))
 			}
 		default:
-			if c.data == nil {
-				c.data = make(map[string][]string)
-			}
-			c.data[mime] = append(c.data[mime], rawString(raw))
+			c.addData(mime, rawString(raw))
 		}
 	}
+}
+
+// entryCost approximates what one list entry costs beyond its value (quotes,
+// comma, the object of an image).
+const entryCost = 24
+
+func (c *collector) room() int { return c.total - c.used }
+
+func (c *collector) addImage(mime, b64 string) {
+	cost := len(b64) + entryCost // base64 is ASCII: no escaping
+	if cost > c.room() {
+		c.note(fmt.Sprintf("%s output of %d bytes dropped", mime, len(b64)))
+		return
+	}
+	c.used += cost
+	c.images = append(c.images, map[string]string{mime: b64})
+}
+
+func (c *collector) addData(mime, v string) {
+	limit := min(c.max, c.room()-entryCost)
+	if jsonLen(v) > limit {
+		if !cuttable(mime) || limit < 256 {
+			c.note(fmt.Sprintf("%s output of %d bytes dropped", mime, len(v)))
+			return
+		}
+		head, omitted := cut(v, limit)
+		v = head + marker(omitted)
+		c.truncated = true
+	}
+	c.used += jsonLen(v) + entryCost
+	if c.data == nil {
+		c.data = make(map[string][]string)
+	}
+	c.data[mime] = append(c.data[mime], v)
+}
+
+// cuttable reports whether a value of type mime stays meaningful when cut:
+// text, not base64 or JSON.
+func cuttable(mime string) bool {
+	return strings.HasPrefix(mime, "text/") || mime == "image/svg+xml"
+}
+
+func (c *collector) addText(s string) {
+	if c.textOmitted > 0 {
+		c.textOmitted += len(s)
+		return
+	}
+	limit := min(c.max-c.textCost, c.room())
+	n := jsonLen(s)
+	if n > limit {
+		s, c.textOmitted = cut(s, limit)
+		n = jsonLen(s)
+		c.truncated = true
+	}
+	c.used += n
+	c.textCost += n
+	c.text.WriteString(s)
+}
+
+func (c *collector) capError(s string) string {
+	if jsonLen(s) <= c.max {
+		return s
+	}
+	c.truncated = true
+	head, omitted := cut(s, c.max)
+	return head + marker(omitted)
+}
+
+// note records that an output was dropped.
+func (c *collector) note(s string) {
+	c.truncated = true
+	if len(c.notes) < maxNotes {
+		c.notes = append(c.notes, s)
+		return
+	}
+	c.moreNotes++
+}
+
+// marker is the visible mark at a cut.
+func marker(omitted int) string {
+	return fmt.Sprintf("\n... [output truncated: %d bytes omitted]", omitted)
+}
+
+// jsonLen is the length of s once encoded as a JSON string (without quotes)
+// by encoding/json with HTML escaping off.
+func jsonLen(s string) int {
+	n := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			n += asciiCost(b)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		n += runeCost(r, size)
+		i += size
+	}
+	return n
+}
+
+func asciiCost(b byte) int {
+	switch {
+	case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t':
+		return 2
+	case b < 0x20:
+		return 6 // \u00XX
+	}
+	return 1
+}
+
+func runeCost(r rune, size int) int {
+	switch {
+	case r == utf8.RuneError && size == 1:
+		return 6 // encoding/json writes \ufffd
+	case r == '\u2028' || r == '\u2029':
+		return 6
+	}
+	return size
+}
+
+// cut returns the longest prefix of s, ending at a rune boundary, whose JSON
+// length is at most limit, and how many bytes of s it leaves out.
+func cut(s string, limit int) (head string, omitted int) {
+	n := 0
+	i := 0
+	for i < len(s) {
+		var cost, size int
+		if b := s[i]; b < utf8.RuneSelf {
+			cost, size = asciiCost(b), 1
+		} else {
+			var r rune
+			r, size = utf8.DecodeRuneInString(s[i:])
+			cost = runeCost(r, size)
+		}
+		if n+cost > limit {
+			break
+		}
+		n += cost
+		i += size
+	}
+	return s[:i], len(s) - i
 }
 
 // rawString returns a JSON string's value, or the raw JSON of any other value
@@ -125,36 +309,25 @@ func rawString(raw json.RawMessage) string {
 	if err := json.Unmarshal(raw, &s); err == nil {
 		return s
 	}
-	return string(raw)
-}
-
-func (c *collector) addText(s string) {
-	if c.truncated {
-		return
-	}
-	room := c.max - c.text.Len()
-	if len(s) > room {
-		c.truncated = true
-		if room <= 0 {
-			return
-		}
-		s = s[:room]
-		// Do not leave half a UTF-8 sequence at the cut.
-		for len(s) > 0 {
-			if r, size := utf8.DecodeLastRuneInString(s); r != utf8.RuneError || size > 1 {
-				break
-			}
-			s = s[:len(s)-1]
-		}
-	}
-	c.text.WriteString(s)
+	return strings.ToValidUTF8(string(raw), "\uFFFD")
 }
 
 // result builds the Result of a cell that ran to completion.
 func (c *collector) result() Result {
+	text := strings.TrimSpace(c.text.String())
+	if c.textOmitted > 0 {
+		text += marker(c.textOmitted)
+	}
+	if len(c.notes) > 0 {
+		notes := c.notes
+		if c.moreNotes > 0 {
+			notes = append(notes[:len(notes):len(notes)], fmt.Sprintf("%d more outputs dropped", c.moreNotes))
+		}
+		text = strings.TrimLeft(text+"\n[output truncated: "+strings.Join(notes, "; ")+"]", "\n")
+	}
 	r := Result{
 		ExecutionCount: c.count,
-		Text:           strings.TrimSpace(c.text.String()),
+		Text:           text,
 		Images:         c.images,
 		Data:           c.data,
 		Error:          c.errText,

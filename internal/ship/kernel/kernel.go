@@ -104,8 +104,15 @@ type Config struct {
 	// StartTimeout bounds a start (default 30s); QueueTimeout bounds how long an
 	// Execute waits for the running execution to finish (default 60s).
 	StartTimeout, QueueTimeout time.Duration
-	// MaxOutputBytes caps collected text (default 1 MiB); beyond it Result.Truncated.
-	MaxOutputBytes int
+	// MaxOutputBytes caps each output kind of one execution (default 1 MiB):
+	// the text, the error and each rich MIME entry. MaxResultBytes caps text,
+	// images and rich entries together (default 4 MiB; raised to
+	// MaxOutputBytes if lower). Sizes are JSON-encoded bytes; text is cut with
+	// a visible marker, a too-large image or other encoded value is dropped
+	// with a note in the text, and Result.Truncated is set. A message larger
+	// than MaxMessageBytes is not even received: the result says it was
+	// dropped.
+	MaxOutputBytes, MaxResultBytes int
 
 	// DefaultTimeout is the cell timeout when Request.Timeout is 0 (default 30s).
 	DefaultTimeout time.Duration

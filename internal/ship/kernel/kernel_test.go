@@ -424,7 +424,8 @@ func TestTruncation(t *testing.T) {
 	cfg.MaxOutputBytes = 100
 	m := startManager(t, cfg)
 	res := exec1(t, m, "print('é' * 500)", 0)
-	if !res.Truncated || len(res.Text) > 100 || !strings.HasPrefix(res.Text, "éé") {
+	head, _, marked := strings.Cut(res.Text, "\n... [output truncated: ")
+	if !res.Truncated || !marked || len(head) > 100 || !strings.HasPrefix(res.Text, "éé") {
 		t.Errorf("res = %+v (len %d)", res, len(res.Text))
 	}
 	if strings.ContainsRune(res.Text, '\uFFFD') || !utf8.ValidString(res.Text) {

@@ -43,6 +43,9 @@ func NewManager(cfg Config) *Manager {
 	if cfg.MaxOutputBytes <= 0 {
 		cfg.MaxOutputBytes = 1 << 20
 	}
+	if cfg.MaxResultBytes <= 0 {
+		cfg.MaxResultBytes = 4 << 20
+	}
 	if cfg.DefaultTimeout <= 0 {
 		cfg.DefaultTimeout = 30 * time.Second
 	}
@@ -264,7 +267,7 @@ func (m *Manager) launch(ctx context.Context) (*proc, error) {
 }
 
 func (m *Manager) runInit(ctx context.Context, p *proc) error {
-	c, err := p.submit(m.cfg.InitCode, true, m.cfg.MaxOutputBytes)
+	c, err := p.submit(m.cfg.InitCode, true, m.cfg.MaxOutputBytes, m.cfg.MaxResultBytes)
 	if err != nil {
 		return err
 	}
@@ -303,7 +306,7 @@ func (m *Manager) Execute(ctx context.Context, req Request) (Result, error) {
 	if timeout <= 0 {
 		timeout = m.cfg.DefaultTimeout
 	}
-	c, err := p.submit(req.Code, req.Silent, m.cfg.MaxOutputBytes)
+	c, err := p.submit(req.Code, req.Silent, m.cfg.MaxOutputBytes, m.cfg.MaxResultBytes)
 	if err != nil {
 		// Most likely the kernel has just died: say so if it did.
 		t := time.NewTimer(500 * time.Millisecond)

@@ -395,7 +395,9 @@ func (p *proc) request(sock zmq4.Socket, msgType string, content any) (*waiter, 
 	if err != nil {
 		return nil, err
 	}
-	w := &waiter{id: id, ch: make(chan *message, 64), done: make(chan struct{})}
+	// A small buffer: readers block when it is full, which holds the kernel
+	// back (TCP flow control) instead of queueing large messages here.
+	w := &waiter{id: id, ch: make(chan *message, 16), done: make(chan struct{})}
 	p.routeMu.Lock()
 	p.waiters[id] = w
 	p.routeMu.Unlock()

@@ -38,6 +38,10 @@ type message struct {
 	Header  header
 	Parent  header
 	Content json.RawMessage
+	// Dropped is the size of a content too large to be received (see
+	// limitConn); Content is then empty and the message is not verified: it
+	// can only make its own request's output say that something was dropped.
+	Dropped int64
 }
 
 // codec signs and verifies messages of one kernel session.
@@ -91,10 +95,12 @@ func (c codec) decode(frames [][]byte) (*message, error) {
 		return nil, fmt.Errorf("kernel: malformed message (%d frames)", len(frames))
 	}
 	sig, h, parent, meta, content := frames[i+1], frames[i+2], frames[i+3], frames[i+4], frames[i+5]
-	if !hmac.Equal(sig, c.sign(h, parent, meta, content)) {
+	m := &message{Content: content}
+	if size, ok := droppedSize(content); ok {
+		m.Content, m.Dropped = nil, size
+	} else if !hmac.Equal(sig, c.sign(h, parent, meta, content)) {
 		return nil, errBadSignature
 	}
-	m := &message{Content: content}
 	if err := json.Unmarshal(h, &m.Header); err != nil {
 		return nil, fmt.Errorf("kernel: decode header: %w", err)
 	}
@@ -118,8 +124,10 @@ type connectionInfo struct {
 	KernelName      string `json:"kernel_name"`
 }
 
+// endpoint is the zmq4 address Ship dials: TCP with received messages
+// bounded (see limitConn).
 func (ci connectionInfo) endpoint(port int) string {
-	return fmt.Sprintf("tcp://%s:%d", ci.IP, port)
+	return fmt.Sprintf("%s://%s:%d", limitedTCP, ci.IP, port)
 }
 
 // newID returns a random UUID4 string.

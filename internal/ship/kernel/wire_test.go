@@ -76,7 +76,7 @@ func TestNewID(t *testing.T) {
 }
 
 func TestCollectorTruncatesAtRuneBoundary(t *testing.T) {
-	c := collector{max: 5}
+	c := newCollector(5, 5, false)
 	c.addText("ab")
 	c.addText("éé") // 4 bytes: only one é fits
 	c.addText("z")  // nothing after a cut
