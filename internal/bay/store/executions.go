@@ -93,7 +93,7 @@ func (f ExecFilter) where() (string, []any) {
 			ors = append(ors, `LOWER(COALESCE(tags, '')) LIKE ? ESCAPE '\'`)
 			args = append(args, "%"+likeEscaper.Replace(strings.ToLower(t))+"%")
 		}
-		w += ` AND (` + strings.Join(ors, " OR ") + `)`
+		w += ` AND ` + anyOf(ors)
 	}
 	for _, c := range []struct {
 		col string
@@ -109,6 +109,16 @@ func (f ExecFilter) where() (string, []any) {
 		}
 	}
 	return w, args
+}
+
+// anyOf ORs conditions as a balanced tree: a flat chain of n ORs is an
+// expression n deep, and SQLite refuses depth over 1000 (SQLITE_MAX_EXPR_DEPTH).
+func anyOf(conds []string) string {
+	if len(conds) == 1 {
+		return conds[0]
+	}
+	m := len(conds) / 2
+	return `(` + anyOf(conds[:m]) + ` OR ` + anyOf(conds[m:]) + `)`
 }
 
 var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

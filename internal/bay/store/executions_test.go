@@ -174,3 +174,25 @@ func TestAnnotateExecution(t *testing.T) {
 		}
 	})
 }
+
+// TestListExecutionsManyTags: issue 8 finding 8. ~1,000 tags built a chain of
+// ORs deeper than SQLite's expression limit (a 500); the tree is now balanced.
+func TestListExecutionsManyTags(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		const sb = "sandbox-cccccccccccc"
+		x := newExecution(sb, "python", true, t0)
+		x.Tags = ptr("needle")
+		must(t, "CreateExecution", e.s.CreateExecution(e.ctx, x))
+		for _, n := range []int{1, 2, 3, 999, 1000, 5000} {
+			tags := make([]string, n)
+			for i := range tags {
+				tags[i] = fmt.Sprintf("tag-%d", i)
+			}
+			tags[n-1] = "NEEDLE"
+			list, total, err := e.s.ListExecutions(e.ctx, store.ExecFilter{SandboxID: sb, Tags: tags, Limit: 10})
+			if err != nil || total != 1 || len(list) != 1 || list[0].ID != x.ID {
+				t.Fatalf("%d tags: %v total %d err %v", n, execIDs(list), total, err)
+			}
+		}
+	})
+}
