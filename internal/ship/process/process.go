@@ -237,10 +237,10 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 		<-waitErr
 		return res, fmt.Errorf("command cancelled: %w", ctx.Err())
 	}
-	out, t1 := stdout.result()
-	errb, t2 := stderr.result()
-	res.Stdout, res.Stderr = text(out), text(errb)
-	res.Truncated = t1 || t2
+	out, o1 := stdout.result()
+	errb, o2 := stderr.result()
+	res.Stdout, res.Stderr = marked(text(out), o1), marked(text(errb), o2)
+	res.Truncated = o1 > 0 || o2 > 0
 	if res.TimedOut {
 		res.ReturnCode = -1
 		return res, nil
@@ -257,6 +257,17 @@ func text(b []byte) string {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
 	return strings.TrimSpace(s)
+}
+
+// marked appends the truncation marker to s when bytes were omitted.
+func marked(s string, omitted int64) string {
+	if omitted == 0 {
+		return s
+	}
+	if s == "" {
+		return Marker(omitted)
+	}
+	return s + "\n" + Marker(omitted)
 }
 
 func exitCode(ps *os.ProcessState, err error) int {
@@ -303,10 +314,27 @@ type Info struct {
 	FinishedAt *time.Time `json:"finished_at"`
 }
 
-// Output is what a background process has printed (its ring buffers).
+// Output is what a background process has printed (its ring buffers). When
+// older output fell out of a ring, its text starts with a Marker line.
 type Output struct {
 	Stdout, Stderr               string
 	StdoutDropped, StderrDropped int64 // bytes that fell out of the ring
+}
+
+// Truncated reports whether output fell out of a ring.
+func (o Output) Truncated() bool { return o.StdoutDropped > 0 || o.StderrDropped > 0 }
+
+// ringText is a ring's snapshot as text: a marker line first when older
+// bytes were dropped, and no half UTF-8 sequence at the start.
+func ringText(b []byte, dropped int64) string {
+	if dropped == 0 {
+		return strings.ToValidUTF8(string(b), "\uFFFD")
+	}
+	i := 0
+	for i < len(b) && i < utf8.UTFMax && !utf8.RuneStart(b[i]) {
+		i++
+	}
+	return Marker(dropped+int64(i)) + "\n" + strings.ToValidUTF8(string(b[i:]), "\uFFFD")
 }
 
 func (p *Proc) info() Info {
@@ -323,7 +351,7 @@ func (p *Proc) info() Info {
 func (p *Proc) output() Output {
 	o, od := p.stdout.Snapshot()
 	e, ed := p.stderr.Snapshot()
-	return Output{Stdout: strings.ToValidUTF8(string(o), "\uFFFD"), Stderr: strings.ToValidUTF8(string(e), "\uFFFD"), StdoutDropped: od, StderrDropped: ed}
+	return Output{Stdout: ringText(o, od), Stderr: ringText(e, ed), StdoutDropped: od, StderrDropped: ed}
 }
 
 func newID() string {

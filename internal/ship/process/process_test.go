@@ -64,7 +64,8 @@ func TestRun(t *testing.T) {
 			code: -1, stdout: "before", timedOut: true, maxElapsed: 3 * time.Second},
 		{name: "timeout with a grandchild holding the pipe", spec: Spec{Command: "echo a; (sleep 30; echo b) & sleep 30", Timeout: 300 * time.Millisecond},
 			code: -1, stdout: "a", timedOut: true, maxElapsed: 3 * time.Second},
-		{name: "truncated", spec: Spec{Command: "head -c 5000 /dev/zero | tr '\\0' x"}, stdout: strings.Repeat("x", 1000), truncated: true},
+		{name: "truncated", spec: Spec{Command: "head -c 5000 /dev/zero | tr '\\0' x"}, stdout: strings.Repeat("x", 1000) + "\n... [output truncated: 4000 bytes omitted]", truncated: true},
+		{name: "truncated inside a rune", spec: Spec{Command: "printf '€%.0s' $(seq 400)"}, stdout: strings.Repeat("€", 333) + "\n... [output truncated: 201 bytes omitted]", truncated: true},
 		{name: "killed by signal", spec: Spec{Command: "kill -TERM $$"}, code: -15},
 		{name: "leftover background child does not block", spec: Spec{Command: "sleep 30 & echo started"}, stdout: "started",
 			maxElapsed: 3 * time.Second},
@@ -222,7 +223,7 @@ func TestBackgroundBounds(t *testing.T) {
 		t.Fatalf("kept %+v, want the last 3 of %v", list, ids)
 	}
 	_, out, err := r.Get(ids[5])
-	if err != nil || out.Stdout != strings.Repeat("5", 16) || out.StdoutDropped != 24 {
+	if err != nil || out.Stdout != "... [output truncated: 24 bytes omitted]\n"+strings.Repeat("5", 16) || out.StdoutDropped != 24 {
 		t.Fatalf("ring: %+v %v", out, err)
 	}
 	for i := 0; i < 2; i++ {

@@ -1,6 +1,10 @@
 package process
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+	"unicode/utf8"
+)
 
 // Ring keeps the last Size bytes written to it; older bytes are dropped and
 // counted. Safe for concurrent use.
@@ -64,12 +68,12 @@ func (r *Ring) Snapshot() (data []byte, dropped int64) {
 	return out, r.written - int64(len(out))
 }
 
-// capped keeps the first max bytes written and notes whether more came.
+// capped keeps the first max bytes written and counts the bytes beyond.
 type capped struct {
-	mu        sync.Mutex
-	max       int
-	buf       []byte
-	truncated bool
+	mu      sync.Mutex
+	max     int
+	buf     []byte
+	omitted int64
 }
 
 func (c *capped) Write(p []byte) (int, error) {
@@ -79,15 +83,43 @@ func (c *capped) Write(p []byte) (int, error) {
 		if room > 0 {
 			c.buf = append(c.buf, p[:room]...)
 		}
-		c.truncated = true
+		c.omitted += int64(len(p) - max(room, 0))
 		return len(p), nil
 	}
 	c.buf = append(c.buf, p...)
 	return len(p), nil
 }
 
-func (c *capped) result() ([]byte, bool) {
+// result returns the kept bytes and how many were left out; a cut never
+// leaves half a UTF-8 sequence (its bytes count as left out).
+func (c *capped) result() ([]byte, int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.buf, c.truncated
+	b, omitted := c.buf, c.omitted
+	if omitted > 0 {
+		n := completeUTF8(b)
+		omitted += int64(len(b) - n)
+		b = b[:n]
+	}
+	return b, omitted
+}
+
+// completeUTF8 returns the length of b without a trailing incomplete UTF-8
+// sequence.
+func completeUTF8(b []byte) int {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if !utf8.RuneStart(b[i]) {
+			continue
+		}
+		if utf8.FullRune(b[i:]) {
+			return len(b)
+		}
+		return i
+	}
+	return len(b)
+}
+
+// Marker is the visible mark where output was cut.
+func Marker(omitted int64) string {
+	return fmt.Sprintf("... [output truncated: %d bytes omitted]", omitted)
 }

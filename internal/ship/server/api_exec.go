@@ -209,6 +209,7 @@ type processView struct {
 	Stderr        string `json:"stderr"`
 	StdoutDropped int64  `json:"stdout_dropped"`
 	StderrDropped int64  `json:"stderr_dropped"`
+	Truncated     bool   `json:"truncated"` // older output fell out of the ring
 }
 
 func (s *Server) writeProcess(w http.ResponseWriter, info process.Info, out process.Output, err error) {
@@ -221,7 +222,7 @@ func (s *Server) writeProcess(w http.ResponseWriter, info process.Info, out proc
 		return
 	}
 	writeJSON(w, http.StatusOK, processView{Info: info, Stdout: out.Stdout, Stderr: out.Stderr,
-		StdoutDropped: out.StdoutDropped, StderrDropped: out.StderrDropped})
+		StdoutDropped: out.StdoutDropped, StderrDropped: out.StderrDropped, Truncated: out.Truncated()})
 }
 
 func (s *Server) handleProcess(w http.ResponseWriter, r *http.Request) {
