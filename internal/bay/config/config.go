@@ -310,7 +310,7 @@ type SessionConfig struct {
 	// request that is starting the same sandbox; must be >= ready_timeout_seconds. 150
 	StartLockTimeoutSeconds   int `yaml:"start_lock_timeout_seconds"`
 	ShipRequestTimeoutSeconds int `yaml:"ship_request_timeout_seconds"` // default per-call timeout to a runtime; 60
-	ShipConnectTimeoutSeconds int `yaml:"ship_connect_timeout_seconds"` // TCP connect to a runtime; 10
+	ShipConnectTimeoutSeconds int `yaml:"ship_connect_timeout_seconds"` // TCP connect to a runtime (same host or cluster network); 2
 	StopTimeoutSeconds        int `yaml:"stop_timeout_seconds"`         // grace before a stopped container is killed; 10
 }
 
@@ -490,7 +490,7 @@ func defaults() *Config {
 			ReadyProbeTimeoutMs:       2000,
 			StartLockTimeoutSeconds:   150,
 			ShipRequestTimeoutSeconds: 60,
-			ShipConnectTimeoutSeconds: 10,
+			ShipConnectTimeoutSeconds: 2,
 			StopTimeoutSeconds:        10,
 		},
 		RuntimePort: 8123,

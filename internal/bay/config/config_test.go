@@ -130,7 +130,7 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		{"session.ready_probe_timeout", c.Session.ReadyProbeTimeout(), 2 * time.Second},
 		{"session.start_lock_timeout", c.Session.StartLockTimeout(), 150 * time.Second},
 		{"session.ship_request_timeout", c.Session.ShipRequestTimeout(), 60 * time.Second},
-		{"session.ship_connect_timeout", c.Session.ShipConnectTimeout(), 10 * time.Second},
+		{"session.ship_connect_timeout", c.Session.ShipConnectTimeout(), 2 * time.Second},
 		{"session.stop_timeout", c.Session.StopTimeout(), 10 * time.Second},
 		{"server.max_body_bytes", c.Server.MaxBodyBytes, int64(10 << 20)},
 		{"server.max_upload_bytes", c.Server.MaxUploadBytes, int64(1 << 30)},
