@@ -25,6 +25,8 @@ type config struct {
 	KernelInterruptGrace time.Duration
 	ShutdownTimeout      time.Duration
 	MaxOutputBytes       int
+	MaxResultBytes       int
+	Reclaim              string
 	ProcessOutputBytes   int
 	MaxBackground        int
 	KeepFinished         int
@@ -77,7 +79,7 @@ func parseConfig(args []string, getenv func(string) (string, bool)) (config, err
 	}
 	str(&c.Host, "host", "SHIP_HOST", "0.0.0.0", "listen address")
 	str(&c.Port, "port", "SHIP_PORT", "8123", "listen port")
-	str(&c.Token, "token", "SHIP_TOKEN", "", "bearer token required on every route but /health and /meta (empty: no auth)")
+	str(&c.Token, "token", "SHIP_TOKEN", "", "bearer token required on every route but /health (empty: no auth)")
 	str(&c.Workspace, "workspace", "SHIP_WORKSPACE", "/workspace", "workspace directory (the cargo volume)")
 	str(&c.SkillsDir, "skills-dir", "SHIP_SKILLS_DIR", "/app/skills", "built-in skills, copied to <workspace>/skills/<name> at start")
 	str(&c.User, "user", "SHIP_USER", "shipyard", "sandbox user name (USER/LOGNAME of user code)")
@@ -90,7 +92,9 @@ func parseConfig(args []string, getenv func(string) (string, bool)) (config, err
 	dur(&c.KernelQueueTimeout, "kernel-queue-timeout", "SHIP_KERNEL_QUEUE_TIMEOUT", "60s", "how long an execution waits for the one running")
 	dur(&c.KernelInterruptGrace, "kernel-interrupt-grace", "SHIP_KERNEL_INTERRUPT_GRACE", "5s", "wait after interrupting a timed-out cell before restarting the kernel")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "SHIP_SHUTDOWN_TIMEOUT", "10s", "graceful shutdown bound")
-	num(&c.MaxOutputBytes, "max-output-bytes", "SHIP_MAX_OUTPUT_BYTES", 1<<20, "cap on captured output per stream / per cell")
+	num(&c.MaxOutputBytes, "max-output-bytes", "SHIP_MAX_OUTPUT_BYTES", 1<<20, "cap on captured output per stream / per cell (python: the text, the error and each rich output)")
+	num(&c.MaxResultBytes, "max-result-bytes", "SHIP_MAX_RESULT_BYTES", 4<<20, "cap on all output of one python execution together (text, images, rich outputs)")
+	str(&c.Reclaim, "reclaim", "SHIP_RECLAIM", "auto", "kill stray processes when a spawn fails for lack of process slots: on, off, or auto (on when Ship runs under the container's init)")
 	num(&c.ProcessOutputBytes, "process-output-bytes", "SHIP_PROCESS_OUTPUT_BYTES", 64<<10, "ring buffer per stream of a background process")
 	num(&c.MaxBackground, "max-background", "SHIP_MAX_BACKGROUND", 64, "running background processes allowed")
 	num(&c.KeepFinished, "keep-finished", "SHIP_KEEP_FINISHED", 16, "finished background processes kept readable")
@@ -105,6 +109,11 @@ func parseConfig(args []string, getenv func(string) (string, bool)) (config, err
 	str(&c.GitSHA, "git-sha", "GIT_SHA", "", "source revision reported by /meta")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	switch c.Reclaim {
+	case "auto", "on", "off":
+	default:
+		errs = append(errs, fmt.Sprintf("SHIP_RECLAIM: %q is not auto, on or off", c.Reclaim))
 	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("bad settings: %s", strings.Join(errs, "; "))

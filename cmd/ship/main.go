@@ -6,7 +6,7 @@
 // the flag wins over the variable). The main ones:
 //
 //	SHIP_HOST / SHIP_PORT        listen address (0.0.0.0:8123)
-//	SHIP_TOKEN                   bearer token for every route but /health and /meta
+//	SHIP_TOKEN                   bearer token for every route but /health
 //	SHIP_WORKSPACE               workspace directory (/workspace)
 //	SHIP_SKILLS_DIR              built-in skills copied to <workspace>/skills/<name> (/app/skills)
 //	SHIP_UID / SHIP_GID          user code runs as these when Ship runs as root (1000/1000)
@@ -16,6 +16,8 @@
 //	SHIP_KERNEL_QUEUE_TIMEOUT    wait for the running cell before giving up (60s)
 //	SHIP_KERNEL_INTERRUPT_GRACE  after interrupting a timed-out cell, restart past this (5s)
 //	SHIP_MAX_OUTPUT_BYTES        captured output per stream / per cell (1 MiB)
+//	SHIP_MAX_RESULT_BYTES        all output of one python execution together (4 MiB)
+//	SHIP_RECLAIM                 kill stray processes when out of process slots: auto | on | off
 //	SHIP_PROCESS_OUTPUT_BYTES    ring buffer per stream of a background process (64 KiB)
 //	SHIP_MAX_BACKGROUND          running background processes (64)
 //	SHIP_KEEP_FINISHED           finished background processes kept readable (16)
@@ -43,7 +45,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -53,6 +57,7 @@ import (
 	"github.com/shipyard/shipyard/internal/ship/kernel"
 	"github.com/shipyard/shipyard/internal/ship/process"
 	"github.com/shipyard/shipyard/internal/ship/server"
+	"github.com/shipyard/shipyard/internal/ship/sweep"
 	"github.com/shipyard/shipyard/internal/ship/term"
 	"github.com/shipyard/shipyard/internal/ship/workspace"
 )
@@ -159,6 +164,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if os.Getpid() == 1 {
 		log.Warn("ship runs as PID 1: orphaned processes will not be reaped; use an init (the image runs tini)")
 	}
+	// Threads count against the pids limit too, and the Go runtime dies when
+	// it cannot create one: park a few now, while slots are free, so that
+	// Ship keeps working when user code has taken every slot.
+	reserveThreads(16)
 	if err := boot.PrepareWorkspace(cfg.Workspace, owner); err != nil {
 		return err
 	}
@@ -190,29 +199,46 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if owner != nil {
 		fileOwner = &files.Owner{UID: owner.UID, GID: owner.GID}
 	}
-	runner := process.New(process.Config{
+	// When user code has taken every process slot, a failed spawn kills the
+	// processes Ship does not track as live and retries once. The sweeper
+	// needs the runner, terminal and kernel, which need it: they are
+	// assigned below, before anything can spawn.
+	var (
+		runner   *process.Runner
+		terminal *term.Handler
+		kern     *kernel.Manager
+		reclaim  func(context.Context) (int, error)
+	)
+	if reclaimOn(cfg.Reclaim) {
+		sw := sweep.New("/proc", func() sweep.Keep {
+			return sweep.Keep{Groups: append(runner.Groups(), kern.Pid()), Sessions: terminal.Sessions()}
+		}, log)
+		reclaim = sw.Sweep
+	}
+	runner = process.New(process.Config{
 		EnvFile: envFile, Env: childEnv, Credential: cred,
 		MaxOutputBytes: cfg.MaxOutputBytes, RingBytes: cfg.ProcessOutputBytes,
-		MaxRunning: cfg.MaxBackground, KeepFinished: cfg.KeepFinished, Logger: log,
+		MaxRunning: cfg.MaxBackground, KeepFinished: cfg.KeepFinished, Logger: log, Reclaim: reclaim,
 	})
-	terminal := term.New(term.Config{Dir: root.Dir(), EnvFile: envFile, Env: childEnv, Credential: cred,
-		MaxSessions: cfg.MaxTerminals, AnyOrigin: cfg.Token != "", Logger: log})
+	terminal = term.New(term.Config{Dir: root.Dir(), EnvFile: envFile, Env: childEnv, Credential: cred,
+		MaxSessions: cfg.MaxTerminals, AnyOrigin: cfg.Token != "", Logger: log, Reclaim: reclaim})
 	kcfg := kernel.Config{
 		Argv: strings.Fields(cfg.KernelCmd), Dir: root.Dir(), Env: childEnv,
 		InitCode:     kernel.DefaultInitCode + boot.EnvInitCode(envFile),
 		StartTimeout: cfg.KernelStartTimeout, QueueTimeout: cfg.KernelQueueTimeout,
-		MaxOutputBytes: cfg.MaxOutputBytes, DefaultTimeout: cfg.DefaultTimeout,
-		InterruptGrace: cfg.KernelInterruptGrace, Logger: log,
+		MaxOutputBytes: cfg.MaxOutputBytes, MaxResultBytes: cfg.MaxResultBytes, DefaultTimeout: cfg.DefaultTimeout,
+		InterruptGrace: cfg.KernelInterruptGrace, Logger: log, Reclaim: reclaim,
 	}
 	if cred != nil {
 		kcfg.UID, kcfg.GID = cred.Uid, cred.Gid
 	}
-	kern := kernel.NewManager(kcfg)
+	kern = kernel.NewManager(kcfg)
 	defer kern.Close()
 
 	srv := server.New(server.Options{
 		Workspace: root, WorkspaceName: cfg.Workspace, Files: files.New(files.Config{Root: root, Owner: fileOwner, MaxReadBytes: cfg.MaxReadBytes}),
 		Processes: runner, Kernel: kern, Terminal: terminal, Logger: log, Token: cfg.Token,
+		Pressure:     func() sweep.Stats { return sweep.Pressure("/proc", "/sys/fs/cgroup") },
 		MaxBodyBytes: cfg.MaxBodyBytes, MaxUploadBytes: cfg.MaxUploadBytes,
 		DefaultTimeout: cfg.DefaultTimeout, MaxTimeout: cfg.MaxTimeout,
 		Build:  server.Build{Image: cfg.Image, ImageDigest: cfg.ImageDigest, GitSHA: cfg.GitSHA},
@@ -227,7 +253,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("ship listening", "addr", ln.Addr().String(), "workspace", root.Dir(), "auth", cfg.Token != "",
-		"uid", os.Geteuid(), "drop_to_uid", cred != nil)
+		"uid", os.Geteuid(), "drop_to_uid", cred != nil, "reclaim", reclaim != nil)
 
 	// Warm the kernel before /health says 200; retry a failed start.
 	warm := make(chan struct{})
@@ -273,4 +299,41 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// reclaimOn decides SHIP_RECLAIM. "auto" is on only when Ship runs under the
+// container's init (its parent is PID 1) or is PID 1 itself: a sweep kills
+// every process of the PID namespace that Ship does not track, which on a
+// developer's machine would be the whole session.
+func reclaimOn(setting string) bool {
+	switch setting {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return os.Getpid() == 1 || os.Getppid() == 1
+}
+
+// reserveThreads makes the Go runtime start n OS threads and keep them idle
+// (the runtime never ends an idle thread), for use when no new one can be
+// created.
+func reserveThreads(n int) {
+	var ready, release sync.WaitGroup
+	ready.Add(n)
+	release.Add(1)
+	var done sync.WaitGroup
+	done.Add(n)
+	for range n {
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread()
+			ready.Done()
+			release.Wait()
+			runtime.UnlockOSThread()
+		}()
+	}
+	ready.Wait()
+	release.Done()
+	done.Wait()
 }

@@ -28,6 +28,7 @@
 package kernel
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -127,6 +128,10 @@ type Config struct {
 	RuntimeDir string
 	// Logger receives the manager's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Reclaim, when set, is called once when the kernel cannot be started
+	// for lack of process slots (EAGAIN); it kills stray processes and
+	// returns how many. The start is retried once and Result.Notice says so.
+	Reclaim func(ctx context.Context) (int, error)
 }
 
 // Request is one cell to run.

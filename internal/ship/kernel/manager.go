@@ -2,10 +2,12 @@ package kernel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -221,7 +223,8 @@ func (m *Manager) ensure(ctx context.Context) (p *proc, notice string, err error
 			old.exitDescription())
 		m.log.WarnContext(ctx, "restarting dead kernel", "kernel_pid", old.pid, "status", old.exitDescription())
 	}
-	p, err = m.launch(ctx)
+	p, note, err := m.launch(ctx)
+	notice = joinLines(notice, note)
 	if err != nil {
 		return nil, notice, err
 	}
@@ -236,12 +239,14 @@ func (m *Manager) ensure(ctx context.Context) (p *proc, notice string, err error
 	return p, notice, nil
 }
 
-// launch starts a kernel process and runs the init code in it.
-func (m *Manager) launch(ctx context.Context) (*proc, error) {
+// launch starts a kernel process and runs the init code in it. When the
+// process cannot be started for lack of process slots, it reclaims slots
+// (Config.Reclaim) and retries once; note then says so.
+func (m *Manager) launch(ctx context.Context) (_ *proc, note string, _ error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return nil, ErrClosed
+		return nil, "", ErrClosed
 	}
 	m.bg.Add(1)
 	m.mu.Unlock()
@@ -253,17 +258,28 @@ func (m *Manager) launch(ctx context.Context) (*proc, error) {
 
 	began := time.Now()
 	p, err := startProc(ctx, &m.cfg, m.log)
+	if err != nil && m.cfg.Reclaim != nil && errors.Is(err, syscall.EAGAIN) {
+		n, rerr := m.cfg.Reclaim(ctx)
+		if rerr != nil {
+			m.log.WarnContext(ctx, "reclaiming process slots", "err", rerr)
+		}
+		note = fmt.Sprintf("The sandbox was out of process slots: %d stray processes (not terminals or tracked background processes) were killed so that the kernel could start.", n)
+		p, err = startProc(ctx, &m.cfg, m.log)
+		if err != nil {
+			err = fmt.Errorf("%w (%s The retry failed too.)", err, note)
+		}
+	}
 	if err != nil {
-		return nil, err
+		return nil, note, err
 	}
 	if m.cfg.InitCode != "" {
 		if err := m.runInit(ctx, p); err != nil {
 			p.stop(ctx, false, "start failed")
-			return nil, fmt.Errorf("kernel: init code: %w", err)
+			return nil, note, fmt.Errorf("kernel: init code: %w", err)
 		}
 	}
 	m.log.InfoContext(ctx, "kernel started", "kernel_pid", p.pid, "took", time.Since(began).Round(time.Millisecond))
-	return p, nil
+	return p, note, nil
 }
 
 func (m *Manager) runInit(ctx context.Context, p *proc) error {

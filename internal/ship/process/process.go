@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -59,6 +60,10 @@ type Config struct {
 	WaitDelay time.Duration
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// Reclaim, when set, is called once when a command cannot be started for
+	// lack of process slots (EAGAIN); it kills stray processes and returns
+	// how many. The start is then retried once.
+	Reclaim func(ctx context.Context) (int, error)
 }
 
 // Runner runs commands. Create with New; call Shutdown to stop background work.
@@ -67,9 +72,13 @@ type Runner struct {
 
 	mu       sync.Mutex
 	procs    map[string]*Proc
-	finished []string // ids of finished procs, oldest first
+	finished []string         // ids of finished procs, oldest first
+	fg       map[int]struct{} // process groups of running foreground commands
+	starting int              // background starts in progress (slots reserved)
 	wg       sync.WaitGroup
 	closed   bool
+
+	startCmd func(*exec.Cmd) error // (*exec.Cmd).Start; tests inject failures
 }
 
 // New returns a Runner with defaults filled in.
@@ -98,7 +107,7 @@ func New(cfg Config) *Runner {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Runner{cfg: cfg, procs: make(map[string]*Proc)}
+	return &Runner{cfg: cfg, procs: make(map[string]*Proc), fg: make(map[int]struct{}), startCmd: (*exec.Cmd).Start}
 }
 
 // Spec is one command.
@@ -118,6 +127,9 @@ type Result struct {
 	Pid        int
 	TimedOut   bool
 	Truncated  bool
+	// Notice says that stray processes were killed to free process slots
+	// before the command could start.
+	Notice string
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -203,17 +215,22 @@ func killGroup(pid int) error {
 // not be built or started (the Result then has ReturnCode -1).
 func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 	res := Result{ReturnCode: -1}
-	cmd, err := r.command(spec)
+	stdout := &capped{max: r.cfg.MaxOutputBytes}
+	stderr := &capped{max: r.cfg.MaxOutputBytes}
+	cmd, notice, err := r.start(ctx, spec, stdout, stderr)
+	res.Notice = notice
 	if err != nil {
 		return res, err
 	}
-	stdout := &capped{max: r.cfg.MaxOutputBytes}
-	stderr := &capped{max: r.cfg.MaxOutputBytes}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
-		return res, fmt.Errorf("start: %w", err)
-	}
 	res.Pid = cmd.Process.Pid
+	r.mu.Lock()
+	r.fg[res.Pid] = struct{}{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.fg, res.Pid)
+		r.mu.Unlock()
+	}()
 
 	waitErr := make(chan error, 1)
 	go func() { waitErr <- cmd.Wait() }()
@@ -247,6 +264,60 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	res.ReturnCode = exitCode(cmd.ProcessState, werr)
 	return res, nil
+}
+
+// start builds and starts the command of spec. When that fails for lack
+// of process slots and Reclaim is set, it reclaims slots and retries once;
+// notice then says so.
+func (r *Runner) start(ctx context.Context, spec Spec, stdout, stderr io.Writer) (*exec.Cmd, string, error) {
+	cmd, err := r.command(spec)
+	if err != nil {
+		return nil, "", err
+	}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err = r.startCmd(cmd)
+	if err == nil || r.cfg.Reclaim == nil || !errors.Is(err, syscall.EAGAIN) {
+		if err != nil {
+			return nil, "", fmt.Errorf("start: %w", err)
+		}
+		return cmd, "", nil
+	}
+	n, rerr := r.cfg.Reclaim(ctx)
+	if rerr != nil {
+		r.cfg.Logger.WarnContext(ctx, "reclaiming process slots", "err", rerr)
+	}
+	notice := ReclaimNotice(n)
+	cmd, err = r.command(spec)
+	if err != nil {
+		return nil, notice, err
+	}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := r.startCmd(cmd); err != nil {
+		return nil, notice, fmt.Errorf("start: %w (%s; the retry failed too)", err, notice)
+	}
+	return cmd, notice, nil
+}
+
+// ReclaimNotice says that n stray processes were killed to free slots.
+func ReclaimNotice(n int) string {
+	return fmt.Sprintf("The sandbox was out of process slots: %d stray processes (not the kernel, terminals or tracked background processes) were killed to free them", n)
+}
+
+// Groups returns the process groups Ship tracks as live: running background
+// handles and running foreground commands.
+func (r *Runner) Groups() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]int, 0, len(r.fg)+len(r.procs))
+	for pgid := range r.fg {
+		out = append(out, pgid)
+	}
+	for _, p := range r.procs {
+		if p.running() {
+			out = append(out, p.pid)
+		}
+	}
+	return out
 }
 
 // text makes captured bytes a clean string: invalid UTF-8 replaced, trimmed
@@ -312,6 +383,9 @@ type Info struct {
 	ExitCode   *int       `json:"exit_code"`
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"`
+	// Notice is set by Start only: stray processes were killed to free
+	// process slots first (see Config.Reclaim).
+	Notice string `json:"-"`
 }
 
 // Output is what a background process has printed (its ring buffers). When
@@ -335,6 +409,12 @@ func ringText(b []byte, dropped int64) string {
 		i++
 	}
 	return Marker(dropped+int64(i)) + "\n" + strings.ToValidUTF8(string(b[i:]), "\uFFFD")
+}
+
+func (p *Proc) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status == StatusRunning
 }
 
 func (p *Proc) info() Info {
@@ -362,8 +442,7 @@ func newID() string {
 
 // Start launches a background command and registers it.
 func (r *Runner) Start(ctx context.Context, spec Spec) (Info, error) {
-	cmd, err := r.command(spec)
-	if err != nil {
+	if _, err := r.command(spec); err != nil {
 		return Info{}, err
 	}
 	p := &Proc{
@@ -373,20 +452,32 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (Info, error) {
 		done:    make(chan struct{}),
 		status:  StatusRunning,
 	}
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-
+	// The slot is reserved before starting, without holding the lock across
+	// a start (a reclaim lists our groups and so takes the lock).
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return Info{}, errors.New("runner is shut down")
 	}
-	if n := r.runningLocked(); n >= r.cfg.MaxRunning {
+	if n := r.runningLocked() + r.starting; n >= r.cfg.MaxRunning {
+		r.mu.Unlock()
 		return Info{}, fmt.Errorf("%w (%d of %d); kill some first", ErrTooMany, n, r.cfg.MaxRunning)
 	}
-	for p.id = newID(); r.procs[p.id] != nil; p.id = newID() {
+	r.starting++
+	r.mu.Unlock()
+	cmd, notice, err := r.start(ctx, spec, p.stdout, p.stderr)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.starting--
+	if err != nil {
+		return Info{}, err
 	}
-	if err := cmd.Start(); err != nil {
-		return Info{}, fmt.Errorf("start: %w", err)
+	if r.closed {
+		_ = killGroup(cmd.Process.Pid)
+		_ = cmd.Wait()
+		return Info{}, errors.New("runner is shut down")
+	}
+	for p.id = newID(); r.procs[p.id] != nil; p.id = newID() {
 	}
 	p.pid = cmd.Process.Pid
 	p.started = r.cfg.Now()
@@ -394,7 +485,9 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (Info, error) {
 	r.wg.Add(1)
 	go r.reap(ctx, p, cmd)
 	r.cfg.Logger.InfoContext(ctx, "background process started", "process_id", p.id, "pid", p.pid)
-	return p.info(), nil
+	info := p.info()
+	info.Notice = notice
+	return info, nil
 }
 
 func (r *Runner) reap(ctx context.Context, p *Proc, cmd *exec.Cmd) {

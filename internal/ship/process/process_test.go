@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -281,4 +285,97 @@ func TestSplit(t *testing.T) {
 			t.Errorf("Split(%q) = %q, %v; want %q, %v", tt.in, got, err, tt.want, tt.err)
 		}
 	}
+}
+
+// failStarts makes the first n starts fail as fork does without process slots.
+func failStarts(r *Runner, n int) {
+	left := n
+	var mu sync.Mutex
+	r.startCmd = func(c *exec.Cmd) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if left > 0 {
+			left--
+			return &os.PathError{Op: "fork/exec", Path: c.Path, Err: syscall.EAGAIN}
+		}
+		return c.Start()
+	}
+}
+
+func TestReclaimOnExhaustion(t *testing.T) {
+	var reclaims int
+	var keptGroups []int
+	var r *Runner
+	r, _ = newRunner(t, func(c *Config) {
+		c.Reclaim = func(context.Context) (int, error) {
+			reclaims++
+			keptGroups = r.Groups()
+			return 3, nil
+		}
+	})
+	ctx := context.Background()
+	bg, err := r.Start(ctx, Spec{Command: "sleep 60"})
+	if err != nil || bg.Notice != "" {
+		t.Fatalf("start: %+v %v", bg, err)
+	}
+
+	tests := []struct {
+		name     string
+		fails    int
+		wantErr  bool
+		reclaims int
+	}{
+		{name: "no exhaustion", fails: 0, reclaims: 0},
+		{name: "reclaimed and retried", fails: 1, reclaims: 1},
+		{name: "still exhausted", fails: 2, wantErr: true, reclaims: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reclaims = 0
+			failStarts(r, tt.fails)
+			res, err := r.Run(ctx, Spec{Command: "echo ok"})
+			if (err != nil) != tt.wantErr || reclaims != tt.reclaims {
+				t.Fatalf("err %v, reclaims %d", err, reclaims)
+			}
+			if tt.reclaims > 0 && !strings.Contains(res.Notice, "3 stray processes") {
+				t.Errorf("notice %q", res.Notice)
+			}
+			if tt.wantErr && !strings.Contains(err.Error(), "retry failed too") {
+				t.Errorf("error %q", err)
+			}
+			if !tt.wantErr && res.Stdout != "ok" {
+				t.Errorf("stdout %q", res.Stdout)
+			}
+			if tt.reclaims > 0 && !slices.Contains(keptGroups, bg.Pid) {
+				t.Errorf("background group %d not kept: %v", bg.Pid, keptGroups)
+			}
+		})
+	}
+	failStarts(r, 1)
+	info, err := r.Start(ctx, Spec{Command: "sleep 60"})
+	if err != nil || !strings.Contains(info.Notice, "stray processes") {
+		t.Fatalf("background start after reclaim: %+v %v", info, err)
+	}
+}
+
+// TestForegroundLeavesBackgroundChildren: a server started with & by a
+// foreground command keeps running after the command returns (agents rely on
+// it); only a timeout kills the command's group.
+func TestForegroundLeavesBackgroundChildren(t *testing.T) {
+	r, dir := newRunner(t, nil)
+	pidFile := filepath.Join(dir, "server.pid")
+	res, err := r.Run(context.Background(), Spec{Command: fmt.Sprintf("sleep 60 >/dev/null 2>&1 & echo $! > %s", pidFile)})
+	if err != nil || res.ReturnCode != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	time.Sleep(200 * time.Millisecond)
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("background child %d gone after the command returned: %v", pid, err)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
 }

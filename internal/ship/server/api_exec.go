@@ -133,6 +133,9 @@ type shellResponse struct {
 	Error      *string `json:"error"`
 	TimedOut   bool    `json:"timed_out"`
 	Truncated  bool    `json:"truncated"`
+	// Notice (additive) says that stray processes were killed to free
+	// process slots before the command could start.
+	Notice *string `json:"notice,omitempty"`
 }
 
 func shellFailure(msg string) shellResponse {
@@ -177,7 +180,7 @@ func (s *Server) handleShell(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, shellFailure(err.Error()))
 			return
 		}
-		writeJSON(w, http.StatusOK, shellResponse{Success: true, Pid: &info.Pid, ProcessID: &info.ProcessID})
+		writeJSON(w, http.StatusOK, shellResponse{Success: true, Pid: &info.Pid, ProcessID: &info.ProcessID, Notice: strOrNil(info.Notice)})
 		return
 	}
 	start := time.Now()
@@ -187,16 +190,25 @@ func (s *Server) handleShell(w http.ResponseWriter, r *http.Request) {
 		if ctx.Err() != nil {
 			return // client went away
 		}
-		writeJSON(w, http.StatusOK, shellFailure(err.Error()))
+		out := shellFailure(err.Error())
+		out.Notice = strOrNil(res.Notice)
+		writeJSON(w, http.StatusOK, out)
 		return
 	}
 	out := shellResponse{Success: res.ReturnCode == 0 && !res.TimedOut, ReturnCode: res.ReturnCode, Stdout: res.Stdout,
-		Stderr: res.Stderr, Pid: &res.Pid, TimedOut: res.TimedOut, Truncated: res.Truncated}
+		Stderr: res.Stderr, Pid: &res.Pid, TimedOut: res.TimedOut, Truncated: res.Truncated, Notice: strOrNil(res.Notice)}
 	if res.TimedOut {
 		msg := fmt.Sprintf("Command timed out after %s seconds", fmtSeconds(spec.Timeout))
 		out.Error = &msg
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+func strOrNil(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func (s *Server) handleProcesses(w http.ResponseWriter, r *http.Request) {

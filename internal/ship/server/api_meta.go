@@ -7,18 +7,33 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/shipyard/shipyard/internal/ship/sweep"
 )
 
 func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"message": "Ship API is running"})
 }
 
+// healthBody is /health's answer; the process fields are additive (absent
+// when Options.Pressure is not set).
+type healthBody struct {
+	Status  string `json:"status"`
+	Version string `json:"version"`
+	*sweep.Stats
+}
+
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	body := healthBody{Status: "healthy", Version: Version}
+	status := http.StatusOK
 	if !s.isReady() {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "version": Version})
-		return
+		body.Status, status = "starting", http.StatusServiceUnavailable
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "healthy", "version": Version})
+	if s.opt.Pressure != nil {
+		st := s.opt.Pressure()
+		body.Stats = &st
+	}
+	writeJSON(w, status, body)
 }
 
 func (s *Server) handleStat(w http.ResponseWriter, r *http.Request) {

@@ -25,6 +25,7 @@ import (
 	"github.com/shipyard/shipyard/internal/ship/files"
 	"github.com/shipyard/shipyard/internal/ship/kernel"
 	"github.com/shipyard/shipyard/internal/ship/process"
+	"github.com/shipyard/shipyard/internal/ship/sweep"
 	"github.com/shipyard/shipyard/internal/ship/workspace"
 )
 
@@ -65,8 +66,10 @@ type Options struct {
 	Metrics       *Metrics
 	Logger        *slog.Logger
 	// Token, when set, is required as "Authorization: Bearer <token>" on every
-	// route but /health and /meta.
+	// route but /health.
 	Token string
+	// Pressure, when set, reports process pressure in /health.
+	Pressure func() sweep.Stats
 	// MaxBodyBytes caps JSON bodies (default 64 MiB); MaxUploadBytes caps
 	// uploads (default 1 GiB).
 	MaxBodyBytes, MaxUploadBytes int64
@@ -177,7 +180,7 @@ func newRequestID() string {
 }
 
 // open routes need no token (so that orchestrators can probe readiness).
-func open(path string) bool { return path == "/health" || path == "/meta" }
+func open(path string) bool { return path == "/health" }
 
 func (s *Server) authorized(r *http.Request) bool {
 	if s.opt.Token == "" || open(r.URL.Path) {

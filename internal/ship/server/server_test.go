@@ -22,6 +22,7 @@ import (
 	"github.com/shipyard/shipyard/internal/ship/files"
 	"github.com/shipyard/shipyard/internal/ship/kernel"
 	"github.com/shipyard/shipyard/internal/ship/process"
+	"github.com/shipyard/shipyard/internal/ship/sweep"
 	"github.com/shipyard/shipyard/internal/ship/workspace"
 )
 
@@ -175,7 +176,10 @@ func TestAuthAndRouting(t *testing.T) {
 		body                     string
 	}{
 		{"health open", "GET", "/health", "-", 200, `"healthy"`},
-		{"meta open", "GET", "/meta", "-", 200, `"terminal"`},
+		{"meta needs token", "GET", "/meta", "-", 401, `"detail":"Not authenticated"`},
+		{"meta wrong token", "GET", "/meta", "Bearer nope", 401, `"detail":"Invalid token"`},
+		{"meta", "GET", "/meta", "", 200, `"terminal"`},
+		{"root needs token", "GET", "/", "-", 401, `detail`},
 		{"no token", "GET", "/stat", "-", 401, `"detail":"Not authenticated"`},
 		{"wrong token", "GET", "/stat", "Bearer nope", 401, `"detail":"Invalid token"`},
 		{"wrong scheme", "GET", "/stat", "Basic s3cret", 401, `detail`},
@@ -204,6 +208,28 @@ func TestAuthAndRouting(t *testing.T) {
 				t.Fatal("no request id")
 			}
 		})
+	}
+}
+
+func TestHealthReportsProcessPressure(t *testing.T) {
+	cur, max := 40, 256
+	e := setup(t, func(o *Options) {
+		o.Pressure = func() sweep.Stats { return sweep.Stats{Processes: 12, Zombies: 1, PidsCurrent: &cur, PidsMax: &max} }
+	})
+	e.srv.SetReady()
+	r := e.do(t, "GET", "/health", nil, map[string]string{"Authorization": ""})
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	want := `{"status":"healthy","version":"` + Version + `","processes":12,"zombies":1,"pids_current":40,"pids_max":256}`
+	if got := strings.TrimSpace(string(r.body)); got != want {
+		t.Errorf("health %s\nwant   %s", got, want)
+	}
+	// Without Pressure the answer is the upstream one.
+	e = setup(t, nil)
+	e.srv.SetReady()
+	if r := e.do(t, "GET", "/health", nil, nil); strings.TrimSpace(string(r.body)) != `{"status":"healthy","version":"`+Version+`"}` {
+		t.Errorf("health %s", r.body)
 	}
 }
 

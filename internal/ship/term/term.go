@@ -41,6 +41,10 @@ type Config struct {
 	// Origin; without a token, cross-origin upgrades are refused.
 	AnyOrigin bool
 	Logger    *slog.Logger
+	// Reclaim, when set, is called once when the shell cannot be started for
+	// lack of process slots (EAGAIN); it kills stray processes and returns how
+	// many. The start is then retried once and the terminal says so.
+	Reclaim func(ctx context.Context) (int, error)
 }
 
 // Handler serves /term/ws. Close ends every open terminal.
@@ -50,6 +54,9 @@ type Handler struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	sem    chan struct{}
+
+	mu       sync.Mutex
+	sessions map[int]struct{} // session ids (= shell pids) of live terminals
 }
 
 // New returns a terminal handler.
@@ -64,7 +71,44 @@ func New(cfg Config) *Handler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Handler{cfg: cfg, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxSessions)}
+	return &Handler{cfg: cfg, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxSessions), sessions: make(map[int]struct{})}
+}
+
+// Sessions returns the session ids of the live terminals (each terminal's
+// shell leads its own session).
+func (h *Handler) Sessions() []int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]int, 0, len(h.sessions))
+	for sid := range h.sessions {
+		out = append(out, sid)
+	}
+	return out
+}
+
+// start starts the shell on a PTY; when that fails for lack of process
+// slots and Reclaim is set, it reclaims slots and retries once (notice then
+// says so).
+func (h *Handler) start(ctx context.Context, ws *pty.Winsize) (cmd *exec.Cmd, ptmx *os.File, notice string, err error) {
+	attrs := func() *syscall.SysProcAttr {
+		return &syscall.SysProcAttr{Setsid: true, Setctty: true, Credential: h.cfg.Credential}
+	}
+	cmd = h.command()
+	ptmx, err = pty.StartWithAttrs(cmd, ws, attrs())
+	if err == nil || h.cfg.Reclaim == nil || !errors.Is(err, syscall.EAGAIN) {
+		return cmd, ptmx, "", err
+	}
+	n, rerr := h.cfg.Reclaim(ctx)
+	if rerr != nil {
+		h.cfg.Logger.WarnContext(ctx, "reclaiming process slots", "err", rerr)
+	}
+	notice = fmt.Sprintf("The sandbox was out of process slots: %d stray processes were killed to free them.", n)
+	cmd = h.command()
+	ptmx, err = pty.StartWithAttrs(cmd, ws, attrs())
+	if err != nil {
+		return nil, nil, notice, fmt.Errorf("%w (%s The retry failed too.)", err, notice)
+	}
+	return cmd, ptmx, notice, nil
 }
 
 // Close kills all terminals and waits for them to end.
@@ -122,16 +166,32 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 
-	cmd := h.command()
 	ws := &pty.Winsize{Cols: dim(r, "cols", 80), Rows: dim(r, "rows", 24)}
-	ptmx, err := pty.StartWithAttrs(cmd, ws, &syscall.SysProcAttr{Setsid: true, Setctty: true, Credential: h.cfg.Credential})
+	cmd, ptmx, notice, err := h.start(ctx, ws)
 	if err != nil {
 		log.ErrorContext(ctx, "terminal start failed", "err", err)
-		conn.Close(websocket.StatusInternalError, "failed to start terminal")
+		reason := "failed to start terminal"
+		if errors.Is(err, syscall.EAGAIN) {
+			reason = "failed to start terminal: out of process slots"
+		}
+		conn.Close(websocket.StatusInternalError, reason)
 		return
 	}
 	pid := cmd.Process.Pid
+	h.mu.Lock()
+	h.sessions[pid] = struct{}{}
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.sessions, pid)
+		h.mu.Unlock()
+	}()
 	log.InfoContext(ctx, "terminal opened", "pid", pid)
+	if notice != "" {
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = conn.Write(wctx, websocket.MessageText, []byte("[ship] "+notice+"\r\n"))
+		wcancel()
+	}
 	var once sync.Once
 	cleanup := func() {
 		once.Do(func() {
