@@ -30,6 +30,7 @@ var statusOf = map[errs.Code]int{
 	errs.CapabilityNotSupported: http.StatusBadRequest,
 	errs.InvalidPath:            http.StatusBadRequest,
 	errs.Internal:               http.StatusInternalServerError,
+	errs.TooLarge:               http.StatusRequestEntityTooLarge,
 }
 
 // encode marshals without HTML escaping (upstream emits raw <, >, &).

@@ -31,6 +31,12 @@ const (
 	Internal               Code = "internal_error"
 )
 
+// Codes of ours (additive; upstream has no equivalent).
+const (
+	// TooLarge: the runtime refused a file or body over its size limit (HTTP 413).
+	TooLarge Code = "payload_too_large"
+)
+
 // Error is a client-visible failure. Message and Details are sent to the client,
 // so they never hold secrets or host paths; Err (the cause) is only logged.
 type Error struct {

@@ -14,7 +14,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shipyard/shipyard/internal/bay/errs"
 	"github.com/shipyard/shipyard/internal/logctx"
@@ -22,11 +24,25 @@ import (
 
 // Config holds the transport settings (all from Bay's config).
 type Config struct {
-	ConnectTimeout time.Duration // default 10s
+	ConnectTimeout time.Duration // default 2s: Ship runs on this host or its cluster network
 	RequestTimeout time.Duration // default for calls without their own (60s)
 	FileTimeout    time.Duration // file operations other than transfers (30s)
 	MaxIdleConns   int           // default 100
+	// MaxResponseBytes caps one JSON answer of Ship (default 16 MiB, well above
+	// Ship's per-output caps); a bigger answer is a ship_error, never read whole.
+	MaxResponseBytes int64
+	// MaxFileResponseBytes caps read_file and list_dir answers (default 48 MiB;
+	// Ship reads at most 32 MiB of a file).
+	MaxFileResponseBytes int64
 }
+
+// Defaults of Config.
+const (
+	DefaultConnectTimeout       = 2 * time.Second
+	DefaultMaxResponseBytes     = 16 << 20
+	DefaultMaxFileResponseBytes = 48 << 20
+	maxDetailBytes              = 1024 // of Ship's error message passed to the client
+)
 
 // Client talks to Ship instances.
 type Client struct {
@@ -37,7 +53,7 @@ type Client struct {
 // New returns a client with one pooled transport.
 func New(cfg Config) *Client {
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 10 * time.Second
+		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 60 * time.Second
@@ -47,6 +63,12 @@ func New(cfg Config) *Client {
 	}
 	if cfg.MaxIdleConns <= 0 {
 		cfg.MaxIdleConns = 100
+	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if cfg.MaxFileResponseBytes <= 0 {
+		cfg.MaxFileResponseBytes = DefaultMaxFileResponseBytes
 	}
 	tr := &http.Transport{
 		Proxy:               nil, // never route Bay→Ship through a proxy
@@ -67,6 +89,17 @@ func Unreachable(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
+
+// ErrNoAnswer is in the chain of every error where Ship gave no HTTP answer
+// (connection failed or reset, timeout): the only failures that say anything
+// about the runtime's health. An HTTP error status from Ship never carries it.
+var ErrNoAnswer = errors.New("runtime gave no answer")
+
+// NoAnswer reports whether err carries ErrNoAnswer.
+func NoAnswer(err error) bool { return errors.Is(err, ErrNoAnswer) }
+
+// errResponseTooLarge is the cause when Ship's answer exceeds the cap.
+var errResponseTooLarge = errors.New("response exceeds the cap")
 
 // Target addresses one Ship.
 type Target struct {
@@ -93,28 +126,74 @@ func (c *Client) do(req *http.Request, path string, fileOp bool) (*http.Response
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var ne net.Error
+		cause := fmt.Errorf("%w: %w", ErrNoAnswer, err)
 		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-			return nil, errs.Newf(errs.Timeout, "Ship request timed out: %s", path).Wrap(err)
+			return nil, errs.Newf(errs.Timeout, "Ship request timed out: %s", path).Wrap(cause)
 		}
 		if errors.Is(err, context.Canceled) {
-			return nil, err
+			return nil, err // the caller went away, or gave up on this call (see context.Cause)
 		}
-		return nil, errs.New(errs.ShipError, "Ship request error: connection failed").Wrap(err)
+		return nil, errs.New(errs.ShipError, "Ship request error: connection failed").Wrap(cause)
 	}
 	if resp.StatusCode < 400 {
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	detail := readDetail(resp.Body)
-	if fileOp && resp.StatusCode == http.StatusNotFound {
-		return nil, errs.New(errs.FileNotFound, "File not found").Wrap(errors.New(detail))
+	return nil, statusError(resp.StatusCode, readDetail(resp.Body), fileOp)
+}
+
+// statusError maps an HTTP error status of Ship. Ship's 4xx are the caller's
+// mistakes (a path out of the workspace, a directory read as a file, ...) and
+// become the matching 4xx with Ship's message; anything else is a runtime
+// failure (502). Ship's messages never hold secrets; they are capped.
+func statusError(status int, detail string, fileOp bool) *errs.Error {
+	detail = capText(detail, maxDetailBytes)
+	msg := func(def string) string {
+		if detail != "" {
+			return detail
+		}
+		return def
 	}
-	return nil, errs.Newf(errs.ShipError, "Ship request failed: %d", resp.StatusCode).
-		With(map[string]any{"status": resp.StatusCode, "detail": detail})
+	cause := fmt.Errorf("ship answered %d", status)
+	switch status {
+	case http.StatusBadRequest:
+		if strings.HasPrefix(detail, "Invalid path") {
+			return errs.New(errs.InvalidPath, detail).Wrap(cause)
+		}
+		return errs.New(errs.Validation, msg("Validation error")).Wrap(cause)
+	case http.StatusUnprocessableEntity:
+		return errs.New(errs.Validation, "Invalid request to the runtime").
+			With(map[string]any{"detail": detail}).Wrap(cause)
+	case http.StatusForbidden:
+		return errs.New(errs.Forbidden, msg("Permission denied")).Wrap(cause)
+	case http.StatusNotFound:
+		if fileOp {
+			return errs.New(errs.FileNotFound, msg("File not found")).Wrap(cause)
+		}
+		return errs.New(errs.NotFound, msg("Resource not found")).Wrap(cause)
+	case http.StatusConflict:
+		return errs.New(errs.Conflict, msg("Conflict")).Wrap(cause)
+	case http.StatusRequestEntityTooLarge:
+		return errs.New(errs.TooLarge, msg("Too large")).Wrap(cause)
+	}
+	return errs.Newf(errs.ShipError, "Ship request failed: %d", status).
+		With(map[string]any{"status": status, "detail": detail}).Wrap(cause)
+}
+
+// capText cuts s to at most n bytes on a rune boundary, marking the cut.
+func capText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func readDetail(r io.Reader) string {
-	b, _ := io.ReadAll(io.LimitReader(r, 4096))
+	b, _ := io.ReadAll(io.LimitReader(r, 64<<10)) // error bodies are small; cap them anyway
 	var d struct {
 		Detail any `json:"detail"`
 	}
@@ -125,11 +204,49 @@ func readDetail(r io.Reader) string {
 		j, _ := json.Marshal(d.Detail)
 		return string(j)
 	}
-	return string(b)
+	return strings.TrimSpace(string(b))
 }
 
-// call POSTs (or GETs when in == nil and method GET) JSON and decodes JSON.
-func (c *Client) call(ctx context.Context, t Target, method, path string, timeout time.Duration, fileOp bool, in, out any) error {
+// cappedBody reads at most max bytes of r; more is errResponseTooLarge, so a
+// runaway answer costs Bay at most max bytes (plus what decoding builds).
+type cappedBody struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		var one [1]byte
+		if n, err := b.r.Read(one[:]); n > 0 {
+			return 0, errResponseTooLarge
+		} else if err != nil {
+			return 0, err
+		}
+		return 0, nil
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+// decode reads one JSON answer of at most max bytes into out.
+func decode(r io.Reader, max int64, out any) error {
+	if err := json.NewDecoder(&cappedBody{r: r, left: max}).Decode(out); err != nil {
+		if errors.Is(err, errResponseTooLarge) {
+			return errs.New(errs.ShipError, "Ship response too large").
+				With(map[string]any{"limit_bytes": max}).Wrap(err)
+		}
+		return errs.New(errs.ShipError, "Ship returned an invalid response").Wrap(err)
+	}
+	return nil
+}
+
+// call POSTs (or GETs when in == nil and method GET) JSON and decodes at most
+// max bytes of JSON into out.
+func (c *Client) call(ctx context.Context, t Target, method, path string, timeout time.Duration, fileOp bool, max int64, in, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var body io.Reader
@@ -153,18 +270,15 @@ func (c *Client) call(ctx context.Context, t Target, method, path string, timeou
 	}
 	defer resp.Body.Close()
 	if out == nil {
-		_, _ = io.Copy(io.Discard, resp.Body)
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return errs.New(errs.ShipError, "Ship returned an invalid response").Wrap(err)
-	}
-	return nil
+	return decode(resp.Body, max, out)
 }
 
 // Healthy reports whether GET /health answers 200 within timeout.
 func (c *Client) Healthy(ctx context.Context, t Target, timeout time.Duration) bool {
-	return c.call(ctx, t, http.MethodGet, "/health", timeout, false, nil, nil) == nil
+	return c.call(ctx, t, http.MethodGet, "/health", timeout, false, 0, nil, nil) == nil
 }
 
 // Meta is Ship's /meta document (only what Bay reads; Raw keeps the rest).
@@ -179,7 +293,7 @@ type Meta struct {
 // Meta fetches /meta.
 func (c *Client) Meta(ctx context.Context, t Target) (*Meta, error) {
 	var m Meta
-	if err := c.call(ctx, t, http.MethodGet, "/meta", 5*time.Second, false, nil, &m); err != nil {
+	if err := c.call(ctx, t, http.MethodGet, "/meta", 5*time.Second, false, c.cfg.MaxResponseBytes, nil, &m); err != nil {
 		return nil, err
 	}
 	return &m, nil
@@ -210,7 +324,7 @@ func (r *PythonResult) Text() string {
 func (c *Client) Python(ctx context.Context, t Target, code string, timeout int) (*PythonResult, error) {
 	var r PythonResult
 	in := map[string]any{"code": code, "timeout": timeout, "silent": false}
-	if err := c.call(ctx, t, http.MethodPost, "/ipython/exec", time.Duration(timeout+5)*time.Second, false, in, &r); err != nil {
+	if err := c.call(ctx, t, http.MethodPost, "/ipython/exec", time.Duration(timeout+5)*time.Second, false, c.cfg.MaxResponseBytes, in, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -234,7 +348,7 @@ func (c *Client) Shell(ctx context.Context, t Target, command string, timeout in
 	if cwd != "" {
 		in["cwd"] = cwd
 	}
-	if err := c.call(ctx, t, http.MethodPost, "/shell/exec", time.Duration(timeout+5)*time.Second, false, in, &r); err != nil {
+	if err := c.call(ctx, t, http.MethodPost, "/shell/exec", time.Duration(timeout+5)*time.Second, false, c.cfg.MaxResponseBytes, in, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -245,13 +359,13 @@ func (c *Client) ReadFile(ctx context.Context, t Target, path string) (string, e
 	var r struct {
 		Content string `json:"content"`
 	}
-	err := c.call(ctx, t, http.MethodPost, "/fs/read_file", c.cfg.FileTimeout, true, map[string]any{"path": path}, &r)
+	err := c.call(ctx, t, http.MethodPost, "/fs/read_file", c.cfg.FileTimeout, true, c.cfg.MaxFileResponseBytes, map[string]any{"path": path}, &r)
 	return r.Content, err
 }
 
 // WriteFile writes (creating parents).
 func (c *Client) WriteFile(ctx context.Context, t Target, path, content string) error {
-	return c.call(ctx, t, http.MethodPost, "/fs/write_file", c.cfg.FileTimeout, true,
+	return c.call(ctx, t, http.MethodPost, "/fs/write_file", c.cfg.FileTimeout, true, 0,
 		map[string]any{"path": path, "content": content, "mode": "w"}, nil)
 }
 
@@ -260,7 +374,7 @@ func (c *Client) ListDir(ctx context.Context, t Target, path string) ([]json.Raw
 	var r struct {
 		Files []json.RawMessage `json:"files"`
 	}
-	err := c.call(ctx, t, http.MethodPost, "/fs/list_dir", c.cfg.FileTimeout, true,
+	err := c.call(ctx, t, http.MethodPost, "/fs/list_dir", c.cfg.FileTimeout, true, c.cfg.MaxFileResponseBytes,
 		map[string]any{"path": path, "show_hidden": false}, &r)
 	if r.Files == nil {
 		r.Files = []json.RawMessage{}
@@ -270,7 +384,7 @@ func (c *Client) ListDir(ctx context.Context, t Target, path string) ([]json.Raw
 
 // DeleteFile deletes a file or directory (recursively).
 func (c *Client) DeleteFile(ctx context.Context, t Target, path string) error {
-	return c.call(ctx, t, http.MethodPost, "/fs/delete_file", c.cfg.FileTimeout, true, map[string]any{"path": path}, nil)
+	return c.call(ctx, t, http.MethodPost, "/fs/delete_file", c.cfg.FileTimeout, true, 0, map[string]any{"path": path}, nil)
 }
 
 // Upload streams r to path as multipart without buffering the whole file.
@@ -312,8 +426,8 @@ func (c *Client) Upload(ctx context.Context, t Target, path string, r io.Reader,
 		Size    int64   `json:"size"`
 		Error   *string `json:"error"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, errs.New(errs.ShipError, "Ship returned an invalid response").Wrap(err)
+	if err := decode(resp.Body, 1<<20, &out); err != nil {
+		return 0, err
 	}
 	if !out.Success {
 		msg := "upload failed"
@@ -325,17 +439,37 @@ func (c *Client) Upload(ctx context.Context, t Target, path string, r io.Reader,
 	return out.Size, nil
 }
 
-// Download opens the file; the caller must close the body. Size is -1 when unknown.
+// Download opens the file; the caller must close the body. Size is -1 when
+// unknown. Ship must start answering within the file timeout (a runtime that
+// stopped answering must not hold the caller forever); the body then streams
+// for as long as the caller's ctx allows.
 func (c *Client) Download(ctx context.Context, t Target, path string) (io.ReadCloser, int64, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
 	req, err := c.newRequest(ctx, t, http.MethodGet, "/fs/download?file_path="+url.QueryEscape(path), nil)
 	if err != nil {
+		cancel(nil)
 		return nil, 0, err
 	}
+	stall := time.AfterFunc(c.cfg.FileTimeout, func() { cancel(context.DeadlineExceeded) })
 	resp, err := c.do(req, "/fs/download", true)
+	if !stall.Stop() && err != nil && errors.Is(err, context.Canceled) {
+		err = errs.New(errs.Timeout, "Ship request timed out: /fs/download").Wrap(fmt.Errorf("%w: %w", ErrNoAnswer, err))
+	}
 	if err != nil {
+		cancel(nil)
 		return nil, 0, err
 	}
-	return resp.Body, resp.ContentLength, nil
+	return cancelingBody{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}, resp.ContentLength, nil
+}
+
+type cancelingBody struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (b cancelingBody) Close() error {
+	defer b.cancel()
+	return b.ReadCloser.Close()
 }
 
 // HTTP returns the pooled client for streaming proxies (terminal).
