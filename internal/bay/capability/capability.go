@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/shipyard/shipyard/internal/bay/config"
 	"github.com/shipyard/shipyard/internal/bay/errs"
@@ -43,6 +45,12 @@ type Service struct {
 	Observe func(capability string, d time.Duration, err error)
 	// UploadTimeout bounds a whole upload or download (default 10 min).
 	UploadTimeout time.Duration
+	// WatchInterval is how often a call still running is checked for a runtime
+	// that stopped answering /health (default 5s).
+	WatchInterval time.Duration
+	// MaxHistoryBytes caps each of code, output and error stored in a history
+	// row (default 1 MiB); the response to the caller is not cut.
+	MaxHistoryBytes int
 
 	metaMu sync.Mutex
 	meta   map[string]map[string]bool // endpoint+session → runtime capabilities
@@ -52,6 +60,7 @@ type Service struct {
 type call struct {
 	sandbox *model.Sandbox
 	session *model.Session
+	profile *session.Profile
 	target  runtime.Target
 	release func() // ends the session's in-use mark
 }
@@ -78,23 +87,32 @@ func (s *Service) resolve(ctx context.Context, owner, sandboxID, capability stri
 		return nil, errs.Newf(errs.CapabilityNotSupported, "Profile '%s' does not support capability: %s", sb.ProfileID, capability).
 			With(map[string]any{"capability": capability, "available": available})
 	}
-	ss, release, err := s.Sessions.EnsureRunning(ctx, sb.ID, sp, now)
-	if err != nil {
-		return nil, err
-	}
-	t := runtime.Target{Endpoint: ss.Endpoint, Token: ss.Token}
-	if c, ok := p.ContainerFor(capability); ok && len(ss.Containers) > 1 {
-		for _, ci := range ss.Containers {
-			if ci.Name == c.Name {
-				t.Endpoint = ci.Endpoint
+	for attempt := 0; ; attempt++ {
+		ss, release, err := s.Sessions.EnsureRunning(ctx, sb.ID, sp, now)
+		if err != nil {
+			return nil, err
+		}
+		t := runtime.Target{Endpoint: ss.Endpoint, Token: ss.Token}
+		if c, ok := p.ContainerFor(capability); ok && len(ss.Containers) > 1 {
+			for _, ci := range ss.Containers {
+				if ci.Name == c.Name {
+					t.Endpoint = ci.Endpoint
+				}
 			}
 		}
-	}
-	if err := s.checkRuntime(ctx, ss, t, capability); err != nil {
+		err = s.checkRuntime(ctx, ss, t, capability)
+		if err == nil {
+			return &call{sandbox: sb, session: ss, profile: sp, target: t, release: release}, nil
+		}
 		release()
-		return nil, err
+		if attempt > 0 || !runtime.NoAnswer(err) {
+			return nil, err
+		}
+		// /meta is a read: asking the replacement again is safe.
+		if replaced, rerr := s.recover(ctx, sb.ID, ss.ID, sp, now); rerr != nil || !replaced {
+			return nil, err
+		}
 	}
-	return &call{sandbox: sb, session: ss, target: t, release: release}, nil
 }
 
 // checkRuntime verifies the runtime's /meta advertises the capability (cached per session).
@@ -106,7 +124,6 @@ func (s *Service) checkRuntime(ctx context.Context, ss *model.Session, t runtime
 	if !ok {
 		m, err := s.Runtime.Meta(ctx, t)
 		if err != nil {
-			s.Sessions.Suspect(ss.SandboxID)
 			return err
 		}
 		caps = map[string]bool{}
@@ -132,11 +149,62 @@ func (s *Service) checkRuntime(ctx context.Context, ss *model.Session, t runtime
 	return nil
 }
 
-// shipFailed marks the session for a re-check after a transport failure.
-func (s *Service) shipFailed(c *call, err error) {
-	if e, ok := errs.As(err); ok && (e.Code == errs.ShipError || e.Code == errs.Timeout) {
-		s.Sessions.Suspect(c.session.SandboxID)
+// errUnresponsive cancels a call whose runtime stopped answering /health.
+var errUnresponsive = errors.New("runtime stopped answering /health")
+
+// recover re-checks a session after a call to it got no answer (connection
+// failed, timed out, or the watchdog gave up on it) and replaces it when its
+// container is gone or its runtime stopped answering. It runs to completion
+// even if the caller has gone, so the next call finds a working session.
+func (s *Service) recover(ctx context.Context, sandboxID, sessionID string, p *session.Profile, now time.Time) (bool, error) {
+	replaced, err := s.Sessions.Recover(context.WithoutCancel(ctx), sandboxID, sessionID, p, now)
+	if err != nil {
+		s.Log.WarnContext(ctx, "recovering the session failed", "session_id", sessionID, "err", err)
 	}
+	return replaced, err
+}
+
+// watch runs fn with a context that is cancelled (cause errUnresponsive) when
+// the runtime stops answering /health while fn runs. /health has its own short
+// deadline and is served while a cell or command runs, so a long call is never
+// mistaken for a wedged runtime.
+func (s *Service) watch(ctx context.Context, c *call, fn func(context.Context, *call) error) error {
+	callCtx, cancelCall := context.WithCancelCause(ctx)
+	defer cancelCall(nil)
+	watchCtx, stopWatch := context.WithCancel(callCtx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(s.watchInterval())
+		defer tick.Stop()
+		for {
+			select {
+			case <-watchCtx.Done():
+				return
+			case <-tick.C:
+				if !s.Sessions.Responsive(watchCtx, c.target, 2) && watchCtx.Err() == nil {
+					cancelCall(errUnresponsive)
+					return
+				}
+			}
+		}
+	}()
+	err := fn(callCtx, c)
+	stopWatch()
+	wg.Wait()
+	if err != nil && errors.Is(context.Cause(callCtx), errUnresponsive) {
+		return errs.New(errs.ShipError, "Runtime stopped responding; the session is being restarted (files are kept, memory state is lost)").
+			Wrap(fmt.Errorf("%w: %w", runtime.ErrNoAnswer, errUnresponsive))
+	}
+	return err
+}
+
+func (s *Service) watchInterval() time.Duration {
+	if s.WatchInterval > 0 {
+		return s.WatchInterval
+	}
+	return 5 * time.Second
 }
 
 func (s *Service) observe(capability string, start time.Time, err error) {
@@ -171,7 +239,7 @@ func (s *Service) Python(ctx context.Context, owner, sandboxID, code string, tim
 	start := time.Now()
 	defer func() { s.observe(Python, start, err) }()
 	var r *runtime.PythonResult
-	c, err := s.with(ctx, owner, sandboxID, Python, now, true, func(c *call) (err error) {
+	c, err := s.with(ctx, owner, sandboxID, Python, now, true, func(ctx context.Context, c *call) (err error) {
 		r, err = s.Runtime.Python(ctx, c.target, code, timeout)
 		return err
 	})
@@ -204,7 +272,7 @@ func (s *Service) Shell(ctx context.Context, owner, sandboxID, command string, t
 	start := time.Now()
 	defer func() { s.observe(Shell, start, err) }()
 	var r *runtime.ShellResult
-	c, err := s.with(ctx, owner, sandboxID, Shell, now, true, func(c *call) (err error) {
+	c, err := s.with(ctx, owner, sandboxID, Shell, now, true, func(ctx context.Context, c *call) (err error) {
 		r, err = s.Runtime.Shell(ctx, c.target, command, timeout, cwd)
 		return err
 	})
@@ -223,9 +291,14 @@ func (s *Service) Shell(ctx context.Context, owner, sandboxID, command string, t
 }
 
 func (s *Service) record(ctx context.Context, c *call, typ, code string, ok bool, ms int64, out, errS *string, meta Meta, now time.Time) (string, error) {
+	limit := s.MaxHistoryBytes
+	if limit <= 0 {
+		limit = DefaultMaxHistoryBytes
+	}
 	e := &model.Execution{
 		ID: model.NewID("exec"), SandboxID: c.sandbox.ID, Owner: c.sandbox.Owner, SessionID: c.session.ID,
-		ExecType: typ, Code: code, Success: ok, ExecutionTimeMs: ms, Output: out, Error: errS,
+		ExecType: typ, Code: capHistory(code, limit), Success: ok, ExecutionTimeMs: ms,
+		Output: capHistoryPtr(out, limit), Error: capHistoryPtr(errS, limit),
 		Description: meta.Description, Tags: NormalizeTags(meta.Tags), CreatedAt: now,
 	}
 	skipped := "skipped"
@@ -235,6 +308,47 @@ func (s *Service) record(ctx context.Context, c *call, typ, code string, ok bool
 		s.Log.ErrorContext(ctx, "recording execution history", "err", err)
 	}
 	return e.ID, nil
+}
+
+// DefaultMaxHistoryBytes caps each text field of a history row.
+const DefaultMaxHistoryBytes = 1 << 20
+
+// capHistory cuts s to at most limit bytes (on a rune boundary) plus a marker
+// saying how much was dropped.
+func capHistory(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("\n[truncated in history: %d of %d bytes kept]", cut, len(s))
+}
+
+func capHistoryPtr(s *string, limit int) *string {
+	if s == nil || len(*s) <= limit {
+		return s
+	}
+	c := capHistory(*s, limit)
+	return &c
+}
+
+// checkPath refuses what no file system here can hold (Linux: a name of at
+// most 255 bytes, a path of at most 4095), before asking the runtime.
+func checkPath(p string) error {
+	bad := func(reason, msg string) error {
+		return errs.New(errs.InvalidPath, msg).With(map[string]any{"field": "path", "reason": reason})
+	}
+	if len(p) >= 4096 {
+		return bad("path_too_long", "path is too long (at most 4095 bytes)")
+	}
+	for _, name := range strings.Split(p, "/") {
+		if len(name) > 255 {
+			return bad("name_too_long", "path has a file name longer than 255 bytes")
+		}
+	}
+	return nil
 }
 
 // NormalizeTags splits on ',', trims, dedupes and sorts; empty → nil.
@@ -258,7 +372,10 @@ func NormalizeTags(tags *string) *string {
 
 // ReadFile returns a text file.
 func (s *Service) ReadFile(ctx context.Context, owner, sandboxID, path string, now time.Time) (content string, err error) {
-	err = s.fileOp(ctx, owner, sandboxID, now, true, func(c *call) error {
+	if err := checkPath(path); err != nil {
+		return "", err
+	}
+	err = s.fileOp(ctx, owner, sandboxID, now, true, func(ctx context.Context, c *call) error {
 		content, err = s.Runtime.ReadFile(ctx, c.target, path)
 		return err
 	})
@@ -267,14 +384,20 @@ func (s *Service) ReadFile(ctx context.Context, owner, sandboxID, path string, n
 
 // WriteFile writes a text file.
 func (s *Service) WriteFile(ctx context.Context, owner, sandboxID, path, content string, now time.Time) error {
-	return s.fileOp(ctx, owner, sandboxID, now, true, func(c *call) error {
+	if err := checkPath(path); err != nil {
+		return err
+	}
+	return s.fileOp(ctx, owner, sandboxID, now, true, func(ctx context.Context, c *call) error {
 		return s.Runtime.WriteFile(ctx, c.target, path, content)
 	})
 }
 
 // ListDir lists a directory.
 func (s *Service) ListDir(ctx context.Context, owner, sandboxID, path string, now time.Time) (entries []json.RawMessage, err error) {
-	err = s.fileOp(ctx, owner, sandboxID, now, true, func(c *call) error {
+	if err := checkPath(path); err != nil {
+		return nil, err
+	}
+	err = s.fileOp(ctx, owner, sandboxID, now, true, func(ctx context.Context, c *call) error {
 		entries, err = s.Runtime.ListDir(ctx, c.target, path)
 		return err
 	})
@@ -283,14 +406,20 @@ func (s *Service) ListDir(ctx context.Context, owner, sandboxID, path string, no
 
 // DeleteFile deletes a file or directory.
 func (s *Service) DeleteFile(ctx context.Context, owner, sandboxID, path string, now time.Time) error {
-	return s.fileOp(ctx, owner, sandboxID, now, true, func(c *call) error {
+	if err := checkPath(path); err != nil {
+		return err
+	}
+	return s.fileOp(ctx, owner, sandboxID, now, true, func(ctx context.Context, c *call) error {
 		return s.Runtime.DeleteFile(ctx, c.target, path)
 	})
 }
 
 // Upload streams r into path.
 func (s *Service) Upload(ctx context.Context, owner, sandboxID, path string, r io.Reader, now time.Time) (size int64, err error) {
-	err = s.fileOp(ctx, owner, sandboxID, now, false, func(c *call) error { // the body can be read only once
+	if err := checkPath(path); err != nil {
+		return 0, err
+	}
+	err = s.fileOp(ctx, owner, sandboxID, now, false, func(ctx context.Context, c *call) error { // the body can be read only once
 		size, err = s.Runtime.Upload(ctx, c.target, path, r, s.uploadTimeout())
 		return err
 	})
@@ -298,21 +427,33 @@ func (s *Service) Upload(ctx context.Context, owner, sandboxID, path string, r i
 }
 
 // Download opens path for streaming; the caller closes the reader. The session
-// stays in use (safe from idle GC) until then.
+// stays in use (safe from idle GC) until then. Opening is a read: when the
+// runtime could not be reached, the session is re-checked (replaced if it is
+// gone or wedged) and the file opened once more.
 func (s *Service) Download(ctx context.Context, owner, sandboxID, path string, now time.Time) (rc io.ReadCloser, size int64, err error) {
 	start := time.Now()
 	defer func() { s.observe(Filesystem, start, err) }()
-	c, err := s.resolve(ctx, owner, sandboxID, Filesystem, now)
-	if err != nil {
+	if err := checkPath(path); err != nil {
 		return nil, 0, err
 	}
-	rc, size, err = s.Runtime.Download(ctx, c.target, path)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		c, err := s.resolve(ctx, owner, sandboxID, Filesystem, now)
+		if err != nil {
+			return nil, 0, err
+		}
+		rc, size, err = s.Runtime.Download(ctx, c.target, path)
+		if err == nil {
+			return releasingReader{ReadCloser: rc, release: c.release}, size, nil
+		}
 		c.release()
-		s.shipFailed(c, err)
-		return nil, 0, err
+		if !runtime.NoAnswer(err) {
+			return nil, 0, err
+		}
+		replaced, _ := s.recover(ctx, c.sandbox.ID, c.session.ID, c.profile, now)
+		if attempt > 0 || !replaced {
+			return nil, 0, err
+		}
 	}
-	return releasingReader{ReadCloser: rc, release: c.release}, size, nil
 }
 
 type releasingReader struct {
@@ -332,42 +473,56 @@ func (s *Service) uploadTimeout() time.Duration {
 	return 10 * time.Minute
 }
 
-func (s *Service) fileOp(ctx context.Context, owner, sandboxID string, now time.Time, retry bool, fn func(*call) error) (err error) {
+func (s *Service) fileOp(ctx context.Context, owner, sandboxID string, now time.Time, retry bool, fn func(context.Context, *call) error) (err error) {
 	start := time.Now()
 	defer func() { s.observe(Filesystem, start, err) }()
 	_, err = s.with(logctx.WithSandboxID(ctx, sandboxID), owner, sandboxID, Filesystem, now, retry, fn)
 	return err
 }
 
-// with resolves the target, runs fn with the session held in use, and releases
-// it. When the runtime could not be reached at all (its container died since
-// the last probe) and retry is set, the session is re-checked — and replaced
-// if it is gone — and fn runs once more: the first attempt never reached Ship.
-func (s *Service) with(ctx context.Context, owner, sandboxID, capability string, now time.Time, retry bool, fn func(*call) error) (*call, error) {
+// with resolves the target, runs fn with the session held in use (and
+// watched), and releases it. A call that got no answer from the runtime has
+// the session re-checked and, if its container is gone or its runtime wedged,
+// replaced; only a call that never reached Ship (the connection could not be
+// made) runs once more when retry is set. A Ship HTTP error (4xx: the caller's
+// mistake; 5xx: Ship answered) never puts the session in doubt.
+func (s *Service) with(ctx context.Context, owner, sandboxID, capability string, now time.Time, retry bool, fn func(context.Context, *call) error) (*call, error) {
 	for attempt := 0; ; attempt++ {
 		c, err := s.resolve(ctx, owner, sandboxID, capability, now)
 		if err != nil {
 			return nil, err
 		}
-		err = fn(c)
+		err = s.watch(ctx, c, fn)
 		c.release()
-		if err == nil {
-			return c, nil
-		}
-		s.shipFailed(c, err)
-		if !retry || attempt > 0 || !runtime.Unreachable(err) {
+		if err == nil || !runtime.NoAnswer(err) {
 			return c, err
 		}
-		s.Log.WarnContext(ctx, "runtime unreachable; re-checking the session and retrying once", "session_id", c.session.ID)
+		replaced, _ := s.recover(ctx, c.sandbox.ID, c.session.ID, c.profile, now)
+		if !retry || attempt > 0 || !runtime.Unreachable(err) || !replaced {
+			return c, err
+		}
+		s.Log.WarnContext(ctx, "runtime unreachable; session replaced, retrying once", "session_id", c.session.ID)
 	}
 }
 
-// Terminal resolves the runtime target of an interactive terminal (needs shell).
+// Terminal resolves the runtime target of an interactive terminal (needs
+// shell). The runtime must answer /health first: the caller dials it directly,
+// so a dead or wedged session is replaced here rather than failing the dial.
 func (s *Service) Terminal(ctx context.Context, owner, sandboxID string, now time.Time) (runtime.Target, error) {
-	c, err := s.resolve(ctx, owner, sandboxID, Shell, now)
-	if err != nil {
-		return runtime.Target{}, err
+	for attempt := 0; ; attempt++ {
+		c, err := s.resolve(ctx, owner, sandboxID, Shell, now)
+		if err != nil {
+			return runtime.Target{}, err
+		}
+		c.release() // a terminal is long-lived; idle GC applies to it like to any client
+		if attempt > 0 || s.Sessions.Responsive(ctx, c.target, 1) {
+			return c.target, nil
+		}
+		if ctx.Err() != nil {
+			return runtime.Target{}, ctx.Err()
+		}
+		if _, err := s.recover(ctx, c.sandbox.ID, c.session.ID, c.profile, now); err != nil {
+			return runtime.Target{}, err
+		}
 	}
-	c.release() // a terminal is long-lived; idle GC applies to it like to any client
-	return c.target, nil
 }

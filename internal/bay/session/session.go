@@ -159,7 +159,11 @@ func (m *Manager) notReady(sandboxID string, multi bool, msg string) error {
 		Details: map[string]any{"sandbox_id": sandboxID, "retry_after_ms": ra.Milliseconds()}}
 }
 
-// Current returns the sandbox's current session, or nil.
+// Current returns the sandbox's current session, or nil. A running session
+// not verified in the last probe interval is checked first (engine state, one
+// /health with the probe deadline), so a dead or wedged runtime is never
+// reported as running: the copy returned then says stopped (its container is
+// gone) or failed (it stopped answering); the next call replaces it.
 func (m *Manager) Current(ctx context.Context, sb *model.Sandbox) (*model.Session, error) {
 	if sb.CurrentSessionID == "" {
 		return nil, nil
@@ -168,7 +172,27 @@ func (m *Manager) Current(ctx context.Context, sb *model.Sandbox) (*model.Sessio
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
-	return ss, err
+	if err != nil || ss.ObservedState != model.SessionRunning || m.recentlyVerified(ss) {
+		return ss, err
+	}
+	switch v := m.check(ctx, ss, 1); v {
+	case verdictGone, verdictUnresponsive:
+		m.forget(ss.SandboxID)
+		seen := *ss
+		seen.ObservedState = model.SessionStopped
+		if v == verdictUnresponsive {
+			seen.ObservedState = model.SessionFailed
+		}
+		return &seen, nil
+	}
+	return ss, nil
+}
+
+func (m *Manager) recentlyVerified(ss *model.Session) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := m.hot[ss.SandboxID]
+	return h != nil && h.ss.ID == ss.ID && time.Since(h.verified) < m.cfg.ProbeInterval
 }
 
 // EnsureRunning returns a running session of the sandbox, starting one if needed,
@@ -253,7 +277,8 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 			return nil, err
 		}
 		if ss != nil && ss.ObservedState == model.SessionRunning {
-			if m.stillRunning(ctx, ss) {
+			v := m.check(ctx, ss, 2)
+			if v == verdictHealthy {
 				if sb.CurrentSessionID != ss.ID {
 					err = m.store.SetCurrentSession(ctx, sb.ID, ss.ID, &idle)
 				} else {
@@ -264,10 +289,10 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 				}
 				return ss, err
 			}
-			m.log.WarnContext(ctx, "session container is gone; replacing it", "session_id", ss.ID)
+			m.log.WarnContext(ctx, "replacing session: "+v.String(), "session_id", ss.ID)
 			m.teardown(ctx, ss)
 			ss.ObservedState = model.SessionPending
-			ss.ContainerID, ss.Endpoint, ss.Containers = "", "", nil
+			ss.ContainerID, ss.Endpoint, ss.Containers, ss.Network = "", "", nil, ""
 		}
 		if ss != nil && ss.ObservedState == model.SessionStarting && !m.cfg.SingleInstance && ss.StartedAt != nil &&
 			now.Sub(*ss.StartedAt) < m.cfg.ReadyTimeout+30*time.Second {
@@ -330,14 +355,110 @@ func (m *Manager) liveSession(ctx context.Context, sb *model.Sandbox) (*model.Se
 	return failed, nil // a failed session is retried in place
 }
 
-// stillRunning asks the driver whether the session's container runs.
-func (m *Manager) stillRunning(ctx context.Context, ss *model.Session) bool {
-	st, err := m.drv.Status(ctx, ss.ContainerID)
-	if err != nil {
-		m.log.WarnContext(ctx, "session probe failed; trusting the record", "session_id", ss.ID, "err", err)
-		return true
+// verdict is what a check found out about a running session.
+type verdict int
+
+const (
+	verdictHealthy      verdict = iota // running and answering (or the engine could not tell)
+	verdictGone                        // a container exited or was removed
+	verdictUnresponsive                // running, but its runtime does not answer /health
+)
+
+func (v verdict) String() string {
+	switch v {
+	case verdictGone:
+		return "its container is gone"
+	case verdictUnresponsive:
+		return "its runtime stopped answering"
 	}
-	return st == driver.StateRunning
+	return "healthy"
+}
+
+// check asks the engine whether the session's containers run, then each
+// runtime's /health with the probe deadline, up to attempts times. /health is
+// answered by Ship's HTTP server while a cell or command runs, so a busy
+// runtime passes; a stopped (SIGSTOP) or starved one does not. An engine error
+// trusts the record, as upstream does.
+func (m *Manager) check(ctx context.Context, ss *model.Session, attempts int) verdict {
+	ids := []string{ss.ContainerID}
+	targets := []runtime.Target{{Endpoint: ss.Endpoint, Token: ss.Token}}
+	if len(ss.Containers) > 0 {
+		ids, targets = ids[:0], targets[:0]
+		for _, c := range ss.Containers {
+			ids = append(ids, c.ContainerID)
+			targets = append(targets, runtime.Target{Endpoint: c.Endpoint, Token: ss.Token})
+		}
+	}
+	for _, id := range ids {
+		st, err := m.drv.Status(ctx, id)
+		if err != nil {
+			m.log.WarnContext(ctx, "session probe failed; trusting the record", "session_id", ss.ID, "err", err)
+			return verdictHealthy
+		}
+		if st != driver.StateRunning {
+			return verdictGone
+		}
+	}
+	for _, t := range targets {
+		if !m.Responsive(ctx, t, attempts) && ctx.Err() == nil {
+			return verdictUnresponsive
+		}
+	}
+	return verdictHealthy
+}
+
+// Responsive reports whether the runtime answers /health within the probe
+// deadline in one of attempts tries.
+func (m *Manager) Responsive(ctx context.Context, t runtime.Target, attempts int) bool {
+	for i := 0; i < max(attempts, 1); i++ {
+		if m.rt.Healthy(ctx, t, m.cfg.HealthTimeout) {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// Recover re-checks the sandbox's session after a call to it got no answer.
+// When failed (the session the call used) is still the sandbox's session and
+// its container is gone or its runtime stopped answering, the session is
+// replaced at once: its containers are destroyed and new ones start on the
+// same cargo volume (files stay; memory state is lost). It reports whether it
+// replaced the session.
+func (m *Manager) Recover(ctx context.Context, sandboxID, failed string, p *Profile, now time.Time) (bool, error) {
+	m.forget(sandboxID)
+	unlock, err := m.Lock(ctx, sandboxID)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	ss, err := m.store.GetSession(ctx, failed)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil // already replaced or destroyed
+	}
+	if err != nil {
+		return false, err
+	}
+	if ss.ObservedState != model.SessionRunning {
+		return false, nil
+	}
+	v := m.check(ctx, ss, 2)
+	if v == verdictHealthy {
+		return false, nil
+	}
+	m.log.WarnContext(ctx, "recovering session: "+v.String(), "session_id", ss.ID)
+	m.teardown(ctx, ss)
+	ss.ObservedState = model.SessionFailed // retried in place by ensureLocked, whatever happens next
+	ss.ContainerID, ss.Endpoint, ss.Containers, ss.Network = "", "", nil, ""
+	if err := m.store.UpdateSession(ctx, ss); err != nil {
+		return true, err
+	}
+	if _, err := m.ensureLocked(ctx, sandboxID, p, now); err != nil {
+		return true, err
+	}
+	return true, nil
 }
 
 func (m *Manager) markVerified(ss *model.Session, now time.Time) {
