@@ -289,7 +289,9 @@ func TestShip(t *testing.T) {
 			{"no token on exec", "/ipython/kernel/status", "", 401},
 			{"no token on metrics", "/metrics", "", 401},
 			{"health open", "/health", "", 200},
-			{"meta open", "/meta", "", 200},
+			{"meta needs the token", "/meta", "", 401},
+			{"meta wrong token", "/meta", "Bearer wrong", 401},
+			{"meta with token", "/meta", "Bearer " + c.Token, 200},
 			{"right token", "/stat", "Bearer " + c.Token, 200},
 		} {
 			hdr := map[string]string{"Authorization": tc.auth}

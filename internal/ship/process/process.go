@@ -330,6 +330,22 @@ func text(b []byte) string {
 	return strings.TrimSpace(s)
 }
 
+// maxCommandShown bounds the command a background handle keeps for listing
+// (a listing of every handle stays small whatever the commands were).
+const maxCommandShown = 4096
+
+// shorten cuts s to at most n bytes at a rune boundary, marked with "…".
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
 // marked appends the truncation marker to s when bytes were omitted.
 func marked(s string, omitted int64) string {
 	if omitted == 0 {
@@ -446,7 +462,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (Info, error) {
 		return Info{}, err
 	}
 	p := &Proc{
-		command: spec.Command,
+		command: shorten(spec.Command, maxCommandShown),
 		stdout:  NewRing(r.cfg.RingBytes),
 		stderr:  NewRing(r.cfg.RingBytes),
 		done:    make(chan struct{}),

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 )
@@ -378,4 +379,31 @@ func TestForegroundLeavesBackgroundChildren(t *testing.T) {
 		t.Fatalf("background child %d gone after the command returned: %v", pid, err)
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+func TestShorten(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"abcdefghij", 10, "abcdefghij"},
+		{"abcdefghijk", 10, "abcdefg…"},
+		{"ééééé", 8, "éé…"},
+	}
+	for _, tt := range tests {
+		if got := shorten(tt.in, tt.n); got != tt.want || len(got) > tt.n || !utf8.ValidString(got) {
+			t.Errorf("shorten(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+	r, _ := newRunner(t, nil)
+	long := "true " + strings.Repeat("# padding ", 10_000)
+	info, err := r.Start(context.Background(), Spec{Command: long})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(info.Command) > maxCommandShown {
+		t.Errorf("command kept: %d bytes", len(info.Command))
+	}
 }

@@ -186,7 +186,8 @@ type Stats struct {
 }
 
 // Pressure reads process counts from procDir (/proc) and the pids counter of
-// the cgroup mounted at cgroupDir (/sys/fs/cgroup, cgroup v2).
+// the container's cgroup mounted at cgroupDir (/sys/fs/cgroup: cgroup v2, or
+// its pids/ controller directory under cgroup v1).
 func Pressure(procDir, cgroupDir string) Stats {
 	var st Stats
 	if ps, err := List(procDir); err == nil {
@@ -197,8 +198,13 @@ func Pressure(procDir, cgroupDir string) Stats {
 			}
 		}
 	}
-	st.PidsCurrent = readInt(filepath.Join(cgroupDir, "pids.current"))
-	st.PidsMax = readInt(filepath.Join(cgroupDir, "pids.max"))
+	for _, dir := range []string{cgroupDir, filepath.Join(cgroupDir, "pids")} {
+		if cur := readInt(filepath.Join(dir, "pids.current")); cur != nil {
+			st.PidsCurrent = cur
+			st.PidsMax = readInt(filepath.Join(dir, "pids.max"))
+			break
+		}
+	}
 	return st
 }
 

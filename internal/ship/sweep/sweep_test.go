@@ -160,6 +160,20 @@ func TestPressure(t *testing.T) {
 	if st.Processes != 2 || st.Zombies != 1 || st.PidsCurrent == nil || *st.PidsCurrent != 12 || st.PidsMax != nil {
 		t.Errorf("stats %+v", st)
 	}
+	// cgroup v1: the pids controller has its own directory.
+	v1 := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(v1, "pids"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{"pids.current": "7\n", "pids.max": "256\n"} {
+		if err := os.WriteFile(filepath.Join(v1, "pids", name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st = Pressure(proc, v1)
+	if st.PidsCurrent == nil || *st.PidsCurrent != 7 || st.PidsMax == nil || *st.PidsMax != 256 {
+		t.Errorf("cgroup v1 stats %+v", st)
+	}
 }
 
 func TestExhausted(t *testing.T) {
