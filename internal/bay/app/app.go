@@ -102,6 +102,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	}
 	a.Driver = d
 	a.closers = append(a.closers, d.Close)
+	if err := d.Prepare(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
 
 	a.Metrics = metrics.New()
 	a.Driver = metrics.InstrumentDriver(a.Driver, a.Metrics)
@@ -134,7 +138,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		return st.CountSandboxesByStatus(ctx, a.Now())
 	})
 	a.Metrics.InitSeries([]string{capability.Python, capability.Shell, capability.Filesystem}, gc.Order, cfg.ProfileOrder)
-	cargos := &cargo.Service{Store: st, Driver: a.Driver, InstanceID: cfg.GC.InstanceID}
+	cargos := &cargo.Service{Store: st, Driver: a.Driver, InstanceID: cfg.GC.InstanceID, Log: log}
 	a.GC = &gc.Collector{Store: st, Driver: a.Driver, Sessions: a.Sessions, Sandboxes: a.Sandboxes, Now: a.Now, Log: log,
 		Config: gc.Config{Enabled: cfg.GC.Enabled, RunOnStartup: cfg.GC.RunOnStartup, Interval: cfg.GC.Interval(),
 			InstanceID: cfg.GC.InstanceID, Tasks: map[string]bool{
@@ -179,7 +183,8 @@ func dockerConfig(cfg *config.Config, log *slog.Logger) docker.Config {
 	d := cfg.Driver.Docker
 	pub := d.PublishPorts
 	return docker.Config{
-		Socket: d.Socket, Network: d.Network, ConnectMode: docker.ConnectMode(d.ConnectMode),
+		Socket: d.Socket, Network: d.Network, SandboxNetwork: d.SandboxNetwork, IsolateHost: docker.Bool(d.IsolateHost),
+		ConnectMode: docker.ConnectMode(d.ConnectMode),
 		HostAddress: d.HostAddress, PublishPorts: &pub, HostPort: d.HostPort,
 		PullPolicy: docker.PullPolicy(cfg.Driver.ImagePullPolicy), StopTimeout: cfg.Session.StopTimeout(), Logger: log,
 	}

@@ -122,11 +122,17 @@ type DockerConfig struct {
 	// Socket is the Docker endpoint, unix:///var/run/docker.sock; a bare path
 	// gets unix:// prefixed, other schemes (tcp://, ssh://) are kept.
 	Socket       string `yaml:"socket"`
-	Network      string `yaml:"network"`       // container network to join; "" = default bridge
+	Network      string `yaml:"network"`       // container network to join; "" = sandbox_network
 	ConnectMode  string `yaml:"connect_mode"`  // auto | container_network | host_port
 	HostAddress  string `yaml:"host_address"`  // address Bay dials published ports on; 127.0.0.1
 	PublishPorts bool   `yaml:"publish_ports"` // true
 	HostPort     int    `yaml:"host_port"`     // fixed published port; 0 = random
+	// SandboxNetwork is the bridge Bay creates for sandboxes (no traffic
+	// between them); bay-sandbox.
+	SandboxNetwork string `yaml:"sandbox_network"`
+	// IsolateHost: host firewall rules (nftables) keep every sandbox off the
+	// host itself, Bay's API included, whatever server.host is; true.
+	IsolateHost bool `yaml:"isolate_host"`
 }
 
 // K8sConfig is driver.k8s.
@@ -431,6 +437,7 @@ func defaults() *Config {
 				ConnectMode:  ConnectAuto,
 				HostAddress:  "127.0.0.1",
 				PublishPorts: true,
+				IsolateHost:  true,
 			},
 			K8s: K8sConfig{
 				Namespace:                "bay",

@@ -38,6 +38,7 @@ const (
 	DefaultStopTimeout     = 10 * time.Second
 	DefaultEndpointTimeout = 5 * time.Second
 	DefaultIsolatedNetwork = "bay-isolated"
+	DefaultSandboxNetwork  = "bay-sandbox"
 )
 
 // Config configures the Docker driver (config.yaml: driver.docker.* and
@@ -46,10 +47,19 @@ type Config struct {
 	// Socket is the Docker Engine address; default unix:///var/run/docker.sock.
 	// A bare path is prefixed with "unix://"; tcp:// and other schemes pass through.
 	Socket string
-	// Network is an optional container network instances join (modes
-	// container_network and auto). If it does not exist, a warning is logged and
-	// the default bridge is used.
+	// Network is an optional container network instances join instead of
+	// SandboxNetwork (modes container_network and auto), e.g. one Bay itself is
+	// on. If it does not exist, a warning is logged and SandboxNetwork is used.
+	// Its isolation (enable_icc=false, no route to the host) is the operator's.
 	Network string
+	// SandboxNetwork is the bridge network instances join by default, created on
+	// demand with enable_icc=false (no traffic between sandboxes) and a bridge
+	// interface covered by the host rules of IsolateHost; default "bay-sandbox".
+	SandboxNetwork string
+	// IsolateHost installs host firewall rules (nftables, needs CAP_NET_ADMIN)
+	// so that no sandbox can open a connection to the host itself: Bay's API
+	// whatever its bind address, and every other host service. nil means true.
+	IsolateHost *bool
 	// ConnectMode: auto (default), container_network or host_port.
 	ConnectMode ConnectMode
 	// HostAddress is the address Bay dials for published ports; default 127.0.0.1.
@@ -158,6 +168,14 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.IsolatedNetwork == "" {
 		c.IsolatedNetwork = DefaultIsolatedNetwork
+	}
+	if c.SandboxNetwork == "" {
+		c.SandboxNetwork = DefaultSandboxNetwork
+	}
+	if c.IsolateHost == nil {
+		c.IsolateHost = Bool(true)
+	} else {
+		c.IsolateHost = Bool(*c.IsolateHost)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -35,6 +35,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"StopTimeout", c.StopTimeout, 10 * time.Second},
 		{"EndpointTimeout", c.EndpointTimeout, 5 * time.Second},
 		{"IsolatedNetwork", c.IsolatedNetwork, "bay-isolated"},
+		{"SandboxNetwork", c.SandboxNetwork, "bay-sandbox"},
+		{"IsolateHost", *c.IsolateHost, true},
 		{"Network", c.Network, ""},
 		{"Logger set", c.Logger != nil, true},
 	}
@@ -272,3 +274,20 @@ type notFound struct{}
 
 func (notFound) Error() string { return "no such thing" }
 func (notFound) NotFound()     {}
+
+func TestBridgeName(t *testing.T) {
+	seen := map[string]string{}
+	for _, n := range []string{DefaultSandboxNetwork, DefaultIsolatedNetwork, "bay_net_sess-0123456789ab", "x"} {
+		b := bridgeName(n)
+		if len(b) > 15 || !strings.HasPrefix(b, bridgePrefix) {
+			t.Errorf("bridgeName(%q) = %q: want at most 15 bytes starting with %q", n, b, bridgePrefix)
+		}
+		if b != bridgeName(n) {
+			t.Errorf("bridgeName(%q) not stable", n)
+		}
+		if other, dup := seen[b]; dup {
+			t.Errorf("bridgeName(%q) = bridgeName(%q) = %q", n, other, b)
+		}
+		seen[b] = n
+	}
+}

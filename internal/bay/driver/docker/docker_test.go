@@ -337,14 +337,14 @@ func TestEndpointModes(t *testing.T) {
 		specNetwork bool
 		want        want
 	}{
-		{"auto, no network: bridge IP (reachable here), port still published", Config{}, false, want{"ip:bridge", "8123", true}},
+		{"auto, no network: sandbox network IP, port still published", Config{}, false, want{"ip:" + DefaultSandboxNetwork, "8123", true}},
 		{"auto, configured network: its IP", Config{Network: bayNet}, false, want{"ip:" + bayNet, "8123", true}},
-		{"auto, missing network: bridge IP, port still published", Config{Network: "bay-dt-nonexistent-" + netRun}, false, want{"ip:bridge", "8123", true}},
-		{"auto, publishing off: bridge IP", Config{PublishPorts: Bool(false)}, false, want{"ip:bridge", "8123", false}},
+		{"auto, missing network: sandbox network IP, port still published", Config{Network: "bay-dt-nonexistent-" + netRun}, false, want{"ip:" + DefaultSandboxNetwork, "8123", true}},
+		{"auto, publishing off: sandbox network IP", Config{PublishPorts: Bool(false)}, false, want{"ip:" + DefaultSandboxNetwork, "8123", false}},
 		{"host_port", Config{ConnectMode: ConnectHostPort, Network: bayNet}, false, want{"127.0.0.1", "published", true}},
 		{"host_port, fixed port", Config{ConnectMode: ConnectHostPort, HostPort: freePort()}, false, want{"127.0.0.1", "fixed", true}},
 		{"container_network, configured network", Config{ConnectMode: ConnectContainerNetwork, Network: bayNet}, false, want{"ip:" + bayNet, "8123", false}},
-		{"container_network, default bridge", Config{ConnectMode: ConnectContainerNetwork}, false, want{"ip:bridge", "8123", false}},
+		{"container_network, sandbox network", Config{ConnectMode: ConnectContainerNetwork}, false, want{"ip:" + DefaultSandboxNetwork, "8123", false}},
 		{"auto, session + configured network: configured IP", Config{Network: bayNet}, true, want{"ip:" + bayNet, "8123", true}},
 		{"auto, session network: its IP", Config{}, true, want{"ip:session", "8123", true}},
 	}

@@ -63,7 +63,8 @@ func (d *Driver) CreateNetwork(ctx context.Context, name string, labels map[stri
 	if err != nil || exists {
 		return err
 	}
-	_, err = d.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels})
+	_, err = d.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels,
+		Options: map[string]string{bridgeNameOption: bridgeName(name)}})
 	if err != nil && !cerrdefs.IsConflict(err) { // conflict: created meanwhile
 		return wrap("create network", name, err)
 	}
@@ -104,7 +105,7 @@ func (d *Driver) networksFor(ctx context.Context, spec driver.InstanceSpec) (pri
 		if spec.Network != "" {
 			d.log.WarnContext(ctx, "instance asks for no network; session network ignored", "container", spec.Name, "network", spec.Network)
 		}
-		if err := d.ensureIsolatedNetwork(ctx); err != nil {
+		if err := d.ensureBayNetwork(ctx, d.cfg.IsolatedNetwork, true); err != nil {
 			return "", "", err
 		}
 		return d.cfg.IsolatedNetwork, "", nil
@@ -118,8 +119,15 @@ func (d *Driver) networksFor(ctx context.Context, spec driver.InstanceSpec) (pri
 		if ok {
 			configured = d.cfg.Network
 		} else {
-			d.log.WarnContext(ctx, "configured docker network does not exist; using the default bridge", "network", d.cfg.Network)
+			d.log.WarnContext(ctx, "configured docker network does not exist; using the sandbox network", "network", d.cfg.Network,
+				"sandbox_network", d.cfg.SandboxNetwork)
 		}
+	}
+	if configured == "" && spec.Network == "" {
+		if err := d.ensureBayNetwork(ctx, d.cfg.SandboxNetwork, false); err != nil {
+			return "", "", err
+		}
+		return d.cfg.SandboxNetwork, "", nil
 	}
 	if spec.Network != "" {
 		// The engine would accept a missing network at create and fail at start.
@@ -138,11 +146,16 @@ func (d *Driver) networksFor(ctx context.Context, spec driver.InstanceSpec) (pri
 	return configured, "", nil
 }
 
-// ensureIsolatedNetwork makes sure the network for NoNetwork instances exists
-// and really is internal: no route out, no traffic between its containers
-// (icc off), reachable from the host so Bay can still talk to the runtime.
-func (d *Driver) ensureIsolatedNetwork(ctx context.Context) error {
-	name := d.cfg.IsolatedNetwork
+// bridgeNameOption names a bridge network's host interface.
+const bridgeNameOption = "com.docker.network.bridge.name"
+
+// ensureBayNetwork makes sure a network of Bay's own exists as it must be:
+// enable_icc=false (no traffic between its containers), its host interface
+// named bridgeName(name) so the host rules cover it, and when internal (for
+// instances without network) no route out. Bay still reaches every container
+// from the host. A network of that name that is not so is refused, never
+// silently used.
+func (d *Driver) ensureBayNetwork(ctx context.Context, name string, internal bool) error {
 	check := func() (bool, error) {
 		n, err := d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
 		if cerrdefs.IsNotFound(err) {
@@ -151,8 +164,11 @@ func (d *Driver) ensureIsolatedNetwork(ctx context.Context) error {
 		if err != nil {
 			return false, wrap("inspect network", name, err)
 		}
-		if !n.Internal {
-			return true, fmt.Errorf("docker: network %q exists but is not internal; refusing to use it for instances without network", name)
+		switch {
+		case internal && !n.Internal:
+			return true, fmt.Errorf("docker: network %q exists but is not internal; refusing to use it for instances without network (remove it and Bay recreates it)", name)
+		case n.Options["com.docker.network.bridge.enable_icc"] != "false" || n.Options[bridgeNameOption] != bridgeName(name):
+			return true, fmt.Errorf("docker: network %q exists but does not isolate sandboxes (enable_icc must be false, bridge %s); remove it and Bay recreates it", name, bridgeName(name))
 		}
 		return true, nil
 	}
@@ -161,8 +177,8 @@ func (d *Driver) ensureIsolatedNetwork(ctx context.Context) error {
 	}
 	_, err := d.cli.NetworkCreate(ctx, name, network.CreateOptions{
 		Driver:   "bridge",
-		Internal: true,
-		Options:  map[string]string{"com.docker.network.bridge.enable_icc": "false"},
+		Internal: internal,
+		Options:  map[string]string{"com.docker.network.bridge.enable_icc": "false", bridgeNameOption: bridgeName(name)},
 		Labels:   map[string]string{driver.LabelManaged: "true"},
 	})
 	if err != nil && !cerrdefs.IsConflict(err) {
@@ -172,6 +188,39 @@ func (d *Driver) ensureIsolatedNetwork(ctx context.Context) error {
 		_, err := check()
 		return err
 	}
-	d.log.InfoContext(ctx, "created isolated network for instances without network", "network", name)
+	d.log.InfoContext(ctx, "created sandbox network", "network", name, "bridge", bridgeName(name), "internal", internal)
+	return nil
+}
+
+// Prepare readies the host before the first sandbox: the sandbox network
+// exists, and (IsolateHost) the host rules that keep sandboxes off the host
+// are in place. An error here must stop Bay: without it, code in a sandbox
+// could reach Bay's API.
+func (d *Driver) Prepare(ctx context.Context) error {
+	if err := d.ensureBayNetwork(ctx, d.cfg.SandboxNetwork, false); err != nil {
+		return err
+	}
+	if !*d.cfg.IsolateHost {
+		d.log.WarnContext(ctx, "driver.docker.isolate_host is off: code in a sandbox can open connections to this host (Bay's API too unless it listens on loopback only)")
+		return nil
+	}
+	var extra []string
+	if d.cfg.Network != "" {
+		n, err := d.cli.NetworkInspect(ctx, d.cfg.Network, network.InspectOptions{})
+		switch {
+		case cerrdefs.IsNotFound(err):
+		case err != nil:
+			return wrap("inspect network", d.cfg.Network, err)
+		case n.Driver == "bridge":
+			iface := n.Options[bridgeNameOption]
+			if iface == "" {
+				iface = "br-" + n.ID[:12]
+			}
+			extra = append(extra, iface)
+		}
+	}
+	if err := isolateHost(extra); err != nil {
+		return fmt.Errorf("docker: cannot keep sandboxes off the host: %w; run Bay with CAP_NET_ADMIN (as root), or set driver.docker.isolate_host: false and firewall the sandbox bridges (interfaces %s*) yourself", err, bridgePrefix)
+	}
 	return nil
 }

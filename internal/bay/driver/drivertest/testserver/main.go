@@ -6,12 +6,14 @@
 //	testserver write P DATA  write DATA to file P (as the container user)
 //	testserver read P        print file P
 //	testserver id            print uid:gid
+//	testserver dial ADDR     try a TCP connection to ADDR (2 s): print "open" or "closed: <why>"
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -48,6 +50,18 @@ func run(args []string) error {
 		return err
 	case "id":
 		fmt.Printf("%d:%d\n", os.Getuid(), os.Getgid())
+		return nil
+	case "dial":
+		if len(args) != 2 {
+			return errors.New("usage: dial ADDR")
+		}
+		c, err := net.DialTimeout("tcp", args[1], 2*time.Second)
+		if err != nil {
+			fmt.Println("closed:", err)
+			return nil
+		}
+		c.Close()
+		fmt.Println("open")
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q", args[0])
