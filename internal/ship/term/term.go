@@ -57,6 +57,8 @@ type Handler struct {
 
 	mu       sync.Mutex
 	sessions map[int]struct{} // session ids (= shell pids) of live terminals
+
+	startPTY func(*exec.Cmd, *pty.Winsize, *syscall.SysProcAttr) (*os.File, error) // tests inject failures
 }
 
 // New returns a terminal handler.
@@ -71,7 +73,7 @@ func New(cfg Config) *Handler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Handler{cfg: cfg, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxSessions), sessions: make(map[int]struct{})}
+	return &Handler{cfg: cfg, ctx: ctx, cancel: cancel, sem: make(chan struct{}, cfg.MaxSessions), sessions: make(map[int]struct{}), startPTY: pty.StartWithAttrs}
 }
 
 // Sessions returns the session ids of the live terminals (each terminal's
@@ -94,7 +96,7 @@ func (h *Handler) start(ctx context.Context, ws *pty.Winsize) (cmd *exec.Cmd, pt
 		return &syscall.SysProcAttr{Setsid: true, Setctty: true, Credential: h.cfg.Credential}
 	}
 	cmd = h.command()
-	ptmx, err = pty.StartWithAttrs(cmd, ws, attrs())
+	ptmx, err = h.startPTY(cmd, ws, attrs())
 	if err == nil || h.cfg.Reclaim == nil || !errors.Is(err, syscall.EAGAIN) {
 		return cmd, ptmx, "", err
 	}
@@ -104,7 +106,7 @@ func (h *Handler) start(ctx context.Context, ws *pty.Winsize) (cmd *exec.Cmd, pt
 	}
 	notice = fmt.Sprintf("The sandbox was out of process slots: %d stray processes were killed to free them.", n)
 	cmd = h.command()
-	ptmx, err = pty.StartWithAttrs(cmd, ws, attrs())
+	ptmx, err = h.startPTY(cmd, ws, attrs())
 	if err != nil {
 		return nil, nil, notice, fmt.Errorf("%w (%s The retry failed too.)", err, notice)
 	}

@@ -4,13 +4,16 @@ import (
 	"context"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/creack/pty"
 	"go.uber.org/goleak"
 )
 
@@ -126,5 +129,56 @@ func TestCompleteUTF8(t *testing.T) {
 		if got := completeUTF8([]byte(tt.in)); got != tt.want {
 			t.Errorf("%q: %d want %d", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestReclaimOnExhaustion: when the shell cannot be started for lack of
+// process slots, the terminal reclaims slots, retries, says so, and is
+// tracked as a live session (so that a sweep spares it).
+func TestReclaimOnExhaustion(t *testing.T) {
+	dir := t.TempDir()
+	reclaims := 0
+	h := New(Config{Dir: dir, Env: []string{"PATH=/usr/bin:/bin", "HOME=" + dir},
+		Reclaim: func(context.Context) (int, error) { reclaims++; return 5, nil }})
+	failures := 1
+	h.startPTY = func(c *exec.Cmd, ws *pty.Winsize, a *syscall.SysProcAttr) (*os.File, error) {
+		if failures > 0 {
+			failures--
+			return nil, &os.PathError{Op: "fork/exec", Path: c.Path, Err: syscall.EAGAIN}
+		}
+		return pty.StartWithAttrs(c, ws, a)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { srv.Close(); h.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	readUntil(t, ctx, conn, "5 stray processes were killed")
+	if reclaims != 1 {
+		t.Errorf("reclaims %d", reclaims)
+	}
+	if err := conn.Write(ctx, websocket.MessageText, []byte("echo $$\n")); err != nil {
+		t.Fatal(err)
+	}
+	sessions := h.Sessions()
+	if len(sessions) != 1 {
+		t.Fatalf("sessions %v", sessions)
+	}
+	readUntil(t, ctx, conn, strconv.Itoa(sessions[0]))
+
+	// Still exhausted after the reclaim: the socket closes with the reason.
+	failures = 2
+	conn2, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.CloseNow()
+	_, _, err = conn2.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusInternalError || !strings.Contains(err.Error(), "out of process slots") {
+		t.Errorf("second terminal: %v", err)
 	}
 }
