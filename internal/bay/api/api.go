@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -118,6 +119,12 @@ func (a *API) authed(h func(w http.ResponseWriter, r *http.Request, owner string
 			a.writeError(w, r, err)
 			return
 		}
+		for _, name := range []string{"id", "cid", "eid"} {
+			if v := r.PathValue(name); v != "" && !validID(v) {
+				a.writeError(w, r, errs.New(errs.NotFound, "Resource not found"))
+				return
+			}
+		}
 		if id := r.PathValue("id"); id != "" {
 			r = r.WithContext(logctx.WithSandboxID(r.Context(), id))
 		}
@@ -186,11 +193,34 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.log.Log(ctx, lvl, "request", append(logAttrs(r), "route", route, "status", sw.status,
 			"duration_ms", float64(d.Microseconds())/1000)...)
 	}()
+	if !canonicalPath(r) {
+		// ServeMux would answer a plain-text redirect to the cleaned path;
+		// FastAPI matches the raw path and answers 404.
+		writeDetail(sw, http.StatusNotFound, "Not Found")
+		return
+	}
 	if _, pattern := a.mux.Handler(r); pattern == "" {
 		a.unmatched(sw, r)
 		return
 	}
 	a.mux.ServeHTTP(sw, r)
+}
+
+// canonicalPath reports whether r's path is the one ServeMux routes without a
+// redirect: rooted, no empty, "." or ".." segments (CONNECT is not cleaned).
+func canonicalPath(r *http.Request) bool {
+	p := r.URL.EscapedPath()
+	if r.Method == http.MethodConnect {
+		return true
+	}
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 func (a *API) routes() {

@@ -13,13 +13,8 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/errs"
 )
 
-var (
-	minTimeout int64 = 1
-	maxTimeout int64 = 300
-)
-
 func execMeta(b *body) capability.Meta {
-	return capability.Meta{Description: b.str("description", false), Tags: b.str("tags", false),
+	return capability.Meta{Description: b.text("description", false), Tags: b.text("tags", false),
 		IncludeCode: b.boolean("include_code", false)}
 }
 
@@ -29,7 +24,7 @@ func (a *API) pythonExec(w http.ResponseWriter, r *http.Request, owner string) {
 		a.fail(w, r, err)
 		return
 	}
-	code := b.str("code", true)
+	code := b.text("code", true)
 	timeout := b.integer("timeout", false, &minTimeout, &maxTimeout)
 	meta := execMeta(b)
 	if err := b.err(); err != nil {
@@ -73,7 +68,7 @@ func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {
 		a.fail(w, r, err)
 		return
 	}
-	command := b.str("command", true)
+	command := b.text("command", true)
 	timeout := b.integer("timeout", false, &minTimeout, &maxTimeout)
 	cwd := b.str("cwd", false)
 	meta := execMeta(b)
@@ -233,11 +228,16 @@ func (a *API) upload(w http.ResponseWriter, r *http.Request, owner string) {
 				a.fail(w, r, err)
 				return
 			}
-			size, err := a.Capabilities.Upload(r.Context(), owner, r.PathValue("id"), np, part, a.Now())
+			src := &readRecorder{r: part}
+			size, err := a.Capabilities.Upload(r.Context(), owner, r.PathValue("id"), np, src, a.Now())
 			if err != nil {
-				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
-					err = errs.Newf(errs.Validation, "Upload too large (limit %d bytes)", a.Config.Server.MaxUploadBytes)
+				if src.err != nil { // the client's body broke (too large, truncated), not the runtime
+					var mbe *http.MaxBytesError
+					if errors.As(src.err, &mbe) {
+						err = errs.Newf(errs.Validation, "Upload too large (limit %d bytes)", a.Config.Server.MaxUploadBytes)
+					} else {
+						err = bodyReadError(src.err, a.Config.Server.MaxUploadBytes)
+					}
 				}
 				a.fail(w, r, err)
 				return
@@ -251,6 +251,20 @@ func (a *API) upload(w http.ResponseWriter, r *http.Request, owner string) {
 		missing = append(missing, fieldError{Type: "missing", Loc: []any{"body", "path"}, Msg: "Field required", Input: nil})
 	}
 	a.fail(w, r, &validationError{missing})
+}
+
+// readRecorder remembers the first error other than EOF its reader returned.
+type readRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (rr *readRecorder) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if err != nil && err != io.EOF && rr.err == nil {
+		rr.err = err
+	}
+	return n, err
 }
 
 func (a *API) download(w http.ResponseWriter, r *http.Request, owner string) {

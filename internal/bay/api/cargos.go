@@ -27,11 +27,6 @@ func cargoView(c *model.Cargo) cargoJSON {
 	return v
 }
 
-var (
-	minCargoMB int64 = 1
-	maxCargoMB int64 = 65536
-)
-
 func (a *API) createCargo(w http.ResponseWriter, r *http.Request, owner string) {
 	b, err := readBody(r, a.Config.Server.MaxBodyBytes, true) // upstream SDK sends no body without a size
 	if err != nil {
@@ -67,11 +62,12 @@ func (a *API) listCargos(w http.ResponseWriter, r *http.Request, owner string) {
 	q := &query{v: r.URL.Query()}
 	limit := q.integer("limit", 50, 1, 200)
 	managed := q.boolean("managed")
+	cursor := q.id("cursor")
 	if err := q.err(); err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	rows, next, err := a.Cargos.List(r.Context(), owner, managed != nil && *managed, q.v.Get("cursor"), int(limit))
+	rows, next, err := a.Cargos.List(r.Context(), owner, managed != nil && *managed, cursor, int(limit))
 	if err != nil {
 		a.fail(w, r, err)
 		return

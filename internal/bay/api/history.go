@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
-	"strings"
 
 	"github.com/shipyard/shipyard/internal/bay/capability"
 	"github.com/shipyard/shipyard/internal/bay/errs"
@@ -63,16 +62,10 @@ func (a *API) listHistory(w http.ResponseWriter, r *http.Request, owner string) 
 		f.SuccessOnly = *so
 	}
 	f.Limit = int(q.integer("limit", 100, 1, 500))
-	f.Offset = int(q.integer("offset", 0, 0, 0))
+	f.Offset = int(q.integer("offset", 0, 0, maxOffset))
 	f.HasNotes = q.boolean("has_notes")
 	f.HasDescription = q.boolean("has_description")
-	if tags := q.v.Get("tags"); tags != "" {
-		for _, t := range strings.Split(tags, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				f.Tags = append(f.Tags, t)
-			}
-		}
-	}
+	f.Tags = q.tags("tags")
 	if err := q.err(); err != nil {
 		a.fail(w, r, err)
 		return
@@ -137,7 +130,7 @@ func (a *API) patchHistory(w http.ResponseWriter, r *http.Request, owner string)
 		a.fail(w, r, err)
 		return
 	}
-	desc, tags, notes := b.str("description", false), b.str("tags", false), b.str("notes", false)
+	desc, tags, notes := b.text("description", false), b.text("tags", false), b.text("notes", false)
 	if err := b.err(); err != nil {
 		a.fail(w, r, err)
 		return

@@ -60,8 +60,7 @@ func (a *API) createSandbox(w http.ResponseWriter, r *http.Request, owner string
 	}
 	profile := b.str("profile", false)
 	cargoID := b.str("cargo_id", false)
-	zero := int64(0)
-	ttl := b.integer("ttl", false, &zero, nil)
+	ttl := b.integer("ttl", false, &minTTL, &maxTTL)
 	if err := b.err(); err != nil {
 		a.fail(w, r, err)
 		return
@@ -99,6 +98,7 @@ func (a *API) createSandbox(w http.ResponseWriter, r *http.Request, owner string
 func (a *API) listSandboxes(w http.ResponseWriter, r *http.Request, owner string) {
 	q := &query{v: r.URL.Query()}
 	limit := q.integer("limit", 50, 1, 200)
+	cursor := q.id("cursor")
 	status := q.v.Get("status")
 	if q.v.Has("status") && !validStatus[status] {
 		q.errs = append(q.errs, fieldError{Type: "enum", Loc: []any{"query", "status"},
@@ -110,7 +110,7 @@ func (a *API) listSandboxes(w http.ResponseWriter, r *http.Request, owner string
 		return
 	}
 	now := a.Now()
-	items, next, err := a.Sandboxes.List(r.Context(), owner, q.v.Get("cursor"), int(limit), status, now)
+	items, next, err := a.Sandboxes.List(r.Context(), owner, cursor, int(limit), status, now)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -194,7 +194,7 @@ func (a *API) extendTTL(w http.ResponseWriter, r *http.Request, owner string) {
 		a.fail(w, r, err)
 		return
 	}
-	by := b.integer("extend_by", true, nil, nil)
+	by := b.integer("extend_by", true, nil, &maxTTL) // <= 0 is upstream's 400, from the service
 	if err := b.err(); err != nil {
 		a.fail(w, r, err)
 		return

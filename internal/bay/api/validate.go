@@ -12,8 +12,23 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/shipyard/shipyard/internal/bay/errs"
+)
+
+// Bounds of the numbers a client sends (issue 8: every duration, size, count
+// and offset is bounded, so no arithmetic downstream can overflow). Upstream's
+// bounds are kept where it has them.
+var (
+	minTimeout, maxTimeout int64 = 1, 300      // python/shell exec timeout, seconds (upstream)
+	minCargoMB, maxCargoMB int64 = 1, 64 << 10 // cargo size_limit_mb (upstream: 1..65536)
+	minTTL                 int64 = 0           // ttl (seconds; 0 = no expiry)
+	maxTTL                 int64 = 315_360_000 // ttl and extend_by: 10 years in seconds
+	maxOffset              int64 = 1<<31 - 1   // history offset
+	maxTags                      = 100         // distinct tags in a history ?tags= filter
+	maxIDLen                     = 128         // path ids, cursors
 )
 
 // fieldError is one entry of FastAPI's 422 {"detail":[...]}.
@@ -41,11 +56,7 @@ type body struct {
 func readBody(r *http.Request, limit int64, allowEmpty bool) (*body, error) {
 	data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, errs.Newf(errs.Validation, "Request body too large (limit %d bytes)", limit)
-		}
-		return nil, err
+		return nil, bodyReadError(err, limit)
 	}
 	b := &body{fields: map[string]any{}}
 	if len(bytes.TrimSpace(data)) == 0 {
@@ -67,6 +78,10 @@ func readBody(r *http.Request, limit int64, allowEmpty bool) (*body, error) {
 		return nil, &validationError{[]fieldError{{Type: "json_invalid", Loc: []any{"body", pos},
 			Msg: "JSON decode error", Input: map[string]any{}, Ctx: map[string]any{"error": err.Error()}}}}
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, &validationError{[]fieldError{{Type: "json_invalid", Loc: []any{"body", int(dec.InputOffset())},
+			Msg: "JSON decode error", Input: map[string]any{}, Ctx: map[string]any{"error": "data after the top-level value"}}}}
+	}
 	b.input = raw
 	obj, ok := raw.(map[string]any)
 	if !ok {
@@ -75,6 +90,17 @@ func readBody(r *http.Request, limit int64, allowEmpty bool) (*body, error) {
 	}
 	b.fields = obj
 	return b, nil
+}
+
+// bodyReadError turns a failure to read a request body (too large, truncated,
+// broken chunked encoding, a client that went away) into a client error:
+// none of them is Bay's fault.
+func bodyReadError(err error, limit int64) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return errs.Newf(errs.Validation, "Request body too large (limit %d bytes)", limit)
+	}
+	return errs.New(errs.Validation, "Could not read the request body (truncated or malformed)").Wrap(err)
 }
 
 func (b *body) fail(t, name, msg string, input any, ctx map[string]any) {
@@ -101,6 +127,17 @@ func (b *body) str(name string, required bool) *string {
 		return nil
 	}
 	return &s
+}
+
+// text reads a string field that is stored or executed, where a NUL byte can
+// only be an error (processes and PostgreSQL text refuse it).
+func (b *body) text(name string, required bool) *string {
+	s := b.str(name, required)
+	if s != nil && strings.ContainsRune(*s, 0) {
+		b.fail("string_pattern_mismatch", name, "String should not contain NUL characters", *s, nil)
+		return nil
+	}
+	return s
 }
 
 // integer reads an int field with bounds (lo/hi ignored when nil); nil when absent or null.
@@ -212,6 +249,7 @@ type query struct {
 	errs []fieldError
 }
 
+// integer reads an int parameter in [lo, hi] (def when absent).
 func (q *query) integer(name string, def, lo, hi int64) int64 {
 	s := q.v.Get(name)
 	if !q.v.Has(name) {
@@ -226,11 +264,70 @@ func (q *query) integer(name string, def, lo, hi int64) int64 {
 		q.errs = append(q.errs, fieldError{Type: "greater_than_equal", Loc: []any{"query", name}, Msg: fmt.Sprintf("Input should be greater than or equal to %d", lo), Input: s, Ctx: map[string]any{"ge": lo}})
 		return def
 	}
-	if hi > 0 && n > hi {
+	if n > hi {
 		q.errs = append(q.errs, fieldError{Type: "less_than_equal", Loc: []any{"query", name}, Msg: fmt.Sprintf("Input should be less than or equal to %d", hi), Input: s, Ctx: map[string]any{"le": hi}})
 		return def
 	}
 	return n
+}
+
+// id reads an optional id-like parameter (a cursor): what no id can be is a 422.
+func (q *query) id(name string) string {
+	s := q.v.Get(name)
+	if s != "" && !validID(s) {
+		q.errs = append(q.errs, fieldError{Type: "value_error", Loc: []any{"query", name},
+			Msg: fmt.Sprintf("Value error, must be at most %d printable characters", maxIDLen), Input: s})
+		return ""
+	}
+	return s
+}
+
+// tags reads a comma-separated tag filter: trimmed, empty ones dropped,
+// duplicates (case-insensitive, as the match is) removed, at most maxTags.
+func (q *query) tags(name string) []string {
+	s := q.v.Get(name)
+	var out []string
+	seen := map[string]bool{}
+	for _, t := range strings.Split(s, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" || seen[strings.ToLower(t)] {
+			continue
+		}
+		if !printable(t) {
+			q.errs = append(q.errs, fieldError{Type: "value_error", Loc: []any{"query", name},
+				Msg: "Value error, tags must be printable text", Input: s})
+			return nil
+		}
+		seen[strings.ToLower(t)] = true
+		out = append(out, t)
+	}
+	if len(out) > maxTags {
+		q.errs = append(q.errs, fieldError{Type: "too_long", Loc: []any{"query", name},
+			Msg: fmt.Sprintf("Value error, at most %d distinct tags", maxTags), Input: s,
+			Ctx: map[string]any{"max_length": maxTags, "actual_length": len(out)}})
+		return nil
+	}
+	return out
+}
+
+// validID: what an id (or a cursor, which is an id) can be at all. Anything
+// else cannot name a row, and is refused before it reaches the database
+// (PostgreSQL rejects invalid UTF-8 and NUL in text).
+func validID(s string) bool {
+	return s != "" && len(s) <= maxIDLen && printable(s)
+}
+
+// printable: valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, c := range s {
+		if !unicode.IsPrint(c) && c != ' ' {
+			return false
+		}
+	}
+	return true
 }
 
 func (q *query) boolean(name string) *bool {
