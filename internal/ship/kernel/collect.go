@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/shipyard/shipyard/internal/ship/jsontext"
 )
 
 // maxNotes bounds the "dropped" notes one execution reports; further drops
@@ -241,66 +242,9 @@ func marker(omitted int) string {
 	return fmt.Sprintf("\n... [output truncated: %d bytes omitted]", omitted)
 }
 
-// jsonLen is the length of s once encoded as a JSON string (without quotes)
-// by encoding/json with HTML escaping off.
-func jsonLen(s string) int {
-	n := 0
-	for i := 0; i < len(s); {
-		b := s[i]
-		if b < utf8.RuneSelf {
-			n += asciiCost(b)
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		n += runeCost(r, size)
-		i += size
-	}
-	return n
-}
+func jsonLen(s string) int { return jsontext.Len(s) }
 
-func asciiCost(b byte) int {
-	switch {
-	case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t':
-		return 2
-	case b < 0x20:
-		return 6 // \u00XX
-	}
-	return 1
-}
-
-func runeCost(r rune, size int) int {
-	switch {
-	case r == utf8.RuneError && size == 1:
-		return 6 // encoding/json writes \ufffd
-	case r == '\u2028' || r == '\u2029':
-		return 6
-	}
-	return size
-}
-
-// cut returns the longest prefix of s, ending at a rune boundary, whose JSON
-// length is at most limit, and how many bytes of s it leaves out.
-func cut(s string, limit int) (head string, omitted int) {
-	n := 0
-	i := 0
-	for i < len(s) {
-		var cost, size int
-		if b := s[i]; b < utf8.RuneSelf {
-			cost, size = asciiCost(b), 1
-		} else {
-			var r rune
-			r, size = utf8.DecodeRuneInString(s[i:])
-			cost = runeCost(r, size)
-		}
-		if n+cost > limit {
-			break
-		}
-		n += cost
-		i += size
-	}
-	return s[:i], len(s) - i
-}
+func cut(s string, limit int) (string, int) { return jsontext.Cut(s, limit) }
 
 // rawString returns a JSON string's value, or the raw JSON of any other value
 // (e.g. application/json bundles).

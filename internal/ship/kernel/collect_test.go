@@ -198,40 +198,6 @@ func TestCollectorKeepsSmallOutputWhole(t *testing.T) {
 	}
 }
 
-func TestCutAndJSONLen(t *testing.T) {
-	tests := []struct {
-		in      string
-		limit   int
-		want    string
-		omitted int
-	}{
-		{"abc", 10, "abc", 0},
-		{"abc", 2, "ab", 1},
-		{"éé", 3, "é", 2},
-		{"a\"b", 2, "a", 2},
-		{"\x00x", 5, "", 2},
-		{"\u2028z", 6, "\u2028", 1},
-		{"a\xffb", 6, "a", 2},
-	}
-	for _, tt := range tests {
-		got, omitted := cut(tt.in, tt.limit)
-		if got != tt.want || omitted != tt.omitted {
-			t.Errorf("cut(%q, %d) = %q, %d; want %q, %d", tt.in, tt.limit, got, omitted, tt.want, tt.omitted)
-		}
-	}
-	for _, s := range []string{"plain", "é\u2028\x00\x1f\"\\\n\t<>&", "a\xffb", strings.Repeat("\x1b[0m", 10)} {
-		var b strings.Builder
-		enc := json.NewEncoder(&b)
-		enc.SetEscapeHTML(false) // as Ship's writeJSON
-		if err := enc.Encode(s); err != nil {
-			t.Fatal(err)
-		}
-		if got, want := jsonLen(s), b.Len()-3; got != want { // quotes and newline
-			t.Errorf("jsonLen(%q) = %d, encoding/json writes %d", s, got, want)
-		}
-	}
-}
-
 // FuzzCollector feeds arbitrary message contents, seeded with real ipykernel
 // messages, and checks the result stays bounded and valid.
 func FuzzCollector(f *testing.F) {

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/shipyard/shipyard/internal/ship/jsontext"
 )
 
 // Errors callers map to responses.
@@ -256,7 +258,8 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 	}
 	out, o1 := stdout.result()
 	errb, o2 := stderr.result()
-	res.Stdout, res.Stderr = marked(text(out), o1), marked(text(errb), o2)
+	res.Stdout, o1 = r.bounded(out, o1)
+	res.Stderr, o2 = r.bounded(errb, o2)
 	res.Truncated = o1 > 0 || o2 > 0
 	if res.TimedOut {
 		res.ReturnCode = -1
@@ -344,6 +347,19 @@ func shorten(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// bounded makes captured bytes the text of a response: clean (see text),
+// at most MaxOutputBytes once JSON-encoded (control bytes cost up to six),
+// and marked when anything was left out.
+func (r *Runner) bounded(b []byte, omitted int64) (string, int64) {
+	s := text(b)
+	if jsontext.Len(s) > r.cfg.MaxOutputBytes {
+		var n int
+		s, n = jsontext.Cut(s, r.cfg.MaxOutputBytes)
+		omitted += int64(n)
+	}
+	return marked(s, omitted), omitted
 }
 
 // marked appends the truncation marker to s when bytes were omitted.

@@ -70,6 +70,7 @@ func TestRun(t *testing.T) {
 		{name: "timeout with a grandchild holding the pipe", spec: Spec{Command: "echo a; (sleep 30; echo b) & sleep 30", Timeout: 300 * time.Millisecond},
 			code: -1, stdout: "a", timedOut: true, maxElapsed: 3 * time.Second},
 		{name: "truncated", spec: Spec{Command: "head -c 5000 /dev/zero | tr '\\0' x"}, stdout: strings.Repeat("x", 1000) + "\n... [output truncated: 4000 bytes omitted]", truncated: true},
+		{name: "control bytes cost their JSON escaping", spec: Spec{Command: "head -c 1000 /dev/zero; echo x"}, stdout: strings.Repeat("\x00", 166) + "\n... [output truncated: 836 bytes omitted]", truncated: true},
 		{name: "truncated inside a rune", spec: Spec{Command: "printf '€%.0s' $(seq 400)"}, stdout: strings.Repeat("€", 333) + "\n... [output truncated: 201 bytes omitted]", truncated: true},
 		{name: "killed by signal", spec: Spec{Command: "kill -TERM $$"}, code: -15},
 		{name: "leftover background child does not block", spec: Spec{Command: "sleep 30 & echo started"}, stdout: "started",
