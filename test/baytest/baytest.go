@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -43,6 +44,7 @@ type Options struct {
 	DataDir    string // reuse a data dir (restart tests)
 	InstanceID string // reuse an instance id (restart tests)
 	LogWriter  io.Writer
+	Listen     string // address to serve on; "" = 127.0.0.1:0
 }
 
 // Bay is a running test Bay.
@@ -109,7 +111,11 @@ func Start(t testing.TB, o Options) *Bay {
 		}
 	}
 	log := slog.New(logctx.Handler{Handler: slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := o.Listen
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +129,11 @@ func Start(t testing.TB, o Options) *Bay {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = a.Run(ctx) }()
-	b := &Bay{URL: "http://" + ln.Addr().String(), InstanceID: inst, DataDir: dir, App: a,
+	url := "http://" + ln.Addr().String()
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		url = fmt.Sprintf("http://127.0.0.1:%d", tcp.Port)
+	}
+	b := &Bay{URL: url, InstanceID: inst, DataDir: dir, App: a,
 		Client: &http.Client{Timeout: 5 * time.Minute}}
 	b.stop = func() { cancel(); <-done; _ = a.Close() }
 	t.Cleanup(func() {
