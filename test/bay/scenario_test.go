@@ -481,7 +481,7 @@ func TestCargoRules(t *testing.T) {
 	b := baytest.Start(t, baytest.Options{})
 	c := b.Must(t, 201, baytest.Req{Method: "POST", Path: "/v1/cargos"}) // no body, as the SDK sends
 	cid := c["id"].(string)
-	if !strings.HasPrefix(cid, "ws-") || c["managed"] != false || c["size_limit_mb"] != float64(1024) {
+	if !strings.HasPrefix(cid, "ws-") || c["managed"] != false || c["size_limit_mb"] != float64(1024) || c["size_limit_enforced"] != false {
 		t.Fatalf("cargo: %v", c)
 	}
 	if r := b.Do(t, baytest.Req{Method: "POST", Path: "/v1/cargos", Body: map[string]any{"size_limit_mb": 0}}); r.Status != 422 {

@@ -13,8 +13,11 @@ type cargoJSON struct {
 	ManagedBySandboxID *string `json:"managed_by_sandbox_id"`
 	Backend            string  `json:"backend"`
 	SizeLimitMB        int     `json:"size_limit_mb"`
-	CreatedAt          string  `json:"created_at"`
-	LastAccessedAt     string  `json:"last_accessed_at"`
+	// SizeLimitEnforced (ours, additive) says whether the backend holds the
+	// volume to size_limit_mb. Docker's local volumes cannot (docs/security.md).
+	SizeLimitEnforced bool   `json:"size_limit_enforced"`
+	CreatedAt         string `json:"created_at"`
+	LastAccessedAt    string `json:"last_accessed_at"`
 }
 
 func cargoView(c *model.Cargo) cargoJSON {
