@@ -182,8 +182,28 @@ func TestPidsExhaustion(t *testing.T) {
 		t.Fatalf("%+v", bg)
 	}
 
-	// Exhaust: a stray that keeps taking every free slot.
-	s.sh(t, map[string]any{"command": "setsid bash -c 'while :; do setsid sleep 1000 & done' >/dev/null 2>&1 & sleep 5", "timeout": 20})
+	// Exhaust: a stray that escaped its command (own session) and takes
+	// every slot that frees up, retrying at once (bash's fork retry backs
+	// off and would leave slots free).
+	filler := `import os, time
+while True:
+    try:
+        if os.fork() == 0:
+            os.setsid()
+            os.execvp("sleep", ["sleep", "1000"])
+    except OSError:
+        time.sleep(0.001)`
+	s.sh(t, map[string]any{"command": "setsid python3 -c " + quote(filler) + " >/dev/null 2>&1 &", "timeout": 20})
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		h = s.health(t)
+		if h.PidsCurrent != nil && *h.PidsCurrent >= *h.PidsMax {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not exhausted: %+v (pids %v)", h, deref(h.PidsCurrent))
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
 	h = s.health(t)
 	t.Logf("exhausted: %+v (pids %v of %v)", h, deref(h.PidsCurrent), deref(h.PidsMax))
 
@@ -223,6 +243,8 @@ func TestPidsExhaustion(t *testing.T) {
 		t.Errorf("sleeps left: %q (want only the tracked one)", r.Stdout)
 	}
 }
+
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func deref(p *int) any {
 	if p == nil {

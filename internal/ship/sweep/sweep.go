@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Proc is one process as /proc/<pid>/stat describes it.
@@ -76,6 +77,7 @@ func parseStat(pid int, b []byte) (Proc, bool) {
 // Keep names what a sweep must not touch.
 type Keep struct {
 	Pids     []int // e.g. Ship itself
+	Parents  []int // children of these: Ship's own (every process Ship started and still waits for, a kernel being started included)
 	Groups   []int // process groups: the kernel, background handles, running commands
 	Sessions []int // sessions: live terminals
 }
@@ -86,8 +88,8 @@ type Keep struct {
 func Victims(ps []Proc, k Keep) []Proc {
 	var out []Proc
 	for _, p := range ps {
-		if p.Pid <= 1 || p.PPid == 0 || p.State == 'Z' || p.State == 'X' ||
-			contains(k.Pids, p.Pid) || contains(k.Groups, p.Pgid) || contains(k.Sessions, p.Sid) {
+		if p.Pid <= 1 || p.PPid == 0 || p.State == 'Z' || p.State == 'X' || contains(k.Pids, p.Pid) ||
+			contains(k.Parents, p.PPid) || contains(k.Groups, p.Pgid) || contains(k.Sessions, p.Sid) {
 			continue
 		}
 		out = append(out, p)
@@ -146,6 +148,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		}
 		k := s.keep()
 		k.Pids = append(k.Pids, self)
+		k.Parents = append(k.Parents, self)
 		fresh := 0
 		for _, p := range Victims(ps, k) {
 			if stopped[p.Pid] {
@@ -171,8 +174,40 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 			errs = append(errs, fmt.Errorf("kill %d: %w", pid, err))
 		}
 	}
-	s.log.WarnContext(ctx, "out of process slots: killed stray processes", "killed", killed)
+	// A slot is free only once the process is gone and reaped (by the
+	// container's init): wait for that, briefly, so that a retry finds it.
+	left := s.waitGone(ctx, stopped)
+	s.log.WarnContext(ctx, "out of process slots: killed stray processes", "killed", killed, "not_yet_gone", left)
 	return killed, errors.Join(errs...)
+}
+
+// reapWait bounds how long a sweep waits for killed processes to be reaped.
+const reapWait = 3 * time.Second
+
+// waitGone waits until none of pids is listed any more (reaped), at most
+// reapWait; it returns how many still are.
+func (s *Sweeper) waitGone(ctx context.Context, pids map[int]bool) int {
+	deadline := time.Now().Add(reapWait)
+	for {
+		left := 0
+		ps, err := List(s.procDir)
+		if err != nil {
+			return len(pids)
+		}
+		for _, p := range ps {
+			if pids[p.Pid] {
+				left++
+			}
+		}
+		if left == 0 || time.Now().After(deadline) {
+			return left
+		}
+		select {
+		case <-ctx.Done():
+			return left
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // Stats is process pressure, for /health.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestParseStat(t *testing.T) {
@@ -112,6 +113,15 @@ func TestSweepStopsThenKills(t *testing.T) {
 			// A fork while the sweep runs: the next pass stops it too.
 			writeProc(t, dir, Proc{Pid: 90, PPid: 60, Pgid: 60, Sid: 60, State: 'R'})
 		}
+		if sg == syscall.SIGKILL {
+			// Gone and reaped: 90 only a little later.
+			d := filepath.Join(dir, fmt.Sprint(pid))
+			if pid == 90 {
+				time.AfterFunc(100*time.Millisecond, func() { _ = os.RemoveAll(d) })
+			} else if err := os.RemoveAll(d); err != nil {
+				t.Error(err)
+			}
+		}
 		if pid == 61 && sg == syscall.SIGKILL {
 			return syscall.ESRCH // already gone
 		}
@@ -120,6 +130,9 @@ func TestSweepStopsThenKills(t *testing.T) {
 	n, err := s.Sweep(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "90")); !os.IsNotExist(err) {
+		t.Error("Sweep returned before the killed processes were reaped")
 	}
 	if n != 2 {
 		t.Errorf("killed %d, want 2 (60 and 90; 61 was gone)", n)
