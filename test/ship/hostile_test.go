@@ -182,30 +182,7 @@ func TestPidsExhaustion(t *testing.T) {
 		t.Fatalf("%+v", bg)
 	}
 
-	// Exhaust: a stray that escaped its command (own session) and takes
-	// every slot that frees up, retrying at once (bash's fork retry backs
-	// off and would leave slots free).
-	filler := `import os, time
-while True:
-    try:
-        if os.fork() == 0:
-            os.setsid()
-            os.execvp("sleep", ["sleep", "1000"])
-    except OSError:
-        time.sleep(0.001)`
-	s.sh(t, map[string]any{"command": "setsid python3 -c " + quote(filler) + " >/dev/null 2>&1 &", "timeout": 20})
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		h = s.health(t)
-		if h.PidsCurrent != nil && *h.PidsCurrent >= *h.PidsMax {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not exhausted: %+v (pids %v)", h, deref(h.PidsCurrent))
-		}
-	}
-	time.Sleep(500 * time.Millisecond)
-	h = s.health(t)
-	t.Logf("exhausted: %+v (pids %v of %v)", h, deref(h.PidsCurrent), deref(h.PidsMax))
+	s.exhaust(t)
 
 	var r struct {
 		shResult
@@ -242,6 +219,57 @@ while True:
 	if r := s.sh(t, map[string]any{"command": "pgrep -c sleep || true"}); r.Stdout != "1" {
 		t.Errorf("sleeps left: %q (want only the tracked one)", r.Stdout)
 	}
+
+	// A kernel that dies while every slot is taken is restarted after a sweep.
+	s.exhaust(t)
+	if r := s.py(t, "import os; os.kill(os.getpid(), 9)", 30); r.Success {
+		t.Fatalf("kill kernel: %+v", r)
+	}
+	time.Sleep(time.Second) // the filler retakes the kernel's slots
+	var pr struct {
+		pyResult
+		Notice *string `json:"notice"`
+	}
+	if err := s.cl.JSON(ctx, "/ipython/exec", map[string]any{"code": "6*7"}, &pr); err != nil {
+		t.Fatal(err)
+	}
+	notice = ""
+	if pr.Notice != nil {
+		notice = *pr.Notice
+	}
+	t.Logf("kernel after exhaustion: success %v text %q notice %q", pr.Success, pr.text(), notice)
+	if !pr.Success || pr.text() != "42" || !pr.KernelRestarted || !strings.Contains(notice, "stray processes") {
+		t.Errorf("kernel restart under exhaustion: %+v notice %q", pr.pyResult, notice)
+	}
+}
+
+// exhaust starts a stray that escaped its command (own session) and takes
+// every slot that frees up, retrying at once (bash's fork retry backs off and
+// would leave slots free), and waits until the pids limit is reached.
+func (s *suite) exhaust(t *testing.T) {
+	t.Helper()
+	filler := `import os, time
+while True:
+    try:
+        if os.fork() == 0:
+            os.setsid()
+            os.execvp("sleep", ["sleep", "1000"])
+    except OSError:
+        time.sleep(0.001)`
+	s.sh(t, map[string]any{"command": "setsid python3 -c " + quote(filler) + " >/dev/null 2>&1 &", "timeout": 20})
+	var h health
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		h = s.health(t)
+		if h.PidsCurrent != nil && *h.PidsCurrent >= *h.PidsMax {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not exhausted: %+v (pids %v)", h, deref(h.PidsCurrent))
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	h = s.health(t)
+	t.Logf("exhausted: %+v (pids %v of %v)", h, deref(h.PidsCurrent), deref(h.PidsMax))
 }
 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
