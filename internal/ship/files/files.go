@@ -353,12 +353,19 @@ func (s *Service) Edit(path, old, new string, replaceAll bool, enc string) (abs 
 	case n > 1 && !replaceAll:
 		return "", 0, 0, fail(ErrInvalid, "old_string found %d times in %s; make it unique or set replace_all", n, path)
 	}
+	if !replaceAll {
+		n = 1
+	}
+	// The result is built in memory: bound it before building it (a short
+	// old_string replaced everywhere by a long new_string multiplies).
+	if grown := int64(len(rr.Content)) + int64(n)*(int64(len(new))-int64(len(old))); grown > s.cfg.MaxReadBytes {
+		return "", 0, 0, fail(ErrTooLarge, "The edited file would be %d bytes, over the limit of %d bytes", grown, s.cfg.MaxReadBytes)
+	}
 	var content string
 	if replaceAll {
 		content = strings.ReplaceAll(rr.Content, old, new)
 	} else {
 		content = strings.Replace(rr.Content, old, new, 1)
-		n = 1
 	}
 	data, err := encode(content, enc)
 	if err != nil {

@@ -201,3 +201,33 @@ func TestOwnership(t *testing.T) {
 		t.Errorf("temp files left: %v", left)
 	}
 }
+
+// TestEditResultBounded: replacing a short string everywhere by a long one
+// must not build a result beyond the read limit in memory.
+func TestEditResultBounded(t *testing.T) {
+	s, _ := newService(t, nil) // read limit 1000 bytes
+	if _, _, err := s.Write("f.txt", strings.Repeat("a", 500), false, ""); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		old, new   string
+		replaceAll bool
+		wantErr    error
+	}{
+		{"grows past the limit", "a", "bbb", true, ErrTooLarge},
+		{"one replacement past the limit", strings.Repeat("a", 500), strings.Repeat("b", 1100), false, ErrTooLarge},
+		{"grows within the limit", "a", "bb", true, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, size, err := s.Edit("f.txt", tt.old, tt.new, tt.replaceAll, "")
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && size > 1000 {
+				t.Errorf("size %d", size)
+			}
+		})
+	}
+}
