@@ -178,7 +178,9 @@ func (c *collector) addImage(mime, b64 string) {
 }
 
 func (c *collector) addData(mime, v string) {
-	limit := min(c.max, c.room()-entryCost)
+	// The key counts too: a bundle may carry many made-up MIME types.
+	overhead := entryCost + jsonLen(mime)
+	limit := min(c.max, c.room()-overhead)
 	if jsonLen(v) > limit {
 		if !cuttable(mime) || limit < 256 {
 			c.note(fmt.Sprintf("%s output of %d bytes dropped", mime, len(v)))
@@ -188,7 +190,7 @@ func (c *collector) addData(mime, v string) {
 		v = head + marker(omitted)
 		c.truncated = true
 	}
-	c.used += jsonLen(v) + entryCost
+	c.used += jsonLen(v) + overhead
 	if c.data == nil {
 		c.data = make(map[string][]string)
 	}

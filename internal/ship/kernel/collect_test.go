@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"encoding/base64"
+	"fmt"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -118,6 +119,17 @@ func TestCollectorBoundsEveryKind(t *testing.T) {
 					t.Errorf("%d html entries kept, want about total/900", n)
 				}
 			},
+		},
+		{
+			name: "many made-up MIME types",
+			msgs: func() []*message {
+				bundle := map[string]any{}
+				for i := range 2000 {
+					bundle[fmt.Sprintf("application/x-%s-%d", strings.Repeat("k", 100), i)] = "v"
+				}
+				return []*message{msg(t, "display_data", map[string]any{"data": bundle})}
+			}(),
+			wantText: "more outputs dropped",
 		},
 		{
 			name:     "control characters cost their escaping",
