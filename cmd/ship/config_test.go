@@ -15,8 +15,12 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{name: "defaults", check: func(c config) bool {
 			return c.Port == "8123" && c.Workspace == "/workspace" && c.SkillsDir == "/app/skills" && c.UID == 1000 &&
-				c.DefaultTimeout == 30*time.Second && c.Token == "" && !c.ProfileEnvSet && c.MaxUploadBytes == 1<<30
+				c.DefaultTimeout == 30*time.Second && c.Token == "" && !c.ProfileEnvSet && c.MaxUploadBytes == 1<<30 &&
+				c.MaxOutputBytes == 1<<20 && c.MaxResultBytes == 4<<20 && c.Reclaim == "auto"
 		}},
+		{name: "reclaim and result cap", env: map[string]string{"SHIP_RECLAIM": "off", "SHIP_MAX_RESULT_BYTES": "2097152"},
+			check: func(c config) bool { return c.Reclaim == "off" && c.MaxResultBytes == 2<<20 }},
+		{name: "bad reclaim", env: map[string]string{"SHIP_RECLAIM": "sometimes"}, wantErr: true},
 		{name: "env", env: map[string]string{"SHIP_PORT": "9000", "SHIP_TOKEN": "t", "SHIP_EXEC_TIMEOUT": "45",
 			"SHIP_MAX_BACKGROUND": "3", "BAY_PROFILE_ENV": "A=1", "BAY_PROFILE_ENV_JSON": `{"B":"2"}`},
 			check: func(c config) bool {
