@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http/httptrace"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -109,7 +111,7 @@ func (s *Service) resolve(ctx context.Context, owner, sandboxID, capability stri
 			return nil, err
 		}
 		// /meta is a read: asking the replacement again is safe.
-		if replaced, rerr := s.recover(ctx, sb.ID, ss.ID, sp, now); rerr != nil || !replaced {
+		if replaced, rerr := s.recover(ctx, &call{sandbox: sb, session: ss, profile: sp}, err, now); rerr != nil || !replaced {
 			return nil, err
 		}
 	}
@@ -152,50 +154,100 @@ func (s *Service) checkRuntime(ctx context.Context, ss *model.Session, t runtime
 // errUnresponsive cancels a call whose runtime stopped answering /health.
 var errUnresponsive = errors.New("runtime stopped answering /health")
 
+// errNotReached cancels a call whose connection was never made while its
+// container exited or its runtime stopped answering: nothing reached Ship.
+var errNotReached = errors.New("runtime could not be reached")
+
+// connectGrace: a connection to a runtime takes well under a millisecond on
+// this host; one still pending after this long makes Bay ask the engine
+// whether the container still runs, instead of waiting out the connect
+// timeout.
+const connectGrace = 250 * time.Millisecond
+
 // recover re-checks a session after a call to it got no answer (connection
 // failed, timed out, or the watchdog gave up on it) and replaces it when its
-// container is gone or its runtime stopped answering. It runs to completion
-// even if the caller has gone, so the next call finds a working session.
-func (s *Service) recover(ctx context.Context, sandboxID, sessionID string, p *session.Profile, now time.Time) (bool, error) {
-	replaced, err := s.Sessions.Recover(context.WithoutCancel(ctx), sandboxID, sessionID, p, now)
+// container is gone or its runtime stopped answering (at once when the
+// watchdog already saw that). It runs to completion even if the caller has
+// gone, so the next call finds a working session.
+func (s *Service) recover(ctx context.Context, c *call, cause error, now time.Time) (bool, error) {
+	ctx = context.WithoutCancel(ctx)
+	recover := s.Sessions.Recover
+	if errors.Is(cause, errUnresponsive) {
+		recover = s.Sessions.Replace
+	}
+	replaced, err := recover(ctx, c.sandbox.ID, c.session.ID, c.profile, now)
 	if err != nil {
-		s.Log.WarnContext(ctx, "recovering the session failed", "session_id", sessionID, "err", err)
+		s.Log.WarnContext(ctx, "recovering the session failed", "session_id", c.session.ID, "err", err)
 	}
 	return replaced, err
 }
 
-// watch runs fn with a context that is cancelled (cause errUnresponsive) when
-// the runtime stops answering /health while fn runs. /health has its own short
-// deadline and is served while a cell or command runs, so a long call is never
-// mistaken for a wedged runtime.
+// watch runs fn with a context that is cancelled when the runtime stops
+// answering /health while fn runs (cause errUnresponsive, or errNotReached
+// when the call's connection was never made), or when its connection is still
+// pending after connectGrace and the engine says the container is gone (cause
+// errNotReached: nothing reached Ship, so the call can be repeated). /health has its own short deadline and is served while a cell or
+// command runs, so a long call is never mistaken for a wedged runtime.
 func (s *Service) watch(ctx context.Context, c *call, fn func(context.Context, *call) error) error {
 	callCtx, cancelCall := context.WithCancelCause(ctx)
 	defer cancelCall(nil)
 	watchCtx, stopWatch := context.WithCancel(callCtx)
+	connecting := make(chan struct{}, 1)
+	var bound atomic.Bool // a connection carries the request: it may have reached Ship
+	fnCtx := httptrace.WithClientTrace(callCtx, &httptrace.ClientTrace{
+		ConnectStart: func(string, string) {
+			select {
+			case connecting <- struct{}{}:
+			default:
+			}
+		},
+		GotConn: func(httptrace.GotConnInfo) { bound.Store(true) },
+	})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		tick := time.NewTicker(s.watchInterval())
 		defer tick.Stop()
+		var grace <-chan time.Time
 		for {
 			select {
 			case <-watchCtx.Done():
 				return
+			case <-connecting:
+				if grace == nil {
+					grace = time.After(connectGrace)
+				}
+			case <-grace:
+				if !bound.Load() && s.Sessions.Gone(watchCtx, c.session) && !bound.Load() {
+					cancelCall(errNotReached)
+					return
+				}
 			case <-tick.C:
 				if !s.Sessions.Responsive(watchCtx, c.target, 2) && watchCtx.Err() == nil {
-					cancelCall(errUnresponsive)
+					if bound.Load() {
+						cancelCall(errUnresponsive)
+					} else {
+						cancelCall(errNotReached)
+					}
 					return
 				}
 			}
 		}
 	}()
-	err := fn(callCtx, c)
+	err := fn(fnCtx, c)
 	stopWatch()
 	wg.Wait()
-	if err != nil && errors.Is(context.Cause(callCtx), errUnresponsive) {
+	if err == nil {
+		return nil
+	}
+	switch cause := context.Cause(callCtx); {
+	case errors.Is(cause, errUnresponsive):
 		return errs.New(errs.ShipError, "Runtime stopped responding; the session is being restarted (files are kept, memory state is lost)").
-			Wrap(fmt.Errorf("%w: %w", runtime.ErrNoAnswer, errUnresponsive))
+			Wrap(fmt.Errorf("%w: %w", runtime.ErrNoAnswer, cause))
+	case errors.Is(cause, errNotReached):
+		return errs.New(errs.ShipError, "Ship request error: connection failed").
+			Wrap(fmt.Errorf("%w: %w: %w", runtime.ErrNoAnswer, runtime.ErrNotConnected, cause))
 	}
 	return err
 }
@@ -449,7 +501,7 @@ func (s *Service) Download(ctx context.Context, owner, sandboxID, path string, n
 		if !runtime.NoAnswer(err) {
 			return nil, 0, err
 		}
-		replaced, _ := s.recover(ctx, c.sandbox.ID, c.session.ID, c.profile, now)
+		replaced, _ := s.recover(ctx, c, err, now)
 		if attempt > 0 || !replaced {
 			return nil, 0, err
 		}
@@ -497,7 +549,7 @@ func (s *Service) with(ctx context.Context, owner, sandboxID, capability string,
 		if err == nil || !runtime.NoAnswer(err) {
 			return c, err
 		}
-		replaced, _ := s.recover(ctx, c.sandbox.ID, c.session.ID, c.profile, now)
+		replaced, _ := s.recover(ctx, c, err, now)
 		if !retry || attempt > 0 || !runtime.Unreachable(err) || !replaced {
 			return c, err
 		}
@@ -521,7 +573,7 @@ func (s *Service) Terminal(ctx context.Context, owner, sandboxID string, now tim
 		if ctx.Err() != nil {
 			return runtime.Target{}, ctx.Err()
 		}
-		if _, err := s.recover(ctx, c.sandbox.ID, c.session.ID, c.profile, now); err != nil {
+		if _, err := s.recover(ctx, c, nil, now); err != nil {
 			return runtime.Target{}, err
 		}
 	}

@@ -3,10 +3,14 @@ package capability_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +38,11 @@ type env struct {
 // whose containers are fake Ships, and the real runtime client.
 func newEnv(t *testing.T, handle func(w http.ResponseWriter, r *http.Request) bool) *env {
 	t.Helper()
+	return newEnvWith(t, handle, runtime.Config{MaxResponseBytes: 4 << 20, MaxFileResponseBytes: 1 << 20})
+}
+
+func newEnvWith(t *testing.T, handle func(w http.ResponseWriter, r *http.Request) bool, rc runtime.Config) *env {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.SQLite, ":memory:")
 	if err != nil {
@@ -43,7 +52,7 @@ func newEnv(t *testing.T, handle func(w http.ResponseWriter, r *http.Request) bo
 	drv := sessiontest.NewDriver()
 	drv.Handle = handle
 	t.Cleanup(drv.Close)
-	rt := runtime.New(runtime.Config{MaxResponseBytes: 4 << 20, MaxFileResponseBytes: 1 << 20})
+	rt := runtime.New(rc)
 	t.Cleanup(rt.Close)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sm := session.New(st, drv, rt, keylock.New(), session.Config{
@@ -206,6 +215,10 @@ func TestDeadContainerIsRebuiltByTheNextCall(t *testing.T) {
 		e.mustPython(t)
 		old := e.container(t)
 		e.drv.Kill(old)
+		// A killed container's connections close at once; do not race the
+		// transport noticing (a POST on a connection closing under it is
+		// not repeated: it may have reached Ship).
+		e.svc.Runtime.Close()
 		start := time.Now()
 		e.mustPython(t)
 		if d := time.Since(start); d > 2*time.Second {
@@ -241,6 +254,50 @@ func TestDeadContainerIsRebuiltByTheNextCall(t *testing.T) {
 			t.Fatalf("terminal target %s is not the new session", tg.Endpoint)
 		}
 	})
+}
+
+// Finding 9: a container that vanished leaves a connection pending (its
+// address no longer answers); Bay asks the engine after a short grace instead
+// of waiting out the connect timeout, rebuilds, and runs the call.
+func TestPendingConnectAsksTheEngine(t *testing.T) {
+	var mu sync.Mutex
+	dead := map[string]bool{}
+	release := make(chan struct{})
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		d := dead[addr]
+		mu.Unlock()
+		if d { // a host that never answers the SYN (announced as net.Dialer does)
+			if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.ConnectStart != nil {
+				tr.ConnectStart(network, addr)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-release:
+				return nil, errors.New("unreachable")
+			}
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	e := newEnvWith(t, nil, runtime.Config{ConnectTimeout: time.Minute, DialContext: dial})
+	t.Cleanup(func() { close(release) })
+	e.mustPython(t)
+	old := e.container(t)
+	mu.Lock()
+	dead[strings.TrimPrefix(e.drv.Ship(old).URL(), "http://")] = true
+	mu.Unlock()
+	e.drv.Kill(old)
+	e.svc.Runtime.Close()             // no pooled connection to the old address
+	e.svc.WatchInterval = time.Minute // only the connect grace can notice
+	start := time.Now()
+	e.mustPython(t)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	if e.container(t) == old {
+		t.Fatal("not replaced")
+	}
 }
 
 // Finding 5: history rows are capped; the caller still gets the whole output.

@@ -34,6 +34,8 @@ type Config struct {
 	// MaxFileResponseBytes caps read_file and list_dir answers (default 48 MiB;
 	// Ship reads at most 32 MiB of a file).
 	MaxFileResponseBytes int64
+	// DialContext replaces the TCP dialer (tests inject unreachable hosts).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Defaults of Config.
@@ -70,9 +72,13 @@ func New(cfg Config) *Client {
 	if cfg.MaxFileResponseBytes <= 0 {
 		cfg.MaxFileResponseBytes = DefaultMaxFileResponseBytes
 	}
+	dial := cfg.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	tr := &http.Transport{
 		Proxy:               nil, // never route Bay→Ship through a proxy
-		DialContext:         (&net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dial,
 		MaxIdleConns:        cfg.MaxIdleConns,
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     30 * time.Second,
@@ -87,8 +93,12 @@ func (c *Client) Close() { c.http.CloseIdleConnections() }
 // connection could not be made), so repeating it cannot run anything twice.
 func Unreachable(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.Is(err, ErrNotConnected) || (errors.As(err, &op) && op.Op == "dial")
 }
+
+// ErrNotConnected is the cause a caller gives when it abandons a call whose
+// connection was never made (see Unreachable).
+var ErrNotConnected = errors.New("runtime: connection never made")
 
 // ErrNoAnswer is in the chain of every error where Ship gave no HTTP answer
 // (connection failed or reset, timeout): the only failures that say anything

@@ -380,31 +380,49 @@ func (v verdict) String() string {
 // runtime passes; a stopped (SIGSTOP) or starved one does not. An engine error
 // trusts the record, as upstream does.
 func (m *Manager) check(ctx context.Context, ss *model.Session, attempts int) verdict {
+	if m.Gone(ctx, ss) {
+		return verdictGone
+	}
+	for _, t := range targets(ss) {
+		if !m.Responsive(ctx, t, attempts) && ctx.Err() == nil {
+			return verdictUnresponsive
+		}
+	}
+	return verdictHealthy
+}
+
+// Gone reports whether the engine says a container of the session exited or
+// no longer exists (an engine error says no: the record is trusted).
+func (m *Manager) Gone(ctx context.Context, ss *model.Session) bool {
 	ids := []string{ss.ContainerID}
-	targets := []runtime.Target{{Endpoint: ss.Endpoint, Token: ss.Token}}
 	if len(ss.Containers) > 0 {
-		ids, targets = ids[:0], targets[:0]
+		ids = ids[:0]
 		for _, c := range ss.Containers {
 			ids = append(ids, c.ContainerID)
-			targets = append(targets, runtime.Target{Endpoint: c.Endpoint, Token: ss.Token})
 		}
 	}
 	for _, id := range ids {
 		st, err := m.drv.Status(ctx, id)
 		if err != nil {
 			m.log.WarnContext(ctx, "session probe failed; trusting the record", "session_id", ss.ID, "err", err)
-			return verdictHealthy
+			return false
 		}
 		if st != driver.StateRunning {
-			return verdictGone
+			return true
 		}
 	}
-	for _, t := range targets {
-		if !m.Responsive(ctx, t, attempts) && ctx.Err() == nil {
-			return verdictUnresponsive
-		}
+	return false
+}
+
+func targets(ss *model.Session) []runtime.Target {
+	if len(ss.Containers) == 0 {
+		return []runtime.Target{{Endpoint: ss.Endpoint, Token: ss.Token}}
 	}
-	return verdictHealthy
+	out := make([]runtime.Target, 0, len(ss.Containers))
+	for _, c := range ss.Containers {
+		out = append(out, runtime.Target{Endpoint: c.Endpoint, Token: ss.Token})
+	}
+	return out
 }
 
 // Responsive reports whether the runtime answers /health within the probe
@@ -428,6 +446,17 @@ func (m *Manager) Responsive(ctx context.Context, t runtime.Target, attempts int
 // same cargo volume (files stay; memory state is lost). It reports whether it
 // replaced the session.
 func (m *Manager) Recover(ctx context.Context, sandboxID, failed string, p *Profile, now time.Time) (bool, error) {
+	return m.replace(ctx, sandboxID, failed, p, now, true)
+}
+
+// Replace replaces the session without probing it again: the caller has just
+// seen its runtime fail /health. A no-op when failed is no longer the
+// sandbox's running session.
+func (m *Manager) Replace(ctx context.Context, sandboxID, failed string, p *Profile, now time.Time) (bool, error) {
+	return m.replace(ctx, sandboxID, failed, p, now, false)
+}
+
+func (m *Manager) replace(ctx context.Context, sandboxID, failed string, p *Profile, now time.Time, probe bool) (bool, error) {
 	m.forget(sandboxID)
 	unlock, err := m.Lock(ctx, sandboxID)
 	if err != nil {
@@ -444,9 +473,11 @@ func (m *Manager) Recover(ctx context.Context, sandboxID, failed string, p *Prof
 	if ss.ObservedState != model.SessionRunning {
 		return false, nil
 	}
-	v := m.check(ctx, ss, 2)
-	if v == verdictHealthy {
-		return false, nil
+	v := verdictUnresponsive
+	if probe {
+		if v = m.check(ctx, ss, 2); v == verdictHealthy {
+			return false, nil
+		}
 	}
 	m.log.WarnContext(ctx, "recovering session: "+v.String(), "session_id", ss.ID)
 	m.teardown(ctx, ss)
