@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shipyard/shipyard/internal/bay/store"
+	"github.com/shipyard/shipyard/internal/bay/store/storetest"
 	"github.com/shipyard/shipyard/test/baytest"
 )
 
@@ -62,10 +64,25 @@ const (
 // goroutines and RSS come back to their baseline.
 func TestMalformedRequestCorpus(t *testing.T) {
 	baytest.Skip(t)
-	b := baytest.Start(t, baytest.Options{Env: map[string]string{
-		"BAY_SERVER__MAX_BODY_BYTES":   strconv.Itoa(corpusMaxBody),
-		"BAY_SERVER__MAX_UPLOAD_BYTES": strconv.Itoa(corpusMaxUpload),
-	}})
+	runCorpus(t, baytest.Start(t, baytest.Options{Env: corpusEnv}))
+}
+
+// TestMalformedRequestCorpusOnPostgres: PostgreSQL refuses what SQLite stores
+// (NUL, invalid UTF-8 in text), so the corpus runs on it too.
+func TestMalformedRequestCorpusOnPostgres(t *testing.T) {
+	baytest.Skip(t)
+	if storetest.PostgresDSN() == "" {
+		t.Skip("set SHIPYARD_TEST_PG_DSN (make test does, from scripts/pg.sh)")
+	}
+	runCorpus(t, baytest.Start(t, baytest.Options{Env: corpusEnv, Postgres: storetest.FreshDSN(t, store.Postgres)}))
+}
+
+var corpusEnv = map[string]string{
+	"BAY_SERVER__MAX_BODY_BYTES":   strconv.Itoa(corpusMaxBody),
+	"BAY_SERVER__MAX_UPLOAD_BYTES": strconv.Itoa(corpusMaxUpload),
+}
+
+func runCorpus(t *testing.T, b *baytest.Bay) {
 	addr := strings.TrimPrefix(b.URL, "http://")
 
 	// A real sandbox with a running session, so that capability routes reach

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -60,6 +61,9 @@ func (a *API) createSandbox(w http.ResponseWriter, r *http.Request, owner string
 	}
 	profile := b.str("profile", false)
 	cargoID := b.str("cargo_id", false)
+	if cargoID != nil && !validID(*cargoID) {
+		b.fail("value_error", "cargo_id", fmt.Sprintf("Value error, must be at most %d printable characters", maxIDLen), *cargoID, nil)
+	}
 	ttl := b.integer("ttl", false, &minTTL, &maxTTL)
 	if err := b.err(); err != nil {
 		a.fail(w, r, err)
