@@ -433,11 +433,12 @@ func defaults() *Config {
 			Type:            DriverDocker,
 			ImagePullPolicy: PullIfNotPresent,
 			Docker: DockerConfig{
-				Socket:       "unix:///var/run/docker.sock",
-				ConnectMode:  ConnectAuto,
-				HostAddress:  "127.0.0.1",
-				PublishPorts: true,
-				IsolateHost:  true,
+				Socket:         "unix:///var/run/docker.sock",
+				ConnectMode:    ConnectAuto,
+				HostAddress:    "127.0.0.1",
+				PublishPorts:   true,
+				IsolateHost:    true,
+				SandboxNetwork: "bay-sandbox",
 			},
 			K8s: K8sConfig{
 				Namespace:                "bay",
