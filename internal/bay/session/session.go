@@ -505,9 +505,6 @@ func (m *Manager) forget(sandboxID string) {
 	m.mu.Unlock()
 }
 
-// Suspect makes the next call re-check the sandbox's session (after a transport error).
-func (m *Manager) Suspect(sandboxID string) { m.forget(sandboxID) }
-
 func newToken() string {
 	var b [24]byte
 	_, _ = rand.Read(b[:])
