@@ -45,7 +45,7 @@ func TestShipClientErrorsAreClientErrorsE2E(t *testing.T) {
 		{"directory downloaded", baytest.Req{Method: "GET", Path: "/v1/sandboxes/" + id + "/filesystem/download?path=d"}, 400, "validation_error"},
 		{"non-utf-8 read as text", baytest.Req{Method: "GET", Path: files(id, "bin")}, 400, "validation_error"},
 		{"a file listed as a directory", baytest.Req{Method: "GET", Path: "/v1/sandboxes/" + id + "/filesystem/directories?path=bin"}, 400, "validation_error"},
-		{"deleting the workspace", baytest.Req{Method: "DELETE", Path: files(id, ".")}, 400, ""},
+		{"deleting the workspace", baytest.Req{Method: "DELETE", Path: files(id, ".")}, 400, "validation_error"},
 		{"5,000-character name read", baytest.Req{Method: "GET", Path: files(id, long)}, 400, "invalid_path"},
 		{"5,000-character name written", baytest.Req{Method: "PUT", Path: "/v1/sandboxes/" + id + "/filesystem/files",
 			Body: map[string]any{"path": long, "content": "x"}}, 400, "invalid_path"},
