@@ -148,6 +148,14 @@ func TestHostileTenant(t *testing.T) {
 			if len(r.Body) > 8<<20 {
 				t.Errorf("%.40s: a %d-byte response", code, len(r.Body))
 			}
+			if r.JSON()["truncated"] != true {
+				t.Errorf("%.40s: truncated not set: %.300s", code, r.Body)
+			}
+		}
+		sh := b.Must(t, http.StatusOK, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + attacker + "/shell/exec",
+			Body: map[string]any{"command": "head -c 30000000 /dev/zero | tr '\\0' s"}})
+		if out, _ := sh["output"].(string); sh["truncated"] != true || len(out) > 2<<20 || !strings.Contains(out, "truncated") {
+			t.Errorf("30 MB of shell output: truncated=%v, %d bytes", sh["truncated"], len(out))
 		}
 		hist := b.Do(t, baytest.Req{Method: "GET", Path: "/v1/sandboxes/" + attacker + "/history?limit=3"})
 		if hist.Status != http.StatusOK || len(hist.Body) > 8<<20 {

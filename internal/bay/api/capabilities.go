@@ -55,11 +55,12 @@ func (a *API) pythonExec(w http.ResponseWriter, r *http.Request, owner string) {
 		TimedOut        bool    `json:"timed_out"`
 		KernelRestarted bool    `json:"kernel_restarted"`
 		Notice          *string `json:"notice"`
+		Truncated       bool    `json:"truncated"`
 	}{res.Success, res.Output, res.Error, struct {
 		ExecutionCount *int            `json:"execution_count"`
 		Output         json.RawMessage `json:"output"`
 	}{res.ExecutionCount, res.RawOutput}, res.ExecutionID, res.ExecutionTimeMs, echo,
-		res.TimedOut, res.KernelRestarted, res.Notice})
+		res.TimedOut, res.KernelRestarted, res.Notice, res.Truncated})
 }
 
 func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {
@@ -104,7 +105,11 @@ func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {
 		ExecutionID     string  `json:"execution_id"`
 		ExecutionTimeMs int64   `json:"execution_time_ms"`
 		Command         *string `json:"command"`
-	}{res.Success, res.Output, res.Error, res.ExitCode, res.ExecutionID, res.ExecutionTimeMs, echo})
+		TimedOut        bool    `json:"timed_out"`
+		Truncated       bool    `json:"truncated"`
+		Notice          *string `json:"notice"`
+	}{res.Success, res.Output, res.Error, res.ExitCode, res.ExecutionID, res.ExecutionTimeMs, echo,
+		res.TimedOut, res.Truncated, res.Notice})
 }
 
 // pathQuery reads and validates the `path` query parameter.

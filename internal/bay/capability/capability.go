@@ -284,6 +284,7 @@ type PythonResult struct {
 	TimedOut        bool    // additive: the cell was interrupted at its timeout
 	KernelRestarted bool    // additive: the kernel had died and was restarted; state was lost
 	Notice          *string // additive: why, in words
+	Truncated       bool    // additive: Ship cut or dropped output over its limits
 }
 
 // Python runs code in the sandbox's kernel.
@@ -304,7 +305,7 @@ func (s *Service) Python(ctx context.Context, owner, sandboxID, code string, tim
 	}
 	res = &PythonResult{Success: r.Success, Output: r.Text(), Error: r.Error, ExecutionCount: r.ExecutionCount,
 		RawOutput: raw, ExecutionTimeMs: time.Since(start).Milliseconds(),
-		TimedOut: r.TimedOut, KernelRestarted: r.KernelRestarted, Notice: r.Notice}
+		TimedOut: r.TimedOut, KernelRestarted: r.KernelRestarted, Notice: r.Notice, Truncated: r.Truncated}
 	res.ExecutionID, err = s.record(ctx, c, "python", code, res.Success, res.ExecutionTimeMs, &res.Output, res.Error, meta, now)
 	return res, err
 }
@@ -317,6 +318,9 @@ type ShellResult struct {
 	ExitCode        *int
 	ExecutionID     string
 	ExecutionTimeMs int64
+	TimedOut        bool    // additive: killed at its timeout; Output is what it printed until then
+	Truncated       bool    // additive: output over Ship's limit was cut (marked in the text)
+	Notice          *string // additive: e.g. stray processes were killed to free process slots
 }
 
 // Shell runs a command with bash -lc.
@@ -331,7 +335,8 @@ func (s *Service) Shell(ctx context.Context, owner, sandboxID, command string, t
 	if err != nil {
 		return nil, err
 	}
-	res = &ShellResult{Success: r.Success, Output: r.Stdout, ExitCode: r.ReturnCode, ExecutionTimeMs: time.Since(start).Milliseconds()}
+	res = &ShellResult{Success: r.Success, Output: r.Stdout, ExitCode: r.ReturnCode, ExecutionTimeMs: time.Since(start).Milliseconds(),
+		TimedOut: r.TimedOut, Truncated: r.Truncated, Notice: r.Notice}
 	switch {
 	case r.Error != nil && *r.Error != "":
 		res.Error = r.Error

@@ -319,6 +319,7 @@ type PythonResult struct {
 	TimedOut        bool            `json:"timed_out,omitempty"`
 	KernelRestarted bool            `json:"kernel_restarted,omitempty"`
 	Notice          *string         `json:"notice,omitempty"`
+	Truncated       bool            `json:"truncated,omitempty"`
 }
 
 // Text returns output.text.
@@ -349,6 +350,9 @@ type ShellResult struct {
 	Pid        *int    `json:"pid"`
 	ProcessID  *string `json:"process_id"`
 	Error      *string `json:"error"`
+	TimedOut   bool    `json:"timed_out,omitempty"`
+	Truncated  bool    `json:"truncated,omitempty"`
+	Notice     *string `json:"notice,omitempty"`
 }
 
 // Shell runs a command.
