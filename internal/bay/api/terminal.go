@@ -32,6 +32,9 @@ func (a *API) terminal(w http.ResponseWriter, r *http.Request, owner string) {
 	hdr := http.Header{"Authorization": {"Bearer " + t.Token}, "X-Request-Id": {w.Header().Get("X-Request-Id")}}
 	upstream, _, err := websocket.Dial(r.Context(), url, &websocket.DialOptions{HTTPHeader: hdr, HTTPClient: a.Runtime.HTTP()})
 	if err != nil {
+		if r.Context().Err() == nil { // the runtime failed, not the client
+			err = errs.New(errs.ShipError, "Could not open the sandbox's terminal; retry").Wrap(err)
+		}
 		a.fail(w, r, err)
 		return
 	}
