@@ -172,10 +172,7 @@ func buildBay(t *testing.T) string {
 		return abs
 	}
 	out := filepath.Join(t.TempDir(), "bay")
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		goBin = "go"
-	}
+	goBin := "go"
 	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "./cmd/bay")
 	cmd.Dir = ".."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

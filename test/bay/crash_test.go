@@ -178,13 +178,12 @@ func TestCrashAnywhereThenReconcile(t *testing.T) {
 			}
 		}
 	}
-	// And every surviving sandbox still works.
-	for _, it := range list["items"].([]any) {
-		id := it.(map[string]any)["id"].(string)
+	// And a surviving sandbox still works.
+	if items := list["items"].([]any); len(items) > 0 {
+		id := items[0].(map[string]any)["id"].(string)
 		if r, err := doQuiet(p.b, "POST", "/v1/sandboxes/"+id+"/python/exec", `{"code":"40+2"}`, owner); err != nil || r["output"] != "42" {
 			t.Errorf("sandbox %s broken after crash: %v %v", id, r, err)
 		}
-		break
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
@@ -206,12 +207,12 @@ func waitHealthy(ctx context.Context, endpoint string, timeout time.Duration) er
 func (c *Container) Remove(ctx context.Context) error {
 	var errs []string
 	if c.ID != "" {
-		if err := c.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !client.IsErrNotFound(err) {
+		if err := c.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, err.Error())
 		}
 	}
 	if c.Volume != "" {
-		if err := c.cli.VolumeRemove(ctx, c.Volume, true); err != nil && !client.IsErrNotFound(err) {
+		if err := c.cli.VolumeRemove(ctx, c.Volume, true); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -304,7 +305,7 @@ func Sweep(ctx context.Context) error {
 	}
 	var errs []string
 	for _, ct := range list {
-		if err := cli.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !client.IsErrNotFound(err) {
+		if err := cli.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -313,7 +314,7 @@ func Sweep(ctx context.Context) error {
 		return fmt.Errorf("list volumes: %w", err)
 	}
 	for _, v := range vols.Volumes {
-		if err := cli.VolumeRemove(ctx, v.Name, true); err != nil && !client.IsErrNotFound(err) {
+		if err := cli.VolumeRemove(ctx, v.Name, true); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, err.Error())
 		}
 	}

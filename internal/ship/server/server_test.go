@@ -33,7 +33,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeKernel struct {
 	mu     sync.Mutex
 	status string
-	vars   map[string]string
 }
 
 func (k *fakeKernel) Start(context.Context) error {

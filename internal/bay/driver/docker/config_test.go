@@ -242,10 +242,10 @@ func TestAutoPrefersReachableBridgeIP(t *testing.T) {
 		ContainerJSONBase: &container.ContainerJSONBase{HostConfig: &container.HostConfig{NetworkMode: "bridge"}},
 		Config:            &container.Config{Labels: map[string]string{driver.LabelRuntimePort: "8123"}},
 		NetworkSettings: &container.NetworkSettings{
-			Networks:            map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.2"}},
-			NetworkSettingsBase: container.NetworkSettingsBase{Ports: nat.PortMap{"8123/tcp": {{HostIP: "127.0.0.1", HostPort: "49153"}}}},
+			Networks: map[string]*network.EndpointSettings{"bridge": {IPAddress: "172.17.0.2"}},
 		},
 	}
+	info.NetworkSettings.Ports = nat.PortMap{"8123/tcp": {{HostIP: "127.0.0.1", HostPort: "49153"}}}
 	for i := 0; i < 3; i++ {
 		if got, _ := d.endpoint(info); got != "http://172.17.0.2:8123" {
 			t.Fatalf("endpoint %q, want the bridge IP", got)
