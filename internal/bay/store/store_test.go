@@ -37,10 +37,12 @@ func TestMigrations(t *testing.T) {
 			return
 		}
 		n, v := applied()
-		if n != 1 || v != 1 {
-			t.Fatalf("fresh database: %d applied migrations up to version %d, want 1 up to 1", n, v)
+		const last = 2 // the number of the newest file in migrations/
+		if n != last || v != last {
+			t.Fatalf("fresh database: %d applied migrations up to version %d, want %d up to %d", n, v, last, last)
 		}
-		for _, table := range []string{"sandboxes", "sessions", "cargos", "executions", "idempotency_keys", "api_keys", "leases"} {
+		for _, table := range []string{"sandboxes", "sessions", "cargos", "executions", "idempotency_keys", "api_keys", "leases",
+			"skill_blobs", "skill_candidates", "skill_evaluations", "skill_releases"} {
 			var c int
 			must(t, "table "+table, db.QueryRowContext(e.ctx, `SELECT COUNT(*) FROM `+table).Scan(&c))
 		}
@@ -55,8 +57,8 @@ func TestMigrations(t *testing.T) {
 			mustEqual(t, "sandbox after reopen", got, sb)
 			must(t, "close", s2.Close())
 		}
-		if n, v := applied(); n != 1 || v != 1 {
-			t.Fatalf("after reopening: %d applied migrations up to version %d, want 1 up to 1", n, v)
+		if n, v := applied(); n != last || v != last {
+			t.Fatalf("after reopening: %d applied migrations up to version %d, want %d up to %d", n, v, last, last)
 		}
 		if e.s.Dialect() != e.dialect {
 			t.Fatalf("Dialect() = %q, want %q", e.s.Dialect(), e.dialect)
