@@ -1,0 +1,572 @@
+// Package shipyard is a small typed Go client of Bay's REST API (/v1).
+//
+// It covers what an agent needs: sandboxes, python and shell execution,
+// files, execution history, skills and profiles. Errors from Bay come back as
+// *APIError with Bay's code, message and details.
+package shipyard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// maxErrorBody bounds how much of an error response is read.
+const maxErrorBody = 64 << 10
+
+// Client calls one Bay. It is safe for concurrent use.
+type Client struct {
+	base  *url.URL
+	token string
+	hc    *http.Client
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client (its transport and timeout). The
+// default is http.DefaultClient.
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// New returns a client of the Bay at endpoint (e.g. http://127.0.0.1:8114).
+// token is sent as "Authorization: Bearer <token>"; when empty no
+// Authorization header is sent (anonymous Bay, or a transport that adds it).
+func New(endpoint, token string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(endpoint, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("shipyard: endpoint: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("shipyard: endpoint %q: want http(s)://host[:port]", endpoint)
+	}
+	c := &Client{base: u, token: token, hc: http.DefaultClient}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// APIError is an error answer of Bay.
+type APIError struct {
+	Status    int            // HTTP status
+	Code      string         // Bay's error code ("" for non-Bay bodies such as 404 {"detail":"Not Found"})
+	Message   string         // Bay's message, or FastAPI's detail
+	RequestID string         // X-Request-Id
+	Details   map[string]any // Bay's details, if any
+}
+
+func (e *APIError) Error() string {
+	code := e.Code
+	if code == "" {
+		code = "http_" + strconv.Itoa(e.Status)
+	}
+	return fmt.Sprintf("bay: %s: %s", code, e.Message)
+}
+
+// IsStatus reports whether err is an *APIError with the given HTTP status.
+func IsStatus(err error, status int) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == status
+}
+
+func (c *Client) url(path string, q url.Values) string {
+	// path is already escaped (see sandboxPath), so it is appended as text.
+	s := c.base.String() + path
+	if len(q) > 0 {
+		s += "?" + q.Encode()
+	}
+	return s
+}
+
+// send performs one request and returns the response when its status is 2xx.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, body io.Reader, contentType string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), body)
+	if err != nil {
+		return nil, fmt.Errorf("shipyard: %s %s: %w", method, path, err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("shipyard: %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, decodeError(resp)
+}
+
+func decodeError(resp *http.Response) error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	ae := &APIError{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
+	var body struct {
+		Error *struct {
+			Code    string         `json:"code"`
+			Message string         `json:"message"`
+			Details map[string]any `json:"details"`
+		} `json:"error"`
+		Detail json.RawMessage `json:"detail"`
+	}
+	switch {
+	case json.Unmarshal(raw, &body) != nil:
+		ae.Message = fmt.Sprintf("HTTP %d returned non-JSON error response: %.200s", resp.StatusCode, raw)
+	case body.Error != nil:
+		ae.Code, ae.Message, ae.Details = body.Error.Code, body.Error.Message, body.Error.Details
+	case len(body.Detail) > 0:
+		var s string
+		if json.Unmarshal(body.Detail, &s) == nil {
+			ae.Message = s
+		} else {
+			ae.Message = string(body.Detail) // FastAPI's validation list
+		}
+		if resp.StatusCode == http.StatusUnprocessableEntity {
+			ae.Code = "validation_error"
+		}
+	default:
+		ae.Message = http.StatusText(resp.StatusCode)
+	}
+	return ae
+}
+
+// do sends in (JSON, unless nil) and decodes the answer into out (unless nil).
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	var body io.Reader
+	ct := ""
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("shipyard: encode %s %s: %w", method, path, err)
+		}
+		body, ct = bytes.NewReader(b), "application/json"
+	}
+	resp, err := c.send(ctx, method, path, q, body, ct)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("shipyard: decode %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func sandboxPath(id, rest string) string { return "/v1/sandboxes/" + url.PathEscape(id) + rest }
+
+// ---- sandboxes and profiles ----
+
+// Container is one container of a sandbox's running session.
+type Container struct {
+	Name         string   `json:"name"`
+	RuntimeType  string   `json:"runtime_type"`
+	Status       string   `json:"status"`
+	Version      *string  `json:"version"`
+	Capabilities []string `json:"capabilities"`
+	Healthy      *bool    `json:"healthy"`
+}
+
+// Sandbox is Bay's sandbox resource.
+type Sandbox struct {
+	ID            string      `json:"id"`
+	Status        string      `json:"status"`
+	Profile       string      `json:"profile"`
+	CargoID       string      `json:"cargo_id"`
+	Capabilities  []string    `json:"capabilities"`
+	CreatedAt     string      `json:"created_at"`
+	ExpiresAt     *string     `json:"expires_at"`
+	IdleExpiresAt *string     `json:"idle_expires_at"`
+	Containers    []Container `json:"containers"`
+}
+
+// CreateSandboxRequest is the body of POST /v1/sandboxes.
+type CreateSandboxRequest struct {
+	Profile string  `json:"profile,omitempty"`
+	CargoID *string `json:"cargo_id,omitempty"`
+	TTL     *int    `json:"ttl,omitempty"` // seconds; 0 = no expiry
+}
+
+// CreateSandbox creates a sandbox.
+func (c *Client) CreateSandbox(ctx context.Context, r CreateSandboxRequest) (*Sandbox, error) {
+	var s Sandbox
+	return &s, c.do(ctx, http.MethodPost, "/v1/sandboxes", nil, r, &s)
+}
+
+// GetSandbox returns one sandbox.
+func (c *Client) GetSandbox(ctx context.Context, id string) (*Sandbox, error) {
+	var s Sandbox
+	return &s, c.do(ctx, http.MethodGet, sandboxPath(id, ""), nil, nil, &s)
+}
+
+// DeleteSandbox deletes a sandbox and its managed cargo.
+func (c *Client) DeleteSandbox(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, sandboxPath(id, ""), nil, nil, nil)
+}
+
+// ProfileContainer is one container of a profile (detail=true).
+type ProfileContainer struct {
+	Name         string   `json:"name"`
+	RuntimeType  string   `json:"runtime_type"`
+	Capabilities []string `json:"capabilities"`
+}
+
+// Profile is a runtime profile.
+type Profile struct {
+	ID           string             `json:"id"`
+	Image        string             `json:"image"`
+	Capabilities []string           `json:"capabilities"`
+	IdleTimeout  int                `json:"idle_timeout"`
+	Description  *string            `json:"description"`
+	Containers   []ProfileContainer `json:"containers"`
+}
+
+// ListProfiles lists the profiles (with descriptions and containers when detail).
+func (c *Client) ListProfiles(ctx context.Context, detail bool) ([]Profile, error) {
+	var q url.Values
+	if detail {
+		q = url.Values{"detail": {"true"}}
+	}
+	var out struct {
+		Items []Profile `json:"items"`
+	}
+	return out.Items, c.do(ctx, http.MethodGet, "/v1/profiles", q, nil, &out)
+}
+
+// ---- execution ----
+
+// PythonExecRequest is the body of POST …/python/exec.
+type PythonExecRequest struct {
+	Code        string  `json:"code"`
+	Timeout     int     `json:"timeout,omitempty"` // seconds, 1..300 (Bay's default 30)
+	IncludeCode bool    `json:"include_code,omitempty"`
+	Description *string `json:"description,omitempty"`
+	Tags        *string `json:"tags,omitempty"`
+}
+
+// PythonOutput is Ship's rich output: text and images ({"image/png": base64}).
+type PythonOutput struct {
+	Text   string              `json:"text"`
+	Images []map[string]string `json:"images"`
+}
+
+// PythonResult is the answer of python/exec.
+type PythonResult struct {
+	Success bool    `json:"success"`
+	Output  string  `json:"output"`
+	Error   *string `json:"error"`
+	Data    *struct {
+		ExecutionCount *int         `json:"execution_count"`
+		Output         PythonOutput `json:"output"`
+	} `json:"data"`
+	ExecutionID     string  `json:"execution_id"`
+	ExecutionTimeMs int64   `json:"execution_time_ms"`
+	Code            *string `json:"code"`
+	TimedOut        bool    `json:"timed_out"`
+	KernelRestarted bool    `json:"kernel_restarted"`
+	Notice          *string `json:"notice"`
+	Truncated       bool    `json:"truncated"`
+}
+
+// ExecPython runs code in the sandbox's kernel (state persists across calls).
+func (c *Client) ExecPython(ctx context.Context, id string, r PythonExecRequest) (*PythonResult, error) {
+	var out PythonResult
+	return &out, c.do(ctx, http.MethodPost, sandboxPath(id, "/python/exec"), nil, r, &out)
+}
+
+// ShellExecRequest is the body of POST …/shell/exec.
+type ShellExecRequest struct {
+	Command     string  `json:"command"`
+	Timeout     int     `json:"timeout,omitempty"`
+	Cwd         *string `json:"cwd,omitempty"`
+	IncludeCode bool    `json:"include_code,omitempty"`
+	Description *string `json:"description,omitempty"`
+	Tags        *string `json:"tags,omitempty"`
+}
+
+// ShellResult is the answer of shell/exec.
+type ShellResult struct {
+	Success         bool    `json:"success"`
+	Output          string  `json:"output"`
+	Error           *string `json:"error"`
+	ExitCode        *int    `json:"exit_code"`
+	ExecutionID     string  `json:"execution_id"`
+	ExecutionTimeMs int64   `json:"execution_time_ms"`
+	Command         *string `json:"command"`
+	TimedOut        bool    `json:"timed_out"`
+	Truncated       bool    `json:"truncated"`
+	Notice          *string `json:"notice"`
+}
+
+// ExecShell runs a shell command.
+func (c *Client) ExecShell(ctx context.Context, id string, r ShellExecRequest) (*ShellResult, error) {
+	var out ShellResult
+	return &out, c.do(ctx, http.MethodPost, sandboxPath(id, "/shell/exec"), nil, r, &out)
+}
+
+// BrowserExecRequest is the body of POST …/browser/exec.
+type BrowserExecRequest struct {
+	Cmd          string  `json:"cmd"`
+	Timeout      int     `json:"timeout,omitempty"`
+	Description  *string `json:"description,omitempty"`
+	Tags         *string `json:"tags,omitempty"`
+	Learn        bool    `json:"learn,omitempty"`
+	IncludeTrace bool    `json:"include_trace,omitempty"`
+}
+
+// BrowserResult is the answer of browser/exec.
+type BrowserResult struct {
+	Success         bool    `json:"success"`
+	Output          string  `json:"output"`
+	Error           *string `json:"error"`
+	ExitCode        *int    `json:"exit_code"`
+	ExecutionID     string  `json:"execution_id"`
+	ExecutionTimeMs *int64  `json:"execution_time_ms"`
+	TraceRef        *string `json:"trace_ref"`
+}
+
+// ExecBrowser runs one browser command.
+func (c *Client) ExecBrowser(ctx context.Context, id string, r BrowserExecRequest) (*BrowserResult, error) {
+	var out BrowserResult
+	return &out, c.do(ctx, http.MethodPost, sandboxPath(id, "/browser/exec"), nil, r, &out)
+}
+
+// BrowserBatchRequest is the body of POST …/browser/exec_batch.
+type BrowserBatchRequest struct {
+	Commands     []string `json:"commands"`
+	Timeout      int      `json:"timeout,omitempty"`
+	StopOnError  bool     `json:"stop_on_error"`
+	Description  *string  `json:"description,omitempty"`
+	Tags         *string  `json:"tags,omitempty"`
+	Learn        bool     `json:"learn,omitempty"`
+	IncludeTrace bool     `json:"include_trace,omitempty"`
+}
+
+// BrowserStep is one step of a batch.
+type BrowserStep struct {
+	Cmd        string `json:"cmd"`
+	Stdout     string `json:"stdout"`
+	Stderr     string `json:"stderr"`
+	ExitCode   int    `json:"exit_code"`
+	StepIndex  int    `json:"step_index"`
+	DurationMs int64  `json:"duration_ms"`
+}
+
+// BrowserBatchResult is the answer of browser/exec_batch.
+type BrowserBatchResult struct {
+	Results         []BrowserStep `json:"results"`
+	TotalSteps      int           `json:"total_steps"`
+	CompletedSteps  int           `json:"completed_steps"`
+	Success         bool          `json:"success"`
+	DurationMs      int64         `json:"duration_ms"`
+	ExecutionID     string        `json:"execution_id"`
+	ExecutionTimeMs *int64        `json:"execution_time_ms"`
+	TraceRef        *string       `json:"trace_ref"`
+}
+
+// ExecBrowserBatch runs browser commands in order.
+func (c *Client) ExecBrowserBatch(ctx context.Context, id string, r BrowserBatchRequest) (*BrowserBatchResult, error) {
+	var out BrowserBatchResult
+	return &out, c.do(ctx, http.MethodPost, sandboxPath(id, "/browser/exec_batch"), nil, r, &out)
+}
+
+// ---- files ----
+
+// FileEntry is one entry of a directory listing.
+type FileEntry struct {
+	Name         string   `json:"name"`
+	Path         string   `json:"path"`
+	IsFile       bool     `json:"is_file"`
+	IsDir        bool     `json:"is_dir"`
+	Size         *int64   `json:"size"`
+	ModifiedTime *float64 `json:"modified_time"`
+}
+
+// ReadFile returns a text file's content (path relative to /workspace).
+func (c *Client) ReadFile(ctx context.Context, id, path string) (string, error) {
+	var out struct {
+		Content string `json:"content"`
+	}
+	return out.Content, c.do(ctx, http.MethodGet, sandboxPath(id, "/filesystem/files"), url.Values{"path": {path}}, nil, &out)
+}
+
+// WriteFile writes a text file, creating parent directories.
+func (c *Client) WriteFile(ctx context.Context, id, path, content string) error {
+	body := map[string]string{"path": path, "content": content}
+	return c.do(ctx, http.MethodPut, sandboxPath(id, "/filesystem/files"), nil, body, nil)
+}
+
+// DeleteFile deletes a file or directory (recursively).
+func (c *Client) DeleteFile(ctx context.Context, id, path string) error {
+	return c.do(ctx, http.MethodDelete, sandboxPath(id, "/filesystem/files"), url.Values{"path": {path}}, nil, nil)
+}
+
+// ListDir lists a directory.
+func (c *Client) ListDir(ctx context.Context, id, path string) ([]FileEntry, error) {
+	var out struct {
+		Entries []FileEntry `json:"entries"`
+	}
+	return out.Entries, c.do(ctx, http.MethodGet, sandboxPath(id, "/filesystem/directories"), url.Values{"path": {path}}, nil, &out)
+}
+
+// UploadResult is the answer of an upload.
+type UploadResult struct {
+	Status string `json:"status"`
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+}
+
+// Upload streams r into the sandbox at path (multipart, as the Python SDK).
+func (c *Client) Upload(ctx context.Context, id, path string, r io.Reader) (*UploadResult, error) {
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		err := func() error {
+			if err := mw.WriteField("path", path); err != nil {
+				return err
+			}
+			part, err := mw.CreateFormFile("file", "upload")
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(part, r); err != nil {
+				return err
+			}
+			return mw.Close()
+		}()
+		pw.CloseWithError(err)
+	}()
+	resp, err := c.send(ctx, http.MethodPost, sandboxPath(id, "/filesystem/upload"), nil, pr, mw.FormDataContentType())
+	pr.Close() // unblocks the writer if the request ended early
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out UploadResult
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("shipyard: decode upload: %w", err)
+	}
+	return &out, nil
+}
+
+// Download streams a file out of the sandbox; the caller closes the reader.
+func (c *Client) Download(ctx context.Context, id, path string) (io.ReadCloser, error) {
+	resp, err := c.send(ctx, http.MethodGet, sandboxPath(id, "/filesystem/download"), url.Values{"path": {path}}, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// ---- history ----
+
+// Execution is one execution history entry.
+type Execution struct {
+	ID              string  `json:"id"`
+	SessionID       string  `json:"session_id"`
+	ExecType        string  `json:"exec_type"`
+	Code            string  `json:"code"`
+	Success         bool    `json:"success"`
+	ExecutionTimeMs int64   `json:"execution_time_ms"`
+	Output          *string `json:"output"`
+	Error           *string `json:"error"`
+	PayloadRef      *string `json:"payload_ref"`
+	Description     *string `json:"description"`
+	Tags            *string `json:"tags"`
+	Notes           *string `json:"notes"`
+	LearnEnabled    bool    `json:"learn_enabled"`
+	LearnStatus     *string `json:"learn_status"`
+	CreatedAt       string  `json:"created_at"`
+}
+
+// HistoryFilter filters GET …/history.
+type HistoryFilter struct {
+	ExecType       string // python, shell, browser, browser_batch; "" for all
+	SuccessOnly    bool
+	Limit          int // 1..500; 0 = Bay's default (100)
+	Offset         int
+	Tags           string
+	HasNotes       bool
+	HasDescription bool
+}
+
+func (f HistoryFilter) query() url.Values {
+	q := url.Values{}
+	if f.ExecType != "" {
+		q.Set("exec_type", f.ExecType)
+	}
+	if f.SuccessOnly {
+		q.Set("success_only", "true")
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	if f.Offset > 0 {
+		q.Set("offset", strconv.Itoa(f.Offset))
+	}
+	if f.Tags != "" {
+		q.Set("tags", f.Tags)
+	}
+	if f.HasNotes {
+		q.Set("has_notes", "true")
+	}
+	if f.HasDescription {
+		q.Set("has_description", "true")
+	}
+	return q
+}
+
+// History is a page of execution history, newest first.
+type History struct {
+	Entries []Execution `json:"entries"`
+	Total   int         `json:"total"`
+}
+
+// ListHistory lists a sandbox's executions.
+func (c *Client) ListHistory(ctx context.Context, id string, f HistoryFilter) (*History, error) {
+	var out History
+	return &out, c.do(ctx, http.MethodGet, sandboxPath(id, "/history"), f.query(), nil, &out)
+}
+
+// GetExecution returns one execution.
+func (c *Client) GetExecution(ctx context.Context, id, execID string) (*Execution, error) {
+	var out Execution
+	return &out, c.do(ctx, http.MethodGet, sandboxPath(id, "/history/"+url.PathEscape(execID)), nil, nil, &out)
+}
+
+// LastExecution returns the newest execution (of execType, when not "").
+func (c *Client) LastExecution(ctx context.Context, id, execType string) (*Execution, error) {
+	var q url.Values
+	if execType != "" {
+		q = url.Values{"exec_type": {execType}}
+	}
+	var out Execution
+	return &out, c.do(ctx, http.MethodGet, sandboxPath(id, "/history/last"), q, nil, &out)
+}
+
+// Annotation updates an execution; nil fields are left as they are.
+type Annotation struct {
+	Description *string `json:"description,omitempty"`
+	Tags        *string `json:"tags,omitempty"`
+	Notes       *string `json:"notes,omitempty"`
+}
+
+// AnnotateExecution updates an execution's description, tags or notes.
+func (c *Client) AnnotateExecution(ctx context.Context, id, execID string, a Annotation) (*Execution, error) {
+	var out Execution
+	return &out, c.do(ctx, http.MethodPatch, sandboxPath(id, "/history/"+url.PathEscape(execID)), nil, a, &out)
+}
