@@ -23,6 +23,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/idempotency"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
+	"github.com/shipyard/shipyard/internal/bay/skills"
 	"github.com/shipyard/shipyard/internal/bay/store"
 	"github.com/shipyard/shipyard/internal/logctx"
 )
@@ -59,6 +60,7 @@ type Deps struct {
 	Sandboxes    *sandbox.Service
 	Capabilities *capability.Service
 	Cargos       *cargo.Service
+	Skills       *skills.Service
 	Idempotency  *idempotency.Guard
 	Runtime      *runtime.Client
 	GC           GC      // optional
@@ -262,6 +264,20 @@ func (a *API) routes() {
 
 	a.handle("POST /v1/admin/gc/run", a.authed(a.gcRun))
 	a.handle("GET /v1/admin/gc/status", a.authed(a.gcStatus))
+	a.mcpRoutes()
+
+	a.handle("POST /v1/skills/payloads", a.authed(a.createSkillPayload))
+	a.handle("GET /v1/skills/payloads/{payload_ref...}", a.authed(a.getSkillPayload))
+	a.handle("POST /v1/skills/candidates", a.authed(a.createSkillCandidate))
+	a.handle("GET /v1/skills/candidates", a.authed(a.listSkillCandidates))
+	a.handle("GET /v1/skills/candidates/{candidate_id}", a.authed(a.getSkillCandidate))
+	a.handle("DELETE /v1/skills/candidates/{candidate_id}", a.authed(a.deleteSkillCandidate))
+	a.handle("POST /v1/skills/candidates/{candidate_id}/evaluate", a.authed(a.evaluateSkillCandidate))
+	a.handle("POST /v1/skills/candidates/{candidate_id}/promote", a.authed(a.promoteSkillCandidate))
+	a.handle("GET /v1/skills/releases", a.authed(a.listSkillReleases))
+	a.handle("DELETE /v1/skills/releases/{release_id}", a.authed(a.deleteSkillRelease))
+	a.handle("GET /v1/skills/releases/{release_id}/health", a.authed(a.skillReleaseHealth))
+	a.handle("POST /v1/skills/releases/{release_id}/rollback", a.authed(a.rollbackSkillRelease))
 
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
 	"github.com/shipyard/shipyard/internal/bay/session"
+	"github.com/shipyard/shipyard/internal/bay/skills"
 	"github.com/shipyard/shipyard/internal/bay/store"
 	"github.com/shipyard/shipyard/internal/bay/warmpool"
 	"github.com/shipyard/shipyard/internal/logctx"
@@ -171,6 +172,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	}
 	a.Handler = api.New(api.Deps{
 		Config: cfg, Store: st, Auth: authn, Sandboxes: a.Sandboxes, Capabilities: a.Caps, Cargos: cargos,
+		Skills:      &skills.Service{Store: st},
 		Idempotency: &idempotency.Guard{Store: st, Enabled: cfg.Idempotency.Enabled, TTL: cfg.Idempotency.TTL()},
 		Runtime:     a.Runtime, Health: healthChecks{st: st, drv: a.Driver}, Log: log, Now: a.Now, Started: a.started,
 		GC: a.GC, Metrics: a.Metrics,
