@@ -7,17 +7,21 @@ GO ?= go
 GOFLAGS_TEST ?= -race -count=1
 BAY_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: all build bay ship image image-data run test lint unit bench clean deps docker
+.PHONY: all build bay ship shipyard-mcp image image-data run test lint unit bench clean deps docker
 
 all: build
 
-build: bay ship
+build: bay ship shipyard-mcp
 
 bay:
 	$(GO) build -trimpath -o bin/bay ./cmd/bay
 
 ship:
 	$(GO) build -trimpath -o bin/ship ./cmd/ship
+
+# The MCP server over stdio, for desktop MCP clients (Bay itself serves /mcp).
+shipyard-mcp:
+	$(GO) build -trimpath -o bin/shipyard-mcp ./cmd/shipyard-mcp
 
 docker:
 	@scripts/ensure-docker.sh
