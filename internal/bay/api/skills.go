@@ -327,6 +327,21 @@ func (a *API) createSkillCandidate(w http.ResponseWriter, r *http.Request, owner
 		a.fail(w, r, err)
 		return
 	}
+	in, err := readCandidate(b)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	c, err := a.Skills.CreateCandidate(r.Context(), owner, in, a.Now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, skillCandidateView(c))
+}
+
+// readCandidate decodes and bounds a create-candidate body.
+func readCandidate(b *body) (skills.NewCandidate, error) {
 	in := skills.NewCandidate{}
 	if k := b.boundedText("skill_key", true, maxSkillKeyChars); k != nil {
 		in.SkillKey = *k
@@ -339,8 +354,7 @@ func (a *API) createSkillCandidate(w http.ResponseWriter, r *http.Request, owner
 	in.Preconditions = b.object("preconditions")
 	in.Postconditions = b.object("postconditions")
 	if err := b.err(); err != nil {
-		a.fail(w, r, err)
-		return
+		return in, err
 	}
 	for _, id := range in.SourceExecutionIDs {
 		if !validID(id) || strings.Contains(id, ",") {
@@ -350,16 +364,10 @@ func (a *API) createSkillCandidate(w http.ResponseWriter, r *http.Request, owner
 			if !validID(id) {
 				shown = strconv.Quote(id)
 			}
-			a.fail(w, r, errs.Newf(errs.Validation, "Execution ID not found or not owned: %s", shown))
-			return
+			return in, errs.Newf(errs.Validation, "Execution ID not found or not owned: %s", shown)
 		}
 	}
-	c, err := a.Skills.CreateCandidate(r.Context(), owner, in, a.Now())
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, skillCandidateView(c))
+	return in, nil
 }
 
 func (a *API) listSkillCandidates(w http.ResponseWriter, r *http.Request, owner string) {
