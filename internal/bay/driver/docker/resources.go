@@ -197,8 +197,13 @@ func (d *Driver) ensureBayNetwork(ctx context.Context, name string, internal boo
 // are in place. An error here must stop Bay: without it, code in a sandbox
 // could reach Bay's API.
 func (d *Driver) Prepare(ctx context.Context) error {
+	// The network is also made on demand before each first instance, so an
+	// engine that is down now (Bay starts first at boot) only delays it.
 	if err := d.ensureBayNetwork(ctx, d.cfg.SandboxNetwork, false); err != nil {
-		return err
+		if d.Ping(ctx) == nil {
+			return err
+		}
+		d.log.WarnContext(ctx, "docker engine unreachable; the sandbox network is created once it answers", "err", err)
 	}
 	if !*d.cfg.IsolateHost {
 		d.log.WarnContext(ctx, "driver.docker.isolate_host is off: code in a sandbox can open connections to this host (Bay's API too unless it listens on loopback only)")
@@ -210,6 +215,7 @@ func (d *Driver) Prepare(ctx context.Context) error {
 		switch {
 		case cerrdefs.IsNotFound(err):
 		case err != nil:
+			// Its bridge cannot be named, so it cannot be covered: refuse.
 			return wrap("inspect network", d.cfg.Network, err)
 		case n.Driver == "bridge":
 			iface := n.Options[bridgeNameOption]
