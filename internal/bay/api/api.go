@@ -86,11 +86,6 @@ func New(d Deps) http.Handler {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	if d.Auth != nil && d.Config != nil {
-		// The anonymous policy comes from the same config the API serves.
-		d.Auth = d.Auth.WithPolicy(auth.Policy{AllowAnonymous: d.Config.Security.AllowAnonymous,
-			AllowAnonymousRemote: d.Config.Security.AllowAnonymousRemote})
-	}
 	a := &API{Deps: d, log: d.Log, mux: http.NewServeMux()}
 	a.routes()
 	return a

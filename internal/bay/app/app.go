@@ -165,7 +165,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		log.Info("API keys are in the database; the first generated one is in credentials_file",
 			"credentials_file", filepath.Join(cfg.DataDir, "credentials.json"))
 	}
-	authn, err := auth.New(ctx, st, cfg.Security.AllowAnonymous)
+	authn, err := auth.New(ctx, st, auth.Policy{AllowAnonymous: cfg.Security.AllowAnonymous,
+		AllowAnonymousRemote: cfg.Security.AllowAnonymousRemote})
 	if err != nil {
 		a.Close()
 		return nil, err

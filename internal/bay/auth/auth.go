@@ -80,19 +80,13 @@ type Authenticator struct {
 	policy Policy
 }
 
-// New loads the active keys. Anonymous requests, when allowed, are accepted
-// from loopback peers only; see WithPolicy.
-func New(ctx context.Context, st *store.Store, allowAnonymous bool) (*Authenticator, error) {
+// New loads the active keys and applies p to requests without one.
+func New(ctx context.Context, st *store.Store, p Policy) (*Authenticator, error) {
 	keys, err := st.ActiveAPIKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &Authenticator{keys: keys, policy: Policy{AllowAnonymous: allowAnonymous}}, nil
-}
-
-// WithPolicy returns a copy of a that applies p (the keys are shared, read-only).
-func (a *Authenticator) WithPolicy(p Policy) *Authenticator {
-	return &Authenticator{keys: a.keys, policy: p}
+	return &Authenticator{keys: keys, policy: p}, nil
 }
 
 // maxKeyLen bounds what is hashed; generated keys are 71 bytes.

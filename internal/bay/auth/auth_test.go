@@ -81,14 +81,6 @@ func TestOwner(t *testing.T) {
 	}
 }
 
-func TestWithPolicy(t *testing.T) {
-	a := &Authenticator{keys: map[string]string{Hash("k"): "o"}}
-	b := a.WithPolicy(Policy{AllowAnonymous: true})
-	if a.policy.AllowAnonymous || !b.policy.AllowAnonymous || b.keys == nil {
-		t.Fatalf("a %+v b %+v", a.policy, b.policy)
-	}
-}
-
 // FuzzParseAuthorization: an accepted header is one Bearer credential whose
 // key is printable ASCII without spaces, never longer than maxKeyLen.
 func FuzzParseAuthorization(f *testing.F) {
