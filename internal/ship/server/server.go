@@ -140,6 +140,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /health", s.handleHealth)
 	m.HandleFunc("GET /stat", s.handleStat)
 	m.HandleFunc("GET /meta", s.handleMeta)
+	m.HandleFunc("GET /ports", s.handlePorts)
 	m.Handle("GET /metrics", s.opt.Metrics.Handler())
 
 	m.HandleFunc("POST /fs/create_file", s.handleCreate)
