@@ -29,6 +29,8 @@ type Config struct {
 	// Ours.
 	Log     LogConfig     `yaml:"log"`
 	Session SessionConfig `yaml:"session"`
+	// Preview is port preview through Bay (signed URL tokens, proxy bounds).
+	Preview PreviewConfig `yaml:"preview"`
 	// RuntimePort (ours, default 8123) is the port a runtime listens on inside
 	// its container when a profile or container does not say.
 	RuntimePort int `yaml:"runtime_port"`
@@ -384,6 +386,9 @@ func (c *Config) Redacted() Config {
 	if r.Security.APIKey != "" {
 		r.Security.APIKey = "REDACTED"
 	}
+	if r.Preview.Key != "" {
+		r.Preview.Key = "REDACTED"
+	}
 	r.Database.URL = redactURL(r.Database.URL)
 	r.Database.DSN = redactURL(r.Database.DSN)
 	r.Proxy.HTTPProxy = redactURL(r.Proxy.HTTPProxy)
@@ -502,6 +507,7 @@ func defaults() *Config {
 			StopTimeoutSeconds:        10,
 		},
 		RuntimePort: 8123,
+		Preview:     defaultPreview(),
 		DataDir:     ".",
 	}
 }
