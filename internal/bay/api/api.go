@@ -21,6 +21,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/config"
 	"github.com/shipyard/shipyard/internal/bay/errs"
 	"github.com/shipyard/shipyard/internal/bay/idempotency"
+	"github.com/shipyard/shipyard/internal/bay/preview"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
 	"github.com/shipyard/shipyard/internal/bay/skills"
@@ -63,9 +64,10 @@ type Deps struct {
 	Skills       *skills.Service
 	Idempotency  *idempotency.Guard
 	Runtime      *runtime.Client
-	GC           GC      // optional
-	Health       Health  // optional
-	Metrics      Metrics // optional
+	Preview      *preview.Service // nil: port preview tokens and proxying are off
+	GC           GC               // optional
+	Health       Health           // optional
+	Metrics      Metrics          // optional
 	Log          *slog.Logger
 	Now          func() time.Time
 	Started      time.Time
@@ -260,6 +262,7 @@ func (a *API) routes() {
 	a.handle("POST /v1/admin/gc/run", a.authed(a.gcRun))
 	a.handle("GET /v1/admin/gc/status", a.authed(a.gcStatus))
 	a.mcpRoutes()
+	a.portRoutes()
 
 	a.handle("POST /v1/skills/payloads", a.authed(a.createSkillPayload))
 	a.handle("GET /v1/skills/payloads/{payload_ref...}", a.authed(a.getSkillPayload))

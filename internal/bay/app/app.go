@@ -27,6 +27,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/keylock"
 	"github.com/shipyard/shipyard/internal/bay/metrics"
 	"github.com/shipyard/shipyard/internal/bay/model"
+	"github.com/shipyard/shipyard/internal/bay/preview"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
 	"github.com/shipyard/shipyard/internal/bay/session"
@@ -171,8 +172,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		a.Close()
 		return nil, err
 	}
+	previewKey, err := preview.KeyFor(ctx, st, cfg.Preview.Key, a.Now())
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	pp := preview.NewProxy(cfg.Preview.ConnectTimeout(), log)
+	a.closers = append(a.closers, func() error { pp.Close(); return nil })
 	a.Handler = api.New(api.Deps{
 		Config: cfg, Store: st, Auth: authn, Sandboxes: a.Sandboxes, Capabilities: a.Caps, Cargos: cargos,
+		Preview: preview.NewService(st, previewKey, pp, cfg.Preview.DefaultTokenTTL(), cfg.Preview.MaxTokenTTL(),
+			cfg.Preview.MaxRequestBytes),
 		Skills:      &skills.Service{Store: st},
 		Idempotency: &idempotency.Guard{Store: st, Enabled: cfg.Idempotency.Enabled, TTL: cfg.Idempotency.TTL()},
 		Runtime:     a.Runtime, Health: healthChecks{st: st, drv: a.Driver}, Log: log, Now: a.Now, Started: a.started,
