@@ -43,7 +43,7 @@ const (
 	maxIDLen    = 128
 )
 
-var b64 = base64.RawURLEncoding
+var b64 = base64.RawURLEncoding.Strict() // one spelling per token: no stray bits
 
 // Signer signs and verifies tokens with one key.
 type Signer struct {
@@ -80,6 +80,11 @@ func Parse(tok string) (Claims, []byte, error) {
 	rest, ok := strings.CutPrefix(tok, tokenPrefix)
 	if !ok {
 		return c, nil, ErrMalformed
+	}
+	for i := 0; i < len(rest); i++ { // base64url and the one separator (the decoder skips newlines)
+		if b := rest[i]; !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.') {
+			return c, nil, ErrMalformed
+		}
 	}
 	p64, m64, ok := strings.Cut(rest, ".")
 	if !ok {
