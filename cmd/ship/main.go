@@ -255,26 +255,21 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	log.Info("ship listening", "addr", ln.Addr().String(), "workspace", root.Dir(), "auth", cfg.Token != "",
 		"uid", os.Geteuid(), "drop_to_uid", cred != nil, "reclaim", reclaim != nil)
 
-	// Warm the kernel before /health says 200; retry a failed start.
+	// Ship is ready now: /health answers 200 and shell, files and terminal
+	// work. The kernel starts meanwhile; python calls wait for it within
+	// their timeout, and a failed start is reported by them (and /health)
+	// and retried by the next python call.
+	started := kern.StartBackground()
+	log.Info("ready; kernel starting", "startup_ms", time.Since(start).Milliseconds())
 	warm := make(chan struct{})
 	go func() {
 		defer close(warm)
-		for attempt := 1; ; attempt++ {
-			err := kern.Start(ctx)
-			if err == nil {
-				srv.SetReady()
-				log.Info("kernel warm; ready", "startup_ms", time.Since(start).Milliseconds(), "kernel_pid", kern.Pid())
-				return
+		select {
+		case <-started:
+			if st := kern.State(); st.State == kernel.StateReady {
+				log.Info("kernel warm", "startup_ms", time.Since(start).Milliseconds(), "kernel_pid", kern.Pid())
 			}
-			if ctx.Err() != nil {
-				return
-			}
-			log.Error("kernel start failed", "attempt", attempt, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
-			}
+		case <-ctx.Done():
 		}
 	}()
 
@@ -294,7 +289,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Warn("background processes shutdown", "err", err)
 	}
 	<-warm
-	if err := kern.Shutdown(sctx); err != nil {
+	if err := kern.Shutdown(sctx); err != nil && !errors.Is(err, kernel.ErrNotStarted) {
 		log.Warn("kernel shutdown", "err", err)
 	}
 	log.Info("stopped")

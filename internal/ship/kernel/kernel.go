@@ -11,12 +11,18 @@
 //	err = m.Shutdown(ctx)                  // stops the kernel process; Status → "not_started"
 //	err = m.Close()                        // Shutdown + release sockets
 //
-// Additions: m.Pid(); Result.Notice; Config.DefaultTimeout, InterruptGrace,
+// Additions: m.Pid(); Result.Notice; m.StartBackground() and m.State()
+// (start-up without blocking: "starting" | "ready" | "failed" with the reason |
+// "not_started" | "dead"), ErrStartFailed; Config.DefaultTimeout, InterruptGrace,
 // HeartbeatTimeout, RuntimeDir, Logger; DefaultInitCode, EnvInitCode;
 // ErrBusy, ErrClosed, ErrNotStarted; Status* constants.
 //
 // Execute runs one cell at a time (others queue up to Config.QueueTimeout);
-// Start is optional, Execute starts the kernel on demand. Kernel trouble is
+// Start is optional, Execute starts the kernel on demand. While the kernel is
+// starting (StartBackground at boot, or on demand) Execute waits for it within
+// Request.Timeout, which bounds the wait and the cell together; a timeout
+// during the start gives TimedOut (the code did not run), a failed start an
+// error wrapping ErrStartFailed, and the next Execute starts it again. Kernel trouble is
 // reported in the Result, not as an error: a timed-out cell is interrupted
 // (SIGINT to the kernel's process group) and gives TimedOut with the output
 // so far; a kernel that died during the cell gives Success=false and an Error

@@ -27,6 +27,10 @@ type Manager struct {
 	p      *proc // current kernel; nil when not started
 	closed bool
 	bg     sync.WaitGroup // starts and background interrupt cleanups
+
+	starting  *startAttempt // background start in progress (startup.go)
+	launching bool          // a kernel process is being started (any start)
+	startErr  error         // why the last start failed; nil after a success
 }
 
 // NewManager returns a Manager for cfg with defaults filled in. It does not
@@ -242,15 +246,22 @@ func (m *Manager) ensure(ctx context.Context) (p *proc, notice string, err error
 // launch starts a kernel process and runs the init code in it. When the
 // process cannot be started for lack of process slots, it reclaims slots
 // (Config.Reclaim) and retries once; note then says so.
-func (m *Manager) launch(ctx context.Context) (_ *proc, note string, _ error) {
+func (m *Manager) launch(ctx context.Context) (_ *proc, note string, err error) {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return nil, "", ErrClosed
 	}
 	m.bg.Add(1)
+	m.launching = true
 	m.mu.Unlock()
 	defer m.bg.Done()
+	defer func() {
+		m.mu.Lock()
+		m.launching = false
+		m.startErr = err
+		m.mu.Unlock()
+	}()
 
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.StartTimeout)
 	defer cancel()
@@ -303,7 +314,29 @@ func (m *Manager) runInit(ctx context.Context, p *proc) error {
 
 // Execute runs one cell. See the package documentation for how failures are
 // reported.
+//
+// When there is no kernel yet (or it is still starting), Execute waits for
+// the start within req.Timeout, which then bounds the wait and the cell
+// together: if it passes while the kernel is starting, the result is
+// TimedOut and the code did not run; if the start fails, the error wraps
+// ErrStartFailed and the next Execute starts the kernel again.
 func (m *Manager) Execute(ctx context.Context, req Request) (Result, error) {
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = m.cfg.DefaultTimeout
+	}
+	remaining := timeout
+	if a := m.pendingStart(); a != nil {
+		waited, res, err, ok := m.awaitStart(ctx, a, timeout)
+		if !ok {
+			return res, err
+		}
+		if remaining -= waited; remaining <= 0 { // the start took it all
+			return Result{TimedOut: true, Error: fmt.Sprintf(
+				"Code execution timed out after %s seconds: the Python kernel took that long to start, so the code did not run; try again.",
+				seconds(timeout))}, nil
+		}
+	}
 	if err := m.acquire(ctx, m.cfg.QueueTimeout); err != nil {
 		return failed(err), err
 	}
@@ -318,10 +351,6 @@ func (m *Manager) Execute(ctx context.Context, req Request) (Result, error) {
 	if err != nil {
 		return withNotice(failed(err), notice), err
 	}
-	timeout := req.Timeout
-	if timeout <= 0 {
-		timeout = m.cfg.DefaultTimeout
-	}
 	c, err := p.submit(req.Code, req.Silent, m.cfg.MaxOutputBytes, m.cfg.MaxResultBytes)
 	if err != nil {
 		// Most likely the kernel has just died: say so if it did.
@@ -334,7 +363,7 @@ func (m *Manager) Execute(ctx context.Context, req Request) (Result, error) {
 		}
 		return withNotice(failed(err), notice), err
 	}
-	timer := time.NewTimer(timeout)
+	timer := time.NewTimer(remaining)
 	defer timer.Stop()
 
 	var res Result

@@ -12,16 +12,6 @@ import (
 	"github.com/shipyard/shipyard/internal/ship/workspace"
 )
 
-// waitReady blocks until the kernel is warm or the request ends.
-func (s *Server) waitReady(r *http.Request) bool {
-	select {
-	case <-s.ready:
-		return true
-	case <-r.Context().Done():
-		return false
-	}
-}
-
 func (s *Server) handlePython(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Code    string   `json:"code"`
@@ -31,27 +21,12 @@ func (s *Server) handlePython(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req, "code") {
 		return
 	}
-	if !s.waitReady(r) {
-		return
-	}
 	ctx := r.Context()
 	timeout := s.timeout(req.Timeout, s.opt.DefaultTimeout)
 	start := time.Now()
-	if s.opt.Kernel.Status() == kernel.StatusNotStarted {
-		// Shut down through DELETE /ipython/kernel: start again on demand.
-		s.kmu.Lock()
-		var err error
-		if s.opt.Kernel.Status() == kernel.StatusNotStarted {
-			err = s.opt.Kernel.Start(ctx)
-		}
-		s.kmu.Unlock()
-		if err != nil {
-			s.log.ErrorContext(ctx, "kernel start failed", "err", err)
-			writeJSON(w, http.StatusOK, map[string]any{"success": false, "execution_count": nil, "output": map[string]any{},
-				"error": "Execution error: " + err.Error()})
-			return
-		}
-	}
+	// Execute starts the kernel when there is none (at boot it is already
+	// starting; after DELETE /ipython/kernel or a failed start it starts
+	// again) and waits for it within timeout.
 	res, err := s.opt.Kernel.Execute(ctx, kernel.Request{Code: req.Code, Timeout: timeout, Silent: req.Silent})
 	s.opt.Metrics.execDuration.WithLabelValues("python").Observe(time.Since(start).Seconds())
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/shipyard/shipyard/internal/ship/sweep"
 )
@@ -15,25 +16,50 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"message": "Ship API is running"})
 }
 
-// healthBody is /health's answer; the process fields are additive (absent
-// when Options.Pressure is not set).
+// healthBody is /health's answer. Additive fields: the kernel's start-up
+// (kernel.State* values; kernel_error with the reason of a failed start, to
+// callers with the token only: it may quote the kernel's output) and the
+// process fields (absent when Options.Pressure is not set).
 type healthBody struct {
-	Status  string `json:"status"`
-	Version string `json:"version"`
+	Status      string `json:"status"`
+	Version     string `json:"version"`
+	Kernel      string `json:"kernel,omitempty"`
+	KernelError string `json:"kernel_error,omitempty"`
 	*sweep.Stats
 }
 
+// maxHealthError bounds kernel_error (a start error quotes the kernel's output).
+const maxHealthError = 1024
+
+// handleHealth answers 200 once Ship serves: shell, files and terminal work
+// then. The kernel may still be starting, or have failed to start; python
+// calls wait for it or report that, so neither makes Ship unhealthy.
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	body := healthBody{Status: "healthy", Version: Version}
-	status := http.StatusOK
-	if !s.isReady() {
-		body.Status, status = "starting", http.StatusServiceUnavailable
+	if s.opt.Kernel != nil {
+		st := s.opt.Kernel.State()
+		body.Kernel = st.State
+		if st.Error != "" && s.hasToken(r) {
+			body.KernelError = truncateUTF8(st.Error, maxHealthError)
+		}
 	}
 	if s.opt.Pressure != nil {
 		st := s.opt.Pressure()
 		body.Stats = &st
 	}
-	writeJSON(w, status, body)
+	writeJSON(w, http.StatusOK, body)
+}
+
+// truncateUTF8 cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func (s *Server) handleStat(w http.ResponseWriter, r *http.Request) {

@@ -38,6 +38,9 @@ type Kernel interface {
 	Start(ctx context.Context) error
 	Execute(ctx context.Context, req kernel.Request) (kernel.Result, error)
 	Status() string
+	// State reports the kernel's start-up for /health; Execute waits for
+	// a start in progress itself.
+	State() kernel.StartState
 	Restart(ctx context.Context) error
 	Shutdown(ctx context.Context) error
 }
@@ -82,16 +85,17 @@ type Options struct {
 
 // Server is the Ship HTTP API.
 type Server struct {
-	opt     Options
-	log     *slog.Logger
-	mux     *http.ServeMux
-	ready   chan struct{}
-	readyMu sync.Once
-	kmu     sync.Mutex // serializes kernel start/restart/shutdown requests
-	token   [32]byte
+	opt   Options
+	log   *slog.Logger
+	mux   *http.ServeMux
+	kmu   sync.Mutex // serializes kernel start/restart/shutdown requests
+	token [32]byte
 }
 
-// New returns a Server; it answers /health with 503 until SetReady.
+// New returns a Server. It is ready as soon as it serves: /health answers 200
+// and reports the kernel's start-up in its "kernel" field, shell, files and
+// terminal do not wait for the kernel, and python calls wait for its start
+// within their own timeout (kernel.Manager.Execute).
 func New(opt Options) *Server {
 	if opt.MaxBodyBytes <= 0 {
 		opt.MaxBodyBytes = 64 << 20
@@ -114,24 +118,12 @@ func New(opt Options) *Server {
 	if opt.Metrics == nil {
 		opt.Metrics = NewMetrics(opt.Processes.Running)
 	}
-	s := &Server{opt: opt, log: opt.Logger, mux: http.NewServeMux(), ready: make(chan struct{})}
+	s := &Server{opt: opt, log: opt.Logger, mux: http.NewServeMux()}
 	if opt.Token != "" {
 		s.token = sha256.Sum256([]byte(opt.Token))
 	}
 	s.routes()
 	return s
-}
-
-// SetReady marks the kernel warm: /health answers 200 from now on.
-func (s *Server) SetReady() { s.readyMu.Do(func() { close(s.ready) }) }
-
-func (s *Server) isReady() bool {
-	select {
-	case <-s.ready:
-		return true
-	default:
-		return false
-	}
 }
 
 func (s *Server) routes() {
@@ -184,7 +176,12 @@ func newRequestID() string {
 func open(path string) bool { return path == "/health" }
 
 func (s *Server) authorized(r *http.Request) bool {
-	if s.opt.Token == "" || open(r.URL.Path) {
+	return open(r.URL.Path) || s.hasToken(r)
+}
+
+// hasToken reports whether r carries the token (always true without one).
+func (s *Server) hasToken(r *http.Request) bool {
+	if s.opt.Token == "" {
 		return true
 	}
 	h := r.Header.Get("Authorization")

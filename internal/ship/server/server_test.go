@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/goleak"
 
@@ -33,6 +34,25 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type fakeKernel struct {
 	mu     sync.Mutex
 	status string
+	state  kernel.StartState // State's answer; zero: derived from status
+}
+
+func (k *fakeKernel) State() kernel.StartState {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.state.State != "" {
+		return k.state
+	}
+	if k.status == kernel.StatusAlive {
+		return kernel.StartState{State: kernel.StateReady}
+	}
+	return kernel.StartState{State: kernel.StateNotStarted}
+}
+
+func (k *fakeKernel) setState(st kernel.StartState) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.state = st
 }
 
 func (k *fakeKernel) Start(context.Context) error {
@@ -43,6 +63,9 @@ func (k *fakeKernel) Start(context.Context) error {
 }
 
 func (k *fakeKernel) Execute(_ context.Context, req kernel.Request) (kernel.Result, error) {
+	k.mu.Lock()
+	k.status = kernel.StatusAlive // the real one starts a kernel on demand
+	k.mu.Unlock()
 	n := 1
 	switch {
 	case req.Code == "panic":
@@ -168,7 +191,6 @@ func (e *env) post(t *testing.T, path, body string) resp {
 
 func TestAuthAndRouting(t *testing.T) {
 	e := setup(t, nil)
-	e.srv.SetReady()
 	tests := []struct {
 		name, method, path, auth string
 		status                   int
@@ -215,30 +237,80 @@ func TestHealthReportsProcessPressure(t *testing.T) {
 	e := setup(t, func(o *Options) {
 		o.Pressure = func() sweep.Stats { return sweep.Stats{Processes: 12, Zombies: 1, PidsCurrent: &cur, PidsMax: &max} }
 	})
-	e.srv.SetReady()
 	r := e.do(t, "GET", "/health", nil, map[string]string{"Authorization": ""})
 	if r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	want := `{"status":"healthy","version":"` + Version + `","processes":12,"zombies":1,"pids_current":40,"pids_max":256}`
+	want := `{"status":"healthy","version":"` + Version + `","kernel":"ready","processes":12,"zombies":1,"pids_current":40,"pids_max":256}`
 	if got := strings.TrimSpace(string(r.body)); got != want {
 		t.Errorf("health %s\nwant   %s", got, want)
 	}
-	// Without Pressure the answer is the upstream one.
+	// Without Pressure the answer is the upstream one plus the kernel field.
 	e = setup(t, nil)
-	e.srv.SetReady()
+	if r := e.do(t, "GET", "/health", nil, nil); strings.TrimSpace(string(r.body)) != `{"status":"healthy","version":"`+Version+`","kernel":"ready"}` {
+		t.Errorf("health %s", r.body)
+	}
+	// Without a kernel at all (not Ship's wiring), no kernel field.
+	e = setup(t, func(o *Options) { o.Kernel = nil })
 	if r := e.do(t, "GET", "/health", nil, nil); strings.TrimSpace(string(r.body)) != `{"status":"healthy","version":"`+Version+`"}` {
 		t.Errorf("health %s", r.body)
 	}
 }
 
-func TestHealthBeforeReady(t *testing.T) {
-	e := setup(t, nil)
-	if r := e.do(t, "GET", "/health", nil, nil); r.status != 503 {
-		t.Fatalf("%d %s", r.status, r.body)
+// TestHealthKernelState: /health is 200 whatever the kernel does (starting,
+// failed, shut down): Ship serves shell and files meanwhile. The reason of a
+// failed start goes to callers with the token only, bounded.
+func TestHealthKernelState(t *testing.T) {
+	k := &fakeKernel{}
+	e := setup(t, func(o *Options) { o.Kernel = k })
+	long := "kernel: process exited during start (exit status 3); kernel output: " + strings.Repeat("é", 2000)
+	tests := []struct {
+		name  string
+		state kernel.StartState
+		auth  string // "-": no token
+		want  string
+	}{
+		{"starting", kernel.StartState{State: kernel.StateStarting}, "-", `{"status":"healthy","version":"0.4.0","kernel":"starting"}`},
+		{"ready", kernel.StartState{State: kernel.StateReady}, "", `{"status":"healthy","version":"0.4.0","kernel":"ready"}`},
+		{"not started", kernel.StartState{State: kernel.StateNotStarted}, "", `{"status":"healthy","version":"0.4.0","kernel":"not_started"}`},
+		{"dead", kernel.StartState{State: kernel.StateDead}, "", `{"status":"healthy","version":"0.4.0","kernel":"dead"}`},
+		{"failed, token", kernel.StartState{State: kernel.StateFailed, Error: `kernel: launch "python3": no such file`}, "",
+			`{"status":"healthy","version":"0.4.0","kernel":"failed","kernel_error":"kernel: launch \"python3\": no such file"}`},
+		{"failed, no token", kernel.StartState{State: kernel.StateFailed, Error: "secret detail"}, "-",
+			`{"status":"healthy","version":"0.4.0","kernel":"failed"}`},
+		{"failed, wrong token", kernel.StartState{State: kernel.StateFailed, Error: "secret detail"}, "Bearer nope",
+			`{"status":"healthy","version":"0.4.0","kernel":"failed"}`},
 	}
-	e.srv.SetReady()
-	if r := e.do(t, "GET", "/health", nil, nil); r.status != 200 || string(r.body) != `{"status":"healthy","version":"0.4.0"}`+"\n" {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k.setState(tt.state)
+			hdr := map[string]string{}
+			if tt.auth == "-" {
+				hdr["Authorization"] = ""
+			} else if tt.auth != "" {
+				hdr["Authorization"] = tt.auth
+			}
+			r := e.do(t, "GET", "/health", nil, hdr)
+			if r.status != 200 || strings.TrimSpace(string(r.body)) != tt.want {
+				t.Fatalf("%d %s\nwant %s", r.status, r.body, tt.want)
+			}
+		})
+	}
+	t.Run("long error bounded", func(t *testing.T) {
+		k.setState(kernel.StartState{State: kernel.StateFailed, Error: long})
+		var h healthBody
+		r := e.do(t, "GET", "/health", nil, nil)
+		if err := json.Unmarshal(r.body, &h); err != nil {
+			t.Fatal(err)
+		}
+		if len(h.KernelError) > maxHealthError+len("…") || !strings.HasPrefix(h.KernelError, "kernel: process exited") ||
+			!strings.HasSuffix(h.KernelError, "é…") || !utf8.ValidString(h.KernelError) {
+			t.Fatalf("kernel_error %d bytes: %q", len(h.KernelError), h.KernelError)
+		}
+	})
+	// Shell does not wait for the kernel.
+	k.setState(kernel.StartState{State: kernel.StateStarting})
+	if r := e.post(t, "/shell/exec", `{"command":"echo hi"}`); r.status != 200 || !strings.Contains(string(r.body), `"stdout":"hi"`) {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 }
@@ -469,15 +541,7 @@ func TestBackgroundRoutes(t *testing.T) {
 
 func TestPython(t *testing.T) {
 	e := setup(t, nil)
-	done := make(chan resp)
-	go func() { done <- e.post(t, "/ipython/exec", `{"code":"1+1"}`) }()
-	select {
-	case <-done:
-		t.Fatal("exec answered before the kernel was ready")
-	case <-time.After(100 * time.Millisecond):
-	}
-	e.srv.SetReady()
-	if r := <-done; r.status != 200 || string(r.body) != `{"error":null,"execution_count":1,"kernel_restarted":false,"notice":null,"output":{"images":[],"text":"1+1"},"success":true,"timed_out":false,"truncated":false}`+"\n" {
+	if r := e.post(t, "/ipython/exec", `{"code":"1+1"}`); r.status != 200 || string(r.body) != `{"error":null,"execution_count":1,"kernel_restarted":false,"notice":null,"output":{"images":[],"text":"1+1"},"success":true,"timed_out":false,"truncated":false}`+"\n" {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 	tests := []struct {
