@@ -32,9 +32,10 @@ const (
 	maxProcNet    = 4 << 20
 )
 
-// handlePorts lists the TCP ports user code listens on: every LISTEN socket
-// of /proc/net/tcp{,6} except those Ship itself, PID 1 (the init) or the
-// Python kernel's ZeroMQ channels (loopback) hold.
+// handlePorts lists the TCP ports user code listens on: the LISTEN sockets
+// of /proc/net/tcp{,6} that a process of the sandbox holds, except those of
+// Ship itself, PID 1 (the init) and the Python kernel's ZeroMQ channels
+// (loopback). A socket no process holds (Docker's embedded DNS) is not listed.
 func (s *Server) handlePorts(w http.ResponseWriter, r *http.Request) {
 	ports, err := listeningPorts("/proc", os.Getpid())
 	if err != nil {
@@ -77,10 +78,13 @@ func listeningPorts(procRoot string, self int) ([]ListeningPort, error) {
 	seen := map[string]bool{}
 	out := []ListeningPort{}
 	for _, sk := range socks {
-		switch owners[sk.inode] {
-		case ownerShip, ownerInit:
+		owner, held := owners[sk.inode]
+		switch {
+		case !held:
+			continue // no process of the sandbox holds it (e.g. Docker's DNS on 127.0.0.11)
+		case owner == ownerShip, owner == ownerInit:
 			continue
-		case ownerKernel:
+		case owner == ownerKernel:
 			if sk.ip.IsLoopback() {
 				continue // the kernel's ZeroMQ channels
 			}
@@ -196,9 +200,6 @@ func socketOwners(procRoot string, self int) map[string]sockOwner {
 			if bytes.Contains(cmd, []byte("ipykernel_launcher")) {
 				kind = ownerKernel
 			}
-		}
-		if kind == ownerUser {
-			continue // anything not listed is user code's
 		}
 		fdDir := filepath.Join(procRoot, e.Name(), "fd")
 		fds, err := os.ReadDir(fdDir)

@@ -14,7 +14,8 @@ const procTCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->w
    2: 0100007F:A000 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 333 1 0 100 0 0 10 0
    3: 0100007F:A001 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 444 1 0 100 0 0 10 0
    4: 0200110A:1F40 0300110A:C350 01 00000000:00000000 00:00000000 00000000  1000        0 555 1 0 100 0 0 10 0
-   5: garbage
+   5: 0B00007F:948D 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 888 1 0 100 0 0 10 0
+   6: garbage
 `
 
 const procTCP6 = `  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -23,7 +24,8 @@ const procTCP6 = `  sl  local_address                         remote_address    
 `
 
 // fakeProc lays out /proc with: pid 50 (Ship, holds 222 = 8123), pid 60
-// (the kernel: 333 on loopback), pid 70 (user code: 111, 444, 666, 777).
+// (the kernel: 333 on loopback), pid 70 (user code: 111, 444, 666, 777);
+// 888 (Docker's DNS on 127.0.0.11) is held by no process of the sandbox.
 func fakeProc(t *testing.T) string {
 	root := t.TempDir()
 	write := func(p, s string) {
