@@ -53,6 +53,11 @@ func (a *API) previewResolve(ctx context.Context, owner, id string, now time.Tim
 		}
 		return nil, err
 	}
+	return a.previewResolveSandbox(ctx, sb, now)
+}
+
+// previewResolveSandbox is previewResolve of a sandbox already read.
+func (a *API) previewResolveSandbox(ctx context.Context, sb *model.Sandbox, now time.Time) (*previewTarget, error) {
 	if sb.Expired(now) {
 		return nil, errs.Newf(errs.SandboxExpired, "sandbox is expired").
 			With(map[string]any{"sandbox_id": sb.ID, "expires_at": model.FormatTime(*sb.ExpiresAt)})
@@ -300,30 +305,40 @@ func (a *API) portProxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.Now()
-	var owner string
+	var sb *model.Sandbox
 	if tok, fromQuery := preview.RequestToken(r); tok != "" || fromQuery {
 		c, err := a.Preview.Check(ctx, tok, id, port, now)
 		if err != nil {
 			a.writeError(w, r, tokenError(err))
 			return
 		}
-		sb, err := a.Store.SandboxByID(ctx, id)
+		sb, err = a.Store.SandboxByID(ctx, id)
 		if err != nil || sb.DeletedAt != nil {
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				a.writeError(w, r, err)
+				return
+			}
 			a.writeError(w, r, errs.New(errs.NotFound, "Resource not found"))
 			return
 		}
-		owner = sb.Owner
 		if fromQuery {
 			http.SetCookie(w, preview.TokenCookie(tok, id, port, c.Expires, r.TLS != nil))
 		}
 	} else {
-		owner, err = a.Auth.Owner(r)
+		owner, err := a.Auth.Owner(r)
 		if err != nil {
 			a.writeError(w, r, err)
 			return
 		}
+		if sb, err = a.Store.GetSandbox(ctx, owner, id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				err = errs.New(errs.NotFound, "Resource not found")
+			}
+			a.writeError(w, r, err)
+			return
+		}
 	}
-	t, err := a.previewResolve(ctx, owner, id, now)
+	t, err := a.previewResolveSandbox(ctx, sb, now)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
