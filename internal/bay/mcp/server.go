@@ -40,12 +40,37 @@ func NewServer(bay *shipyard.Client, opts Options) *sdk.Server {
 			Instructions: "Shipyard runs code in isolated sandboxes. Create a sandbox with create_sandbox, " +
 				"then pass its sandbox_id to execute_python, execute_shell and the file tools; " +
 				"delete it with delete_sandbox when done.",
-			Logger: opts.Log,
+			Logger: sdkLogger(opts.Log),
 		})
 	t := &tools{bay: bay, opts: opts, log: opts.Log}
 	t.register(srv)
 	return srv
 }
+
+// sdkLogger is log for the SDK's own messages, warnings and errors only: at
+// info it writes "server connecting", "server session connected" and
+// "server session disconnected" for every /mcp request (each one a session
+// of its own in stateless mode), three lines that say nothing and cost a
+// formatted write each.
+func sdkLogger(log *slog.Logger) *slog.Logger {
+	return slog.New(minLevel{log.Handler(), slog.LevelWarn})
+}
+
+// minLevel passes on records of at least min.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler { return minLevel{m.h.WithAttrs(as), m.min} }
+
+func (m minLevel) WithGroup(name string) slog.Handler { return minLevel{m.h.WithGroup(name), m.min} }
 
 // ---- errors and texts ----
 
@@ -161,7 +186,16 @@ func add[In any](t *tools, srv *sdk.Server, name, desc string, h func(context.Co
 	for _, f := range tweak {
 		f(schema.Properties)
 	}
-	sdk.AddTool(srv, &sdk.Tool{Name: name, Description: desc, InputSchema: schema},
+	// The schema goes to the SDK as its JSON, marshalled once here: the SDK
+	// resolves it once either way, but on every tools/call of protocol
+	// 2026-07-28 it marshals the tool's schema again to look for x-mcp-header
+	// annotations, which for a *jsonschema.Schema is a walk of the whole
+	// schema and for JSON a copy. tools/list sends the same bytes.
+	raw, err := json.Marshal(schema)
+	if err != nil {
+		panic(fmt.Sprintf("mcp: schema of %s: %v", name, err))
+	}
+	sdk.AddTool(srv, &sdk.Tool{Name: name, Description: desc, InputSchema: json.RawMessage(raw)},
 		func(ctx context.Context, req *sdk.CallToolRequest, in In) (*sdk.CallToolResult, any, error) {
 			if _, ok := callerFrom(ctx); !ok && req.Extra != nil && req.Extra.Header != nil {
 				ctx = withCaller(ctx, caller{header: req.Extra.Header})
