@@ -101,6 +101,7 @@ func TestReport(t *testing.T) {
 	phase("main Bay start, warm pool fill", r.startMain)
 	phase("create → first 1+1 (1)", r.createFigure)
 	phase("round trips (2)", r.roundTrips)
+	phase("MCP vs /v1 (7)", func() { r.mcpFigure(r.sandboxes[0]) })
 	phase("round-trip attribution, in-process Bay (2)", r.attribution)
 	phase("throughput, RSS under load (3, 5)", r.throughput)
 	phase("cleanup", func() {
@@ -127,7 +128,7 @@ func TestReport(t *testing.T) {
 		rep.Rows = append(rep.Rows, r.rows[f]...)
 	}
 	rep.Notes = r.notes
-	rep.Method = method
+	rep.Method = append(method, mcpMethod)
 	if r.quick {
 		rep.Notes = append([]string{"**Quick run (SHIPYARD_BENCH_QUICK=1): few samples, not a report to keep.**"}, rep.Notes...)
 	}

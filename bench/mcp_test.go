@@ -1,0 +1,208 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/shipyard/shipyard/test/baytest"
+)
+
+// ---- Figure 7: execute_python through /mcp vs through /v1 -------------------
+
+// mcpVersion is the protocol the raw /mcp calls speak: the Go SDK client's
+// (v1.8), with no handshake, its client info in _meta of every request and
+// the Mcp-Method/Mcp-Name headers.
+const mcpVersion = "2026-07-28"
+
+// mcpPython calls the execute_python tool with a plain JSON-RPC POST to /mcp
+// (the same client work as python does for /v1: marshal, one POST, decode)
+// and fails unless the tool answered the output want.
+func (b *bayProc) mcpPython(ctx context.Context, id, code, want string) error {
+	msg := map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": map[string]any{
+		"_meta": map[string]any{
+			"io.modelcontextprotocol/clientCapabilities": map[string]any{},
+			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "bench", "version": ""},
+			"io.modelcontextprotocol/protocolVersion":    mcpVersion,
+		},
+		"name": "execute_python", "arguments": map[string]any{"sandbox_id": id, "code": code},
+	}}
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL+"/mcp", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+baytest.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", mcpVersion)
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", "execute_python")
+	res, err := b.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST /mcp: %d %.500s", res.StatusCode, data)
+	}
+	var out struct {
+		Result *struct {
+			Content []struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"content"`
+			IsError bool `json:"isError"`
+		} `json:"result"`
+		Error json.RawMessage `json:"error"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return fmt.Errorf("POST /mcp: decode: %w", err)
+	}
+	if out.Result == nil || out.Result.IsError || len(out.Result.Content) == 0 {
+		return fmt.Errorf("POST /mcp: %.500s", data)
+	}
+	return checkToolText(out.Result.Content[0].Text, want)
+}
+
+// checkToolText checks execute_python's text: "**Execution successful**"
+// and the output in a code block.
+func checkToolText(text, want string) error {
+	if !strings.HasPrefix(text, "**Execution successful**") || !strings.Contains(text, "```\n"+want+"\n```") {
+		return fmt.Errorf("execute_python: %q", text)
+	}
+	return nil
+}
+
+// bearerRT adds Bay's API key to every request of the SDK client and sends it
+// with the bench's pooled transport.
+type bearerRT struct{ base http.RoundTripper }
+
+func (t bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+baytest.APIKey)
+	return t.base.RoundTrip(r)
+}
+
+// mcpSDKClient connects the Go SDK's client to Bay's /mcp over the bench's
+// pooled transport.
+func (b *bayProc) mcpSDKClient(ctx context.Context) (*sdk.ClientSession, error) {
+	tr := &sdk.StreamableClientTransport{Endpoint: b.URL + "/mcp", HTTPClient: &http.Client{Transport: bearerRT{b.http.Transport}},
+		DisableStandaloneSSE: true, MaxRetries: -1}
+	return sdk.NewClient(&sdk.Implementation{Name: "bench"}, nil).Connect(ctx, tr, nil)
+}
+
+func sdkPython(ctx context.Context, cs *sdk.ClientSession, id, code, want string) error {
+	res, err := cs.CallTool(ctx, &sdk.CallToolParams{Name: "execute_python", Arguments: map[string]any{"sandbox_id": id, "code": code}})
+	if err != nil {
+		return err
+	}
+	if res.IsError || len(res.Content) == 0 {
+		return fmt.Errorf("execute_python: tool error %+v", res.Content)
+	}
+	tc, ok := res.Content[0].(*sdk.TextContent)
+	if !ok {
+		return fmt.Errorf("execute_python: %T content", res.Content[0])
+	}
+	return checkToolText(tc.Text, want)
+}
+
+// mcpFigure measures `execute_python` `1+1` through /mcp against `python/exec`
+// `1+1` through /v1 on the same started sandbox of the main Bay, interleaved
+// round by round in rotating order: as a plain JSON-RPC POST (what Bay adds)
+// and through the Go SDK's client (what an agent using it sees).
+func (r *run) mcpFigure(id string) {
+	cs, err := r.main.mcpSDKClient(r.ctx)
+	if err != nil {
+		r.t.Fatalf("MCP client: %v", err)
+	}
+	defer cs.Close()
+	v1 := &Series{Label: "`python/exec` 1+1 via /v1", Unit: "ms"}
+	raw := &Series{Label: "`execute_python` 1+1 via /mcp (plain JSON-RPC POST)", Unit: "ms"}
+	viaSDK := &Series{Label: "`execute_python` 1+1 via /mcp with the Go SDK's client", Unit: "ms"}
+	sides := []struct {
+		s  *Series
+		fn func() error
+	}{
+		{v1, func() error { return r.main.python(r.ctx, id, "1+1", "2") }},
+		{raw, func() error { return r.main.mcpPython(r.ctx, id, "1+1", "2") }},
+		{viaSDK, func() error { return sdkPython(r.ctx, cs, id, "1+1", "2") }},
+	}
+	n := r.n(200, 30)
+	for i := 0; i < n+10; i++ {
+		for j := range sides {
+			sd := sides[(i+j)%len(sides)]
+			t0 := time.Now()
+			if err := sd.fn(); err != nil {
+				r.t.Fatalf("%s: %v", sd.s.Label, err)
+			}
+			if i >= 10 { // the first 10 rounds warm up connections and caches
+				sd.s.AddDuration(time.Since(t0))
+			}
+		}
+	}
+	d := raw.P(0.5) - v1.P(0.5)
+	const fig = "7 MCP vs /v1, same sandbox"
+	r.add(7, Row{Figure: fig, Subject: raw, Base: v1, Delta: true, Goal: "MCP adds < 1 ms p50", Met: metIf(d < 1)})
+	r.add(7, Row{Figure: fig, Subject: viaSDK, Base: raw, Delta: true, Goal: "(the Go SDK client's own share)"})
+}
+
+var mcpMethod = "7: the main Bay and the started sandbox of figure 2; each round calls `1+1` through `POST /v1/sandboxes/{id}/python/exec`, " +
+	"through `POST /mcp` as a plain JSON-RPC `tools/call` of `execute_python` (protocol " + mcpVersion + ", as the Go SDK's client sends it: " +
+	"client info in `_meta`, `Mcp-Method`/`Mcp-Name` headers; the body decoded like the /v1 one), and through the Go SDK's client " +
+	"(`ClientSession.CallTool`, connected once), in rotating order; one keep-alive HTTP client for all, 10 warm-up rounds not counted. " +
+	"Bay serves /mcp stateless: each request is a session of its own, and its tools call /v1 in-process with the caller's credentials."
+
+// TestMCPFigure measures figure 7 alone on a Bay of its own and prints its
+// rows in the report's format (SHIPYARD_BENCH=1; for working on /mcp
+// without the whole report).
+func TestMCPFigure(t *testing.T) {
+	if os.Getenv("SHIPYARD_BENCH") == "" || os.Getenv("SHIPYARD_BENCH_MCP") == "" {
+		t.Skip("figure 7 alone: set SHIPYARD_BENCH=1 SHIPYARD_BENCH_MCP=1")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cli, err := newDocker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	r := &run{t: t, ctx: ctx, cli: cli, quick: os.Getenv("SHIPYARD_BENCH_QUICK") != "", rows: map[int][]Row{}}
+	r.bin = buildBay(t)
+	b := launchBay(t, r.bin, mainConfig, map[string]string{"BAY_GC__ENABLED": "false", "BAY_DATABASE__URL": "sqlite:///./bay.db"})
+	if _, err := b.waitHealthy(60 * time.Second); err != nil {
+		t.Fatalf("bay: %v\n%s", err, b.logTail())
+	}
+	r.main = b
+	id, _, err := b.create(ctx, "python-default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.python(ctx, id, "1+1", "2"); err != nil {
+		t.Fatal(err)
+	}
+	load0 := loadAvg()
+	r.mcpFigure(id)
+	rep := &Report{Rows: r.rows[7]}
+	fmt.Println(rep.Table())
+	fmt.Printf("load average before / after: %s / %s\n", load0, loadAvg())
+	if err := b.delete(ctx, id); err != nil {
+		t.Error(err)
+	}
+}
