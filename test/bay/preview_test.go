@@ -203,6 +203,9 @@ func TestPreview(t *testing.T) {
 	if cookie == nil || cookie.Path != base+"8000/" || !cookie.HttpOnly || cookie.Value != tok {
 		t.Fatalf("token cookie: %+v", cookie)
 	}
+	if rp := r.Header.Get("Referrer-Policy"); rp != "no-referrer" {
+		t.Errorf("a page opened with ?token= must not leak it as Referer: Referrer-Policy %q", rp)
+	}
 	// The cookie alone reaches the app's relative links.
 	withCookie := func(port string, v string) *baytest.Response {
 		return b.Do(t, baytest.Req{Method: "GET", Path: base + port + "/hello.txt", NoAuth: true,

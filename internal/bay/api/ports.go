@@ -323,6 +323,8 @@ func (a *API) portProxy(w http.ResponseWriter, r *http.Request) {
 		}
 		if fromQuery {
 			http.SetCookie(w, preview.TokenCookie(tok, id, port, c.Expires, r.TLS != nil))
+			// The page's URL carries the token: keep it out of Referer headers.
+			w.Header().Set("Referrer-Policy", "no-referrer")
 		}
 	} else {
 		owner, err := a.Auth.Owner(r)
