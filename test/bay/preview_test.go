@@ -75,6 +75,23 @@ class S(socketserver.ThreadingMixIn, socketserver.TCPServer):
 S(("0.0.0.0", 8765), H).serve_forever()
 `
 
+// streamServer answers every GET with five lines 400 ms apart (text/plain:
+// no special case of server-sent events helps it through).
+const streamServer = `import http.server, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        for i in range(5):
+            self.wfile.write(b"data: %d\n\n" % i)
+            self.wfile.flush()
+            time.sleep(0.4)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", 8001), H).serve_forever()
+`
+
 // startPreviewServers starts, in the sandbox, python's http.server on 8000
 // (serving /workspace) and the WebSocket echo server on 8765, in their own
 // sessions so that they outlive the call.
@@ -84,9 +101,12 @@ func startPreviewServers(t *testing.T, b *baytest.Bay, id string) {
 		Body: map[string]any{"path": "ws.py", "content": wsEchoServer}})
 	b.Must(t, 200, baytest.Req{Method: "PUT", Path: "/v1/sandboxes/" + id + "/filesystem/files",
 		Body: map[string]any{"path": "hello.txt", "content": "hello from the sandbox\n"}})
+	b.Must(t, 200, baytest.Req{Method: "PUT", Path: "/v1/sandboxes/" + id + "/filesystem/files",
+		Body: map[string]any{"path": "stream.py", "content": streamServer}})
 	m := b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/shell/exec", Body: map[string]any{
 		"command": "cd /workspace && (setsid nohup python3 -m http.server 8000 --bind 0.0.0.0 >/tmp/http.log 2>&1 </dev/null &) && " +
-			"(setsid nohup python3 ws.py >/tmp/ws.log 2>&1 </dev/null &) && echo started"}})
+			"(setsid nohup python3 ws.py >/tmp/ws.log 2>&1 </dev/null &) && " +
+			"(setsid nohup python3 stream.py >/tmp/stream.log 2>&1 </dev/null &) && echo started"}})
 	if out, _ := m["output"].(string); !strings.Contains(out, "started") {
 		t.Fatalf("starting servers: %v", m)
 	}
@@ -121,11 +141,11 @@ func TestPreview(t *testing.T) {
 	var ports []int
 	for {
 		ports = portsOf(t, b, id)
-		if slices.Equal(ports, []int{8000, 8765}) {
+		if slices.Equal(ports, []int{8000, 8001, 8765}) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("GET /ports = %v, want [8000 8765]", ports)
+			t.Fatalf("GET /ports = %v, want [8000 8001 8765]", ports)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -143,6 +163,33 @@ func TestPreview(t *testing.T) {
 	if r.Status != 200 {
 		t.Fatalf("HEAD: %d", r.Status)
 	}
+	// A streamed response passes through as it is written, not at its end.
+	req, _ := http.NewRequest("GET", b.URL+base+"8001/events", nil)
+	req.Header.Set("Authorization", "Bearer "+baytest.APIKey)
+	start := time.Now()
+	resp, err := b.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := time.Duration(0)
+	buf := make([]byte, 256)
+	var got strings.Builder
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 && first == 0 {
+			first = time.Since(start)
+		}
+		got.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	resp.Body.Close()
+	total := time.Since(start)
+	if resp.StatusCode != 200 || !strings.Contains(got.String(), "data: 4") || total-first < 1200*time.Millisecond {
+		t.Fatalf("stream: %d %q, first bytes after %v, end after %v: not streamed", resp.StatusCode, got.String(), first, total)
+	}
+
 	// No slash: redirected to the prefix, so that relative links resolve.
 	r = b.Do(t, baytest.Req{Method: "GET", Path: base + "8000", Headers: map[string]string{}})
 	if r.Status != 200 { // the client followed the 308
