@@ -48,12 +48,7 @@ func (s *Server) handlePorts(w http.ResponseWriter, r *http.Request) {
 
 // listeningPorts reads procRoot (normally /proc) as seen by process self.
 func listeningPorts(procRoot string, self int) ([]ListeningPort, error) {
-	type sock struct {
-		ip    net.IP
-		port  int
-		inode string
-	}
-	var socks []sock
+	var socks []procNetEntry
 	for _, name := range []string{"tcp", "tcp6"} {
 		f, err := os.Open(filepath.Join(procRoot, "net", name))
 		if err != nil {
@@ -67,9 +62,7 @@ func listeningPorts(procRoot string, self int) ([]ListeningPort, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range parseProcNetTCP(b) {
-			socks = append(socks, sock{e.ip, e.port, e.inode})
-		}
+		socks = append(socks, parseProcNetTCP(b)...)
 	}
 	if len(socks) == 0 {
 		return []ListeningPort{}, nil
