@@ -66,6 +66,10 @@ type Config struct {
 	// lack of process slots (EAGAIN); it kills stray processes and returns
 	// how many. The start is then retried once.
 	Reclaim func(ctx context.Context) (int, error)
+	// Crowded, when set with Reclaim, reports that almost no process slots
+	// are left: Reclaim then runs before the start, since the command would
+	// start and then fail to fork inside.
+	Crowded func() bool
 }
 
 // Runner runs commands. Create with New; call Shutdown to stop background work.
@@ -278,7 +282,11 @@ func (r *Runner) start(ctx context.Context, spec Spec, stdout, stderr io.Writer)
 		return nil, "", err
 	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	err = r.startCmd(cmd)
+	if r.cfg.Reclaim != nil && r.cfg.Crowded != nil && r.cfg.Crowded() {
+		err = syscall.EAGAIN // as good as: reclaim, then start
+	} else {
+		err = r.startCmd(cmd)
+	}
 	if err == nil || r.cfg.Reclaim == nil || !errors.Is(err, syscall.EAGAIN) {
 		if err != nil {
 			return nil, "", fmt.Errorf("start: %w", err)

@@ -408,3 +408,26 @@ func TestShorten(t *testing.T) {
 		t.Errorf("command kept: %d bytes", len(info.Command))
 	}
 }
+
+// TestReclaimWhenCrowded: with almost no process slots left a command would
+// start and then fail to fork inside, so Reclaim runs before the start.
+func TestReclaimWhenCrowded(t *testing.T) {
+	for _, crowded := range []bool{false, true} {
+		reclaims := 0
+		r, _ := newRunner(t, func(c *Config) {
+			c.Reclaim = func(context.Context) (int, error) { reclaims++; return 5, nil }
+			c.Crowded = func() bool { return crowded }
+		})
+		res, err := r.Run(context.Background(), Spec{Command: "echo ok"})
+		if err != nil || res.Stdout != "ok" {
+			t.Fatalf("crowded=%v: %+v %v", crowded, res, err)
+		}
+		want := 0
+		if crowded {
+			want = 1
+		}
+		if reclaims != want || (crowded != strings.Contains(res.Notice, "5 stray processes")) {
+			t.Errorf("crowded=%v: %d reclaims, notice %q", crowded, reclaims, res.Notice)
+		}
+	}
+}

@@ -243,6 +243,24 @@ func Pressure(procDir, cgroupDir string) Stats {
 	return st
 }
 
+// minFree is how many process slots a command needs to be useful: bash -lc,
+// what its profile runs, the command and a pipe or two.
+const minFree = 8
+
+// Crowded reports whether the container's cgroup (as in Pressure) has fewer
+// than minFree process slots left. A command started then gets its own slot
+// but fails to fork inside (bash retries for ever), so a sweep must come
+// first, not after a spawn error that never happens.
+func Crowded(cgroupDir string) bool {
+	for _, dir := range []string{cgroupDir, filepath.Join(cgroupDir, "pids")} {
+		if cur := readInt(filepath.Join(dir, "pids.current")); cur != nil {
+			max := readInt(filepath.Join(dir, "pids.max"))
+			return max != nil && *max-*cur < minFree
+		}
+	}
+	return false
+}
+
 func readInt(path string) *int {
 	b, err := os.ReadFile(path)
 	if err != nil {

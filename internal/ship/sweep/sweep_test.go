@@ -195,3 +195,37 @@ func TestExhausted(t *testing.T) {
 		t.Error("Exhausted misclassifies")
 	}
 }
+
+func TestCrowded(t *testing.T) {
+	tests := []struct {
+		name     string
+		dir      string // "" = cgroup v2 layout, "pids" = v1
+		cur, max string
+		want     bool
+	}{
+		{"plenty free (v2)", "", "30", "256", false},
+		{"seven free (v1)", "pids", "249", "256", true},
+		{"exactly eight free", "", "248", "256", false},
+		{"unlimited", "", "300", "max", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			dir := filepath.Join(root, tt.dir)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, v := range map[string]string{"pids.current": tt.cur, "pids.max": tt.max} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := Crowded(root); got != tt.want {
+				t.Fatalf("Crowded = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if Crowded(t.TempDir()) {
+		t.Fatal("no pids controller: not crowded")
+	}
+}
