@@ -161,6 +161,68 @@ func (r *run) mcpFigure(id string) {
 	const fig = "7 MCP vs /v1, same sandbox"
 	r.add(7, Row{Figure: fig, Subject: raw, Base: v1, Delta: true, Goal: "MCP adds < 1 ms p50", Met: metIf(d < 1)})
 	r.add(7, Row{Figure: fig, Subject: viaSDK, Base: raw, Delta: true, Goal: "(the Go SDK client's own share)"})
+	if share, err := mcpServerShare(r.main.logPath, 2*10); err != nil { // not the warm-up rounds' calls
+		r.note("MCP inside Bay (figure 7): reading Bay's log: %v.", err)
+	} else if share.N() > 0 {
+		r.add(7, Row{Figure: fig, Subject: share, Goal: "(MCP's share inside Bay, server-side)"})
+	}
+	r.note("MCP vs /v1 (figure 7), paired by round (the two calls of one round are made back to back, so slow stretches of a busy machine fall on both): "+
+		"median of (/mcp − /v1) %s, of (Go SDK client − plain /mcp) %s.", Format(pairedMedian(raw, v1), "ms"), Format(pairedMedian(viaSDK, raw), "ms"))
+}
+
+// mcpServerShare reads Bay's request log: for every /mcp request whose tool
+// called python/exec in-process (the same request id), the /mcp request's
+// duration minus that call's: the time Bay spends on MCP itself, without the
+// network, the client or the sandbox. The first skip such requests are left out.
+func mcpServerShare(logPath string, skip int) (*Series, error) {
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		return nil, err
+	}
+	type line struct {
+		Msg        string  `json:"msg"`
+		Path       string  `json:"path"`
+		DurationMs float64 `json:"duration_ms"`
+		RequestID  string  `json:"request_id"`
+	}
+	outer := map[string]float64{}
+	inner := map[string]float64{}
+	var order []string
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		var e line
+		if json.Unmarshal(l, &e) != nil || e.Msg != "request" || e.RequestID == "" {
+			continue
+		}
+		switch {
+		case e.Path == "/mcp":
+			outer[e.RequestID] = e.DurationMs
+			order = append(order, e.RequestID)
+		case strings.HasSuffix(e.Path, "/python/exec"):
+			inner[e.RequestID] = e.DurationMs
+		}
+	}
+	s := &Series{Label: "Bay's own time on an /mcp `execute_python`: the /mcp request's duration − its in-process `python/exec`'s (Bay's request log, same request id)", Unit: "ms"}
+	for _, id := range order {
+		if in, ok := inner[id]; ok {
+			if skip > 0 {
+				skip--
+				continue
+			}
+			s.Add(outer[id] - in)
+		}
+	}
+	return s, nil
+}
+
+// pairedMedian is the median of a[i] − b[i]: the samples of one round side
+// by side (both series hold one sample per counted round).
+func pairedMedian(a, b *Series) float64 {
+	n := min(a.N(), b.N())
+	d := make([]float64, n)
+	for i := range n {
+		d[i] = a.Values[i] - b.Values[i]
+	}
+	return Quantile(d, 0.5)
 }
 
 var mcpMethod = "7: the main Bay and the started sandbox of figure 2; each round calls `1+1` through `POST /v1/sandboxes/{id}/python/exec`, " +
@@ -201,6 +263,9 @@ func TestMCPFigure(t *testing.T) {
 	r.mcpFigure(id)
 	rep := &Report{Rows: r.rows[7]}
 	fmt.Println(rep.Table())
+	for _, n := range r.notes {
+		fmt.Println("- " + n)
+	}
 	fmt.Printf("load average before / after: %s / %s\n", load0, loadAvg())
 	if err := b.delete(ctx, id); err != nil {
 		t.Error(err)
