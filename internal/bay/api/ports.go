@@ -345,8 +345,11 @@ func (a *API) portProxy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	// Like the terminal, a proxied request (a WebSocket or a stream may last
+	// for hours) does not hold the session in use: it pushed the idle
+	// deadline; idle GC and TTL expiry apply to it as to any client.
+	t.release()
 	if t.runtimePorts[port] {
-		t.release()
 		a.writeError(w, r, shipPortError(port))
 		return
 	}
@@ -354,7 +357,7 @@ func (a *API) portProxy(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, a.Preview.MaxRequestBytes)
 	}
 	a.Preview.Proxy.Serve(w, r, &preview.Target{Host: t.host, Port: port, Prefix: preview.PathPrefix(id, port),
-		Release: t.release, OnError: func(w http.ResponseWriter, r *http.Request, err error) {
+		OnError: func(w http.ResponseWriter, r *http.Request, err error) {
 			a.writeError(w, r, upstreamError(port, err))
 		}})
 }
