@@ -91,11 +91,17 @@ func StripOutbound(h http.Header, u *url.URL) {
 		}
 	}
 	if u != nil && strings.Contains(u.RawQuery, TokenParam) {
-		q := u.Query()
-		if q.Has(TokenParam) {
-			q.Del(TokenParam)
-			u.RawQuery = q.Encode()
+		// Drop only the token's pairs; the app's query stays as it was sent.
+		parts := strings.Split(u.RawQuery, "&")
+		keep := parts[:0]
+		for _, p := range parts {
+			k, _, _ := strings.Cut(p, "=")
+			if uk, err := url.QueryUnescape(k); err == nil && uk == TokenParam {
+				continue
+			}
+			keep = append(keep, p)
 		}
+		u.RawQuery = strings.Join(keep, "&")
 	}
 }
 
