@@ -102,6 +102,7 @@ func TestReport(t *testing.T) {
 	phase("create → first 1+1 (1)", r.createFigure)
 	phase("round trips (2)", r.roundTrips)
 	phase("MCP vs /v1 (7)", func() { r.mcpFigure(r.sandboxes[0]) })
+	phase("port preview (8)", func() { r.previewFigure(r.sandboxes[0]) })
 	phase("round-trip attribution, in-process Bay (2)", r.attribution)
 	phase("throughput, RSS under load (3, 5)", r.throughput)
 	phase("cleanup", func() {
@@ -128,7 +129,7 @@ func TestReport(t *testing.T) {
 		rep.Rows = append(rep.Rows, r.rows[f]...)
 	}
 	rep.Notes = r.notes
-	rep.Method = append(method, mcpMethod)
+	rep.Method = append(method, mcpMethod, previewMethod)
 	if r.quick {
 		rep.Notes = append([]string{"**Quick run (SHIPYARD_BENCH_QUICK=1): few samples, not a report to keep.**"}, rep.Notes...)
 	}
