@@ -157,9 +157,12 @@ func (r *run) mcpFigure(id string) {
 			}
 		}
 	}
-	d := raw.P(0.5) - v1.P(0.5)
+	// Met only when both estimates of what MCP adds are under 1 ms: the
+	// difference of the p50s (as every figure) and the median of the
+	// per-round differences (less disturbed by a busy machine).
+	d, paired := raw.P(0.5)-v1.P(0.5), pairedMedian(raw, v1)
 	const fig = "7 MCP vs /v1, same sandbox"
-	r.add(7, Row{Figure: fig, Subject: raw, Base: v1, Delta: true, Goal: "MCP adds < 1 ms p50", Met: metIf(d < 1)})
+	r.add(7, Row{Figure: fig, Subject: raw, Base: v1, Delta: true, Goal: "MCP adds < 1 ms p50", Met: metIf(d < 1 && paired < 1)})
 	r.add(7, Row{Figure: fig, Subject: viaSDK, Base: raw, Delta: true, Goal: "(the Go SDK client's own share)"})
 	if share, err := mcpServerShare(r.main.logPath, 2*10); err != nil { // not the warm-up rounds' calls
 		r.note("MCP inside Bay (figure 7): reading Bay's log: %v.", err)
@@ -167,7 +170,7 @@ func (r *run) mcpFigure(id string) {
 		r.add(7, Row{Figure: fig, Subject: share, Goal: "(MCP's share inside Bay, server-side)"})
 	}
 	r.note("MCP vs /v1 (figure 7), paired by round (the two calls of one round are made back to back, so slow stretches of a busy machine fall on both): "+
-		"median of (/mcp − /v1) %s, of (Go SDK client − plain /mcp) %s.", Format(pairedMedian(raw, v1), "ms"), Format(pairedMedian(viaSDK, raw), "ms"))
+		"median of (/mcp − /v1) %s, of (Go SDK client − plain /mcp) %s.", Format(paired, "ms"), Format(pairedMedian(viaSDK, raw), "ms"))
 }
 
 // mcpServerShare reads Bay's request log: for every /mcp request whose tool
@@ -229,6 +232,8 @@ var mcpMethod = "7: the main Bay and the started sandbox of figure 2; each round
 	"through `POST /mcp` as a plain JSON-RPC `tools/call` of `execute_python` (protocol " + mcpVersion + ", as the Go SDK's client sends it: " +
 	"client info in `_meta`, `Mcp-Method`/`Mcp-Name` headers; the body decoded like the /v1 one), and through the Go SDK's client " +
 	"(`ClientSession.CallTool`, connected once), in rotating order; one keep-alive HTTP client for all, 10 warm-up rounds not counted. " +
+	"The goal counts as met only when both the difference of the p50s and the median of the per-round differences (in the notes) are under 1 ms. " +
+	"Bay's own time: from Bay's request log, each /mcp request's duration minus that of the python/exec its tool made in-process (same request id). " +
 	"Bay serves /mcp stateless: each request is a session of its own, and its tools call /v1 in-process with the caller's credentials."
 
 // TestMCPFigure measures figure 7 alone on a Bay of its own and prints its
