@@ -27,7 +27,7 @@
 //	SHIP_MAX_READ_BYTES          /fs/read_file cap (32 MiB; larger files: /fs/download)
 //	SHIP_SHUTDOWN_TIMEOUT        graceful shutdown bound (10s)
 //	SHIP_LOG_LEVEL / SHIP_LOG_FORMAT  info; auto (json, text on a terminal) | json | text
-//	SHIP_KERNEL_CMD              kernel argv ({connection_file} substituted)
+//	SHIP_KERNEL_CMD              kernel argv ({connection_file} substituted; default: kernel.Launcher)
 //	SHIP_IMAGE, SHIP_IMAGE_DIGEST, GIT_SHA  reported by /meta
 //
 // Profile environment: BAY_PROFILE_ENV ("K=V:K2=V2", upstream) and

@@ -48,8 +48,10 @@ const (
 	StatusDead       = "dead"
 )
 
-// DefaultArgv launches Debian's ipykernel.
-var DefaultArgv = []string{"python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"}
+// DefaultArgv launches Debian's ipykernel through Launcher (the same start as
+// python3 -m ipykernel_launcher -f {connection_file}, without the debugger
+// protocol's imports).
+var DefaultArgv = []string{"python3", "-c", Launcher, "-f", "{connection_file}"}
 
 // DefaultInitCode makes plots work out of the box: matplotlib draws with the
 // inline backend, so `plt.plot(...); plt.show()` (or a figure left open at the
@@ -97,7 +99,7 @@ var (
 // Config configures the kernel process.
 type Config struct {
 	// Argv launches the kernel; "{connection_file}" is replaced by the path of the
-	// connection file. Default: python3 -m ipykernel_launcher -f {connection_file}.
+	// connection file. Default: DefaultArgv.
 	Argv []string
 	// Dir is the kernel's working directory (/workspace in the image).
 	Dir string

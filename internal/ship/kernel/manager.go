@@ -289,7 +289,10 @@ func (m *Manager) launch(ctx context.Context) (_ *proc, note string, err error) 
 			return nil, note, fmt.Errorf("kernel: init code: %w", err)
 		}
 	}
-	m.log.InfoContext(ctx, "kernel started", "kernel_pid", p.pid, "took", time.Since(began).Round(time.Millisecond))
+	ms := func(a, b time.Time) int64 { return b.Sub(a).Milliseconds() }
+	m.log.InfoContext(ctx, "kernel started", "kernel_pid", p.pid, "took", time.Since(began).Round(time.Millisecond),
+		"spawn_ms", ms(began, p.spawnedAt), "listening_ms", ms(p.spawnedAt, p.listeningAt),
+		"handshake_ms", ms(p.listeningAt, p.answeredAt), "info_requests", p.infoRequests, "init_ms", ms(p.answeredAt, time.Now()))
 	return p, note, nil
 }
 

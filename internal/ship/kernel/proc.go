@@ -63,6 +63,11 @@ type proc struct {
 	stopping    chan struct{}
 	stopOnce    sync.Once
 	startedSock bool
+
+	// Start-up timeline (for the "kernel started" log): the process was
+	// spawned, its ports accepted connections, it answered kernel_info.
+	spawnedAt, listeningAt, answeredAt time.Time
+	infoRequests                       int // kernel_info_requests the handshake sent
 }
 
 // waiter receives the messages whose parent is one request.
@@ -141,12 +146,15 @@ func startProc(ctx context.Context, cfg *Config, log *slog.Logger) (_ *proc, err
 		}
 	}()
 
+	p.spawnedAt = time.Now()
 	if err := p.connect(ctx); err != nil {
 		return nil, err
 	}
+	p.listeningAt = time.Now()
 	if err := p.handshake(ctx); err != nil {
 		return nil, err
 	}
+	p.answeredAt = time.Now()
 	if cfg.HeartbeatTimeout > 0 {
 		p.bg.Add(1)
 		go p.heartbeat(cfg.HeartbeatTimeout)
@@ -425,6 +433,7 @@ func (p *proc) unsubscribe(w *waiter) bool {
 // cell is lost to a subscription still in flight.
 func (p *proc) handshake(ctx context.Context) error {
 	for {
+		p.infoRequests++
 		w, err := p.request(p.shell, "kernel_info_request", struct{}{})
 		if err != nil {
 			return err
