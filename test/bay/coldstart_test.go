@@ -121,9 +121,9 @@ func TestColdCreateFirstCalls(t *testing.T) {
 }
 
 // TestColdStartMeasure measures cold create → first `echo hi` and → first
-// `1+1` through Bay, interleaved round by round, for ship:latest and (when
-// SHIPYARD_COLDSTART_BASELINE names an image, e.g. one built from an older
-// commit) a baseline. Runs only with SHIPYARD_COLDSTART_RUNS=N.
+// `1+1` through Bay, interleaved round by round, for ship:latest and the
+// baseline images SHIPYARD_COLDSTART_BASELINE lists (comma-separated, e.g.
+// built from an older commit). Runs only with SHIPYARD_COLDSTART_RUNS=N.
 func TestColdStartMeasure(t *testing.T) {
 	baytest.Skip(t)
 	runs, _ := strconv.Atoi(os.Getenv("SHIPYARD_COLDSTART_RUNS"))
@@ -131,8 +131,10 @@ func TestColdStartMeasure(t *testing.T) {
 		t.Skip("set SHIPYARD_COLDSTART_RUNS=N to measure")
 	}
 	images := []string{"ship:latest"}
-	if base := os.Getenv("SHIPYARD_COLDSTART_BASELINE"); base != "" {
-		images = append(images, base)
+	for _, base := range strings.Split(os.Getenv("SHIPYARD_COLDSTART_BASELINE"), ",") {
+		if base = strings.TrimSpace(base); base != "" {
+			images = append(images, base)
+		}
 	}
 	var yaml strings.Builder
 	yaml.WriteString("profiles:\n  - id: python-default\n    image: ship:latest\n")
