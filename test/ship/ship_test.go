@@ -392,12 +392,20 @@ func TestShip(t *testing.T) {
 				t.Errorf("metrics lack %q", want)
 			}
 		}
-		logs, err := c.Logs(s.ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(logs, `"request_id":"e2e-req-7f3a"`) {
-			t.Error("request id not in Ship's logs")
+		// The engine's log driver may lag behind Ship's writes: poll briefly.
+		var logs string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			var err error
+			if logs, err = c.Logs(s.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(logs, `"request_id":"e2e-req-7f3a"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Error("request id not in Ship's logs")
+				break
+			}
 		}
 		if strings.Contains(logs, c.Token) {
 			t.Error("token in Ship's logs")
