@@ -30,6 +30,7 @@ type Manager struct {
 
 	starting  *startAttempt // background start in progress (startup.go)
 	launching bool          // a kernel process is being started (any start)
+	spawnPid  int           // its process id once spawned, until the start ends
 	startErr  error         // why the last start failed; nil after a success
 }
 
@@ -97,11 +98,13 @@ func (m *Manager) Status() string {
 }
 
 // Pid returns the kernel's process id (also its process group id), or 0.
+// A kernel still starting has its id too, so that Ship's reclaim of process
+// slots, which spares the kernel's group, does not kill it mid-start.
 func (m *Manager) Pid() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.p == nil {
-		return 0
+		return m.spawnPid
 	}
 	return m.p.pid
 }
@@ -259,6 +262,7 @@ func (m *Manager) launch(ctx context.Context) (_ *proc, note string, err error) 
 	defer func() {
 		m.mu.Lock()
 		m.launching = false
+		m.spawnPid = 0
 		m.startErr = err
 		m.mu.Unlock()
 	}()
@@ -268,14 +272,19 @@ func (m *Manager) launch(ctx context.Context) (_ *proc, note string, err error) 
 	defer context.AfterFunc(m.life, cancel)()
 
 	began := time.Now()
-	p, err := startProc(ctx, &m.cfg, m.log)
+	spawned := func(pid int) {
+		m.mu.Lock()
+		m.spawnPid = pid
+		m.mu.Unlock()
+	}
+	p, err := startProc(ctx, &m.cfg, m.log, spawned)
 	if err != nil && m.cfg.Reclaim != nil && errors.Is(err, syscall.EAGAIN) {
 		n, rerr := m.cfg.Reclaim(ctx)
 		if rerr != nil {
 			m.log.WarnContext(ctx, "reclaiming process slots", "err", rerr)
 		}
 		note = fmt.Sprintf("The sandbox was out of process slots: %d stray processes (not terminals or tracked background processes) were killed so that the kernel could start.", n)
-		p, err = startProc(ctx, &m.cfg, m.log)
+		p, err = startProc(ctx, &m.cfg, m.log, spawned)
 		if err != nil {
 			err = fmt.Errorf("%w (%s The retry failed too.)", err, note)
 		}

@@ -79,7 +79,8 @@ type waiter struct {
 
 // startProc launches the kernel, connects to it and waits until it answers a
 // kernel_info_request with iopub connected. On error everything is cleaned up.
-func startProc(ctx context.Context, cfg *Config, log *slog.Logger) (_ *proc, err error) {
+// spawned, when set, learns the process id as soon as the process runs.
+func startProc(ctx context.Context, cfg *Config, log *slog.Logger, spawned func(pid int)) (_ *proc, err error) {
 	ci, err := freeConnectionInfo()
 	if err != nil {
 		return nil, err
@@ -135,6 +136,9 @@ func startProc(ctx context.Context, cfg *Config, log *slog.Logger) (_ *proc, err
 		stopping:    make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	if spawned != nil {
+		spawned(p.pid)
+	}
 	go p.wait()
 	go p.readOutput()
 	defer func() {

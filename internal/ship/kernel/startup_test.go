@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -55,6 +56,9 @@ func TestStartBackground(t *testing.T) {
 	if st := m.State(); st.State != StateStarting {
 		t.Fatalf("state %+v, want starting", st)
 	}
+	// The starting kernel's process is known (Ship's reclaim spares it).
+	waitFor(t, func() bool { return m.Pid() != 0 })
+	startingPid := m.Pid()
 
 	// Short timeout: answered at the timeout, not after the start.
 	t0 := time.Now()
@@ -97,6 +101,9 @@ func TestStartBackground(t *testing.T) {
 	}
 	if st := m.State(); st.State != StateReady {
 		t.Fatalf("state %+v, want ready", st)
+	}
+	if m.Pid() != startingPid || pid != strconv.Itoa(startingPid) {
+		t.Errorf("pid while starting %d, after %d, the kernel says %s", startingPid, m.Pid(), pid)
 	}
 	// The timed-out call's code never ran.
 	if res := exec1(t, m, "'side_effect' in globals()", 0); res.Text != "False" {
