@@ -355,6 +355,9 @@ func (s *Service) Release(ctx context.Context, sb *model.Sandbox) error {
 	if err := s.Sessions.DestroyAll(ctx, sb.ID); err != nil {
 		return err
 	}
+	if err := s.Store.DeletePreviewGenerations(ctx, sb.ID); err != nil {
+		return err
+	}
 	c, err := s.Store.CargoByID(ctx, sb.CargoID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil

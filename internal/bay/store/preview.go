@@ -44,6 +44,14 @@ func (s *Store) PreviewGenerations(ctx context.Context, sandboxID string, port i
 	return all, one, rows.Err()
 }
 
+// DeletePreviewGenerations drops the revocation generations of a deleted
+// sandbox: its tokens are refused anyway (the sandbox is gone), and sandbox
+// ids are never reused.
+func (s *Store) DeletePreviewGenerations(ctx context.Context, sandboxID string) error {
+	_, err := s.exec(ctx, s.q, `DELETE FROM preview_generations WHERE sandbox_id = ?`, sandboxID)
+	return err
+}
+
 // BumpPreviewGeneration revokes every preview token of the sandbox's port
 // (port 0: of all its ports) and returns the new generation.
 func (s *Store) BumpPreviewGeneration(ctx context.Context, sandboxID string, port int) (int64, error) {

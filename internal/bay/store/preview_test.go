@@ -41,5 +41,15 @@ func TestPreviewKeyAndGenerations(t *testing.T) {
 		all, one, err = e.s.PreviewGenerations(e.ctx, "sbx-2", 8000)
 		must(t, "PreviewGenerations other sandbox", err)
 		mustEqual(t, "other sandbox", []int64{all, one}, []int64{0, 0})
+
+		_, err = e.s.BumpPreviewGeneration(e.ctx, "sbx-2", 8000)
+		must(t, "bump other sandbox", err)
+		must(t, "DeletePreviewGenerations", e.s.DeletePreviewGenerations(e.ctx, "sbx-1"))
+		all, one, err = e.s.PreviewGenerations(e.ctx, "sbx-1", 8000)
+		must(t, "PreviewGenerations after delete", err)
+		mustEqual(t, "deleted sandbox", []int64{all, one}, []int64{0, 0})
+		all, one, err = e.s.PreviewGenerations(e.ctx, "sbx-2", 8000)
+		must(t, "PreviewGenerations other sandbox after delete", err)
+		mustEqual(t, "other sandbox kept", []int64{all, one}, []int64{0, 1})
 	})
 }
