@@ -236,15 +236,11 @@ var mcpMethod = "7: the main Bay and the started sandbox of figure 2; each round
 	"Bay's own time: from Bay's request log, each /mcp request's duration minus that of the python/exec its tool made in-process (same request id). " +
 	"Bay serves /mcp stateless: each request is a session of its own, and its tools call /v1 in-process with the caller's credentials."
 
-// TestMCPFigure measures figure 7 alone on a Bay of its own and prints its
-// rows in the report's format (SHIPYARD_BENCH=1; for working on /mcp
-// without the whole report).
-func TestMCPFigure(t *testing.T) {
-	if os.Getenv("SHIPYARD_BENCH") == "" || os.Getenv("SHIPYARD_BENCH_MCP") == "" {
-		t.Skip("figure 7 alone: set SHIPYARD_BENCH=1 SHIPYARD_BENCH_MCP=1")
-	}
+// soloRun starts a Bay of its own with the main Bay's config and one started
+// python-default sandbox, for measuring one figure outside TestReport.
+func soloRun(t *testing.T) (*run, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	cli, err := newDocker()
 	if err != nil {
 		t.Fatal(err)
@@ -264,6 +260,17 @@ func TestMCPFigure(t *testing.T) {
 	if err := b.python(ctx, id, "1+1", "2"); err != nil {
 		t.Fatal(err)
 	}
+	return r, id
+}
+
+// TestMCPFigure measures figure 7 alone on a Bay of its own and prints its
+// rows in the report's format (SHIPYARD_BENCH=1; for working on /mcp
+// without the whole report).
+func TestMCPFigure(t *testing.T) {
+	if os.Getenv("SHIPYARD_BENCH") == "" || os.Getenv("SHIPYARD_BENCH_MCP") == "" {
+		t.Skip("figure 7 alone: set SHIPYARD_BENCH=1 SHIPYARD_BENCH_MCP=1")
+	}
+	r, id := soloRun(t)
 	load0 := loadAvg()
 	r.mcpFigure(id)
 	rep := &Report{Rows: r.rows[7]}
@@ -272,7 +279,7 @@ func TestMCPFigure(t *testing.T) {
 		fmt.Println("- " + n)
 	}
 	fmt.Printf("load average before / after: %s / %s\n", load0, loadAvg())
-	if err := b.delete(ctx, id); err != nil {
+	if err := r.main.delete(r.ctx, id); err != nil {
 		t.Error(err)
 	}
 }

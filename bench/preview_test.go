@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -107,34 +106,14 @@ func TestPreviewFigure(t *testing.T) {
 	if os.Getenv("SHIPYARD_BENCH") == "" || os.Getenv("SHIPYARD_BENCH_PREVIEW") == "" {
 		t.Skip("figure 8 alone: set SHIPYARD_BENCH=1 SHIPYARD_BENCH_PREVIEW=1")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cli, err := newDocker()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cli.Close() })
-	r := &run{t: t, ctx: ctx, cli: cli, quick: os.Getenv("SHIPYARD_BENCH_QUICK") != "", rows: map[int][]Row{}}
-	r.bin = buildBay(t)
-	b := launchBay(t, r.bin, mainConfig, map[string]string{"BAY_GC__ENABLED": "false", "BAY_DATABASE__URL": "sqlite:///./bay.db"})
-	if _, err := b.waitHealthy(60 * time.Second); err != nil {
-		t.Fatalf("bay: %v\n%s", err, b.logTail())
-	}
-	r.main = b
-	id, _, err := b.create(ctx, "python-default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.python(ctx, id, "1+1", "2"); err != nil {
-		t.Fatal(err)
-	}
+	r, id := soloRun(t)
 	load0 := loadAvg()
 	r.previewFigure(id)
 	rep := &Report{Rows: r.rows[8]}
 	fmt.Println(rep.Table())
 	fmt.Println(strings.TrimSpace(previewMethod))
 	fmt.Printf("load average before / after: %s / %s\n", load0, loadAvg())
-	if err := b.delete(ctx, id); err != nil {
+	if err := r.main.delete(r.ctx, id); err != nil {
 		t.Error(err)
 	}
 }

@@ -124,6 +124,26 @@ func truncate(text string, limit int) string {
 
 func (t *tools) cut(s string) string { return truncate(s, t.opts.MaxToolTextChars) }
 
+// commandResult writes the upstream text of a shell or browser command:
+// "**<what> successful|failed** (exit code: N)", its output, its execution id.
+func (t *tools) commandResult(b *strings.Builder, what string, success bool, exitCode *int, out, executionID string) {
+	if out == "" {
+		out = "(no output)"
+	}
+	status := "successful"
+	if !success {
+		status = "failed"
+	}
+	exit := "N/A"
+	if exitCode != nil {
+		exit = fmt.Sprint(*exitCode)
+	}
+	fmt.Fprintf(b, "**%s %s** (exit code: %s)\n\n```\n%s\n```", what, status, exit, t.cut(out))
+	if executionID != "" {
+		fmt.Fprintf(b, "\n\nexecution_id: %s", executionID)
+	}
+}
+
 func text(s string) *sdk.CallToolResult {
 	return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: s}}}
 }

@@ -256,22 +256,8 @@ func (t *tools) executeShell(ctx context.Context, in execShellIn) (*sdk.CallTool
 	if !res.Success && res.Error != nil && *res.Error != "" { // stderr of a failed command (additive)
 		out = strings.TrimSpace(out + "\n" + *res.Error)
 	}
-	if out == "" {
-		out = "(no output)"
-	}
-	status := "successful"
-	if !res.Success {
-		status = "failed"
-	}
-	exit := "N/A"
-	if res.ExitCode != nil {
-		exit = fmt.Sprint(*res.ExitCode)
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "**Command %s** (exit code: %s)\n\n```\n%s\n```", status, exit, t.cut(out))
-	if res.ExecutionID != "" {
-		fmt.Fprintf(&b, "\n\nexecution_id: %s", res.ExecutionID)
-	}
+	t.commandResult(&b, "Command", res.Success, res.ExitCode, out, res.ExecutionID)
 	fmt.Fprintf(&b, "\nexecution_time_ms: %d", res.ExecutionTimeMs)
 	if res.Notice != nil && *res.Notice != "" {
 		fmt.Fprintf(&b, "\nnotice: %s", *res.Notice)

@@ -87,23 +87,8 @@ func (t *tools) executeBrowser(ctx context.Context, in browserIn) (*sdk.CallTool
 	if err != nil {
 		return nil, browserErr(err)
 	}
-	out := res.Output
-	if out == "" {
-		out = "(no output)"
-	}
-	status := "successful"
-	if !res.Success {
-		status = "failed"
-	}
-	exit := "N/A"
-	if res.ExitCode != nil {
-		exit = fmt.Sprint(*res.ExitCode)
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "**Browser command %s** (exit code: %s)\n\n```\n%s\n```", status, exit, t.cut(out))
-	if res.ExecutionID != "" {
-		fmt.Fprintf(&b, "\n\nexecution_id: %s", res.ExecutionID)
-	}
+	t.commandResult(&b, "Browser command", res.Success, res.ExitCode, res.Output, res.ExecutionID)
 	if res.ExecutionTimeMs != nil {
 		fmt.Fprintf(&b, "\nexecution_time_ms: %d", *res.ExecutionTimeMs)
 	}
