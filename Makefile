@@ -23,8 +23,10 @@ ship:
 shipyard-mcp:
 	$(GO) build -trimpath -o bin/shipyard-mcp ./cmd/shipyard-mcp
 
+# The Docker Engine, with gVisor registered as the runtime "runsc" (profile python-secure).
 docker:
 	@scripts/ensure-docker.sh
+	@scripts/ensure-runsc.sh
 
 # The Ship image, built offline from Debian's packages and cached by content hash.
 image: docker
