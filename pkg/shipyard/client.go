@@ -1,210 +1,46 @@
-// Package shipyard is a small typed Go client of Bay's REST API (/v1).
-//
-// It covers what an agent needs: sandboxes, python and shell execution,
-// files, execution history, skills and profiles. Errors from Bay come back as
-// *APIError with Bay's code, message and details.
 package shipyard
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
+
+	"github.com/shipyard/shipyard/pkg/shipyard/wire"
 )
-
-// maxErrorBody bounds how much of an error response is read.
-const maxErrorBody = 64 << 10
-
-// Client calls one Bay. It is safe for concurrent use.
-type Client struct {
-	base  *url.URL
-	token string
-	hc    *http.Client
-}
-
-// Option configures a Client.
-type Option func(*Client)
-
-// WithHTTPClient sets the HTTP client (its transport and timeout). The
-// default is http.DefaultClient.
-func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
-
-// New returns a client of the Bay at endpoint (e.g. http://127.0.0.1:8114).
-// token is sent as "Authorization: Bearer <token>"; when empty no
-// Authorization header is sent (anonymous Bay, or a transport that adds it).
-func New(endpoint, token string, opts ...Option) (*Client, error) {
-	u, err := url.Parse(strings.TrimRight(endpoint, "/"))
-	if err != nil {
-		return nil, fmt.Errorf("shipyard: endpoint: %w", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("shipyard: endpoint %q: want http(s)://host[:port]", endpoint)
-	}
-	c := &Client{base: u, token: token, hc: http.DefaultClient}
-	for _, o := range opts {
-		o(c)
-	}
-	return c, nil
-}
-
-// APIError is an error answer of Bay.
-type APIError struct {
-	Status    int            // HTTP status
-	Code      string         // Bay's error code ("" for non-Bay bodies such as 404 {"detail":"Not Found"})
-	Message   string         // Bay's message, or FastAPI's detail
-	RequestID string         // X-Request-Id
-	Details   map[string]any // Bay's details, if any
-}
-
-func (e *APIError) Error() string {
-	code := e.Code
-	if code == "" {
-		code = "http_" + strconv.Itoa(e.Status)
-	}
-	return fmt.Sprintf("bay: %s: %s", code, e.Message)
-}
-
-// IsStatus reports whether err is an *APIError with the given HTTP status.
-func IsStatus(err error, status int) bool {
-	var ae *APIError
-	return errors.As(err, &ae) && ae.Status == status
-}
-
-func (c *Client) url(path string, q url.Values) string {
-	// path is already escaped (see sandboxPath), so it is appended as text.
-	s := c.base.String() + path
-	if len(q) > 0 {
-		s += "?" + q.Encode()
-	}
-	return s
-}
-
-// send performs one request and returns the response when its status is 2xx.
-func (c *Client) send(ctx context.Context, method, path string, q url.Values, body io.Reader, contentType string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), body)
-	if err != nil {
-		return nil, fmt.Errorf("shipyard: %s %s: %w", method, path, err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("shipyard: %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode/100 == 2 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	return nil, decodeError(resp)
-}
-
-func decodeError(resp *http.Response) error {
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	ae := &APIError{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Request-Id")}
-	var body struct {
-		Error *struct {
-			Code    string         `json:"code"`
-			Message string         `json:"message"`
-			Details map[string]any `json:"details"`
-		} `json:"error"`
-		Detail json.RawMessage `json:"detail"`
-	}
-	switch {
-	case json.Unmarshal(raw, &body) != nil:
-		ae.Message = fmt.Sprintf("HTTP %d returned non-JSON error response: %.200s", resp.StatusCode, raw)
-	case body.Error != nil:
-		ae.Code, ae.Message, ae.Details = body.Error.Code, body.Error.Message, body.Error.Details
-	case len(body.Detail) > 0:
-		var s string
-		if json.Unmarshal(body.Detail, &s) == nil {
-			ae.Message = s
-		} else {
-			ae.Message = string(body.Detail) // FastAPI's validation list
-		}
-		if resp.StatusCode == http.StatusUnprocessableEntity {
-			ae.Code = "validation_error"
-		}
-	default:
-		ae.Message = http.StatusText(resp.StatusCode)
-	}
-	return ae
-}
-
-// do sends in (JSON, unless nil) and decodes the answer into out (unless nil).
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
-	var body io.Reader
-	ct := ""
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("shipyard: encode %s %s: %w", method, path, err)
-		}
-		body, ct = bytes.NewReader(b), "application/json"
-	}
-	resp, err := c.send(ctx, method, path, q, body, ct)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if out == nil || resp.StatusCode == http.StatusNoContent {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("shipyard: decode %s %s: %w", method, path, err)
-	}
-	return nil
-}
-
-func sandboxPath(id, rest string) string { return "/v1/sandboxes/" + url.PathEscape(id) + rest }
 
 // ---- sandboxes and profiles ----
 
 // Container is one container of a sandbox's running session.
-type Container struct {
-	Name         string   `json:"name"`
-	RuntimeType  string   `json:"runtime_type"`
-	Status       string   `json:"status"`
-	Version      *string  `json:"version"`
-	Capabilities []string `json:"capabilities"`
-	Healthy      *bool    `json:"healthy"`
-}
+type Container = wire.Container
 
 // Sandbox is Bay's sandbox resource.
-type Sandbox struct {
-	ID            string      `json:"id"`
-	Status        string      `json:"status"`
-	Profile       string      `json:"profile"`
-	CargoID       string      `json:"cargo_id"`
-	Capabilities  []string    `json:"capabilities"`
-	CreatedAt     string      `json:"created_at"`
-	ExpiresAt     *string     `json:"expires_at"`
-	IdleExpiresAt *string     `json:"idle_expires_at"`
-	Containers    []Container `json:"containers"`
-}
+type Sandbox = wire.Sandbox
 
 // CreateSandboxRequest is the body of POST /v1/sandboxes.
 type CreateSandboxRequest struct {
 	Profile string  `json:"profile,omitempty"`
 	CargoID *string `json:"cargo_id,omitempty"`
 	TTL     *int    `json:"ttl,omitempty"` // seconds; 0 = no expiry
+	// IdempotencyKey is sent as the Idempotency-Key header. When empty a
+	// random key is made, so that a retried create (after a lost answer)
+	// returns the first sandbox instead of making a second one.
+	IdempotencyKey string `json:"-"`
 }
 
-// CreateSandbox creates a sandbox.
+// CreateSandbox creates a sandbox. It is retried on transport errors and on
+// 429/502/503/504 under one idempotency key.
 func (c *Client) CreateSandbox(ctx context.Context, r CreateSandboxRequest) (*Sandbox, error) {
 	var s Sandbox
-	return &s, c.do(ctx, http.MethodPost, "/v1/sandboxes", nil, r, &s)
+	key := r.IdempotencyKey
+	if key == "" {
+		key = newKey()
+	}
+	return &s, c.call(ctx, call{method: http.MethodPost, path: "/v1/sandboxes", in: r, out: &s, idemKey: key})
 }
 
 // GetSandbox returns one sandbox.
@@ -256,6 +92,9 @@ type PythonExecRequest struct {
 	IncludeCode bool    `json:"include_code,omitempty"`
 	Description *string `json:"description,omitempty"`
 	Tags        *string `json:"tags,omitempty"`
+	// KillOnDisconnect (streamed calls): the code is interrupted when the
+	// stream's client goes away. By default it runs on to the end.
+	KillOnDisconnect bool `json:"kill_on_disconnect,omitempty"`
 }
 
 // PythonOutput is Ship's rich output: text and images ({"image/png": base64}).
@@ -296,6 +135,9 @@ type ShellExecRequest struct {
 	IncludeCode bool    `json:"include_code,omitempty"`
 	Description *string `json:"description,omitempty"`
 	Tags        *string `json:"tags,omitempty"`
+	// KillOnDisconnect (streamed calls): the command is killed when the
+	// stream's client goes away. By default it runs on to the end.
+	KillOnDisconnect bool `json:"kill_on_disconnect,omitempty"`
 }
 
 // ShellResult is the answer of shell/exec.
