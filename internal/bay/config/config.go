@@ -29,6 +29,8 @@ type Config struct {
 	// Ours.
 	Log     LogConfig     `yaml:"log"`
 	Session SessionConfig `yaml:"session"`
+	// Replica identifies this process among the Bay replicas sharing one database.
+	Replica ReplicaConfig `yaml:"replica"`
 	// Preview is port preview through Bay (signed URL tokens, proxy bounds).
 	Preview PreviewConfig `yaml:"preview"`
 	// RuntimePort (ours, default 8123) is the port a runtime listens on inside
@@ -307,6 +309,26 @@ func (l LogConfig) SlogLevel() slog.Level {
 	return slog.LevelInfo
 }
 
+// ReplicaConfig (ours) is this Bay process as one replica of a deployment
+// (several Bays on one PostgreSQL; gc.instance_id is the deployment's id).
+type ReplicaConfig struct {
+	// ID names this process in logs, /health, leases and claims; it must differ
+	// between replicas. Default "<hostname>-<pid>"; never empty after load.
+	ID string `yaml:"id"`
+	// HeartbeatIntervalSeconds is how often the replica records that it is alive; 5.
+	HeartbeatIntervalSeconds int `yaml:"heartbeat_interval_seconds"`
+	// LeaseSeconds: a replica silent for this long is taken for dead, and its
+	// claims (sessions it was starting, idempotency keys it was answering) and
+	// duties (GC pass, warm-pool refill) lapse to the others; 15.
+	LeaseSeconds int `yaml:"lease_seconds"`
+}
+
+// HeartbeatInterval is heartbeat_interval_seconds as a duration.
+func (r ReplicaConfig) HeartbeatInterval() time.Duration { return seconds(r.HeartbeatIntervalSeconds) }
+
+// Lease is lease_seconds as a duration.
+func (r ReplicaConfig) Lease() time.Duration { return seconds(r.LeaseSeconds) }
+
 // SessionConfig (ours) holds the session start-up and Bay→runtime timeouts
 // that upstream hard-codes; the defaults are upstream's values.
 type SessionConfig struct {
@@ -506,6 +528,7 @@ func defaults() *Config {
 			ShipConnectTimeoutSeconds: 2,
 			StopTimeoutSeconds:        10,
 		},
+		Replica:     ReplicaConfig{HeartbeatIntervalSeconds: 5, LeaseSeconds: 15},
 		RuntimePort: 8123,
 		Preview:     defaultPreview(),
 		DataDir:     ".",

@@ -159,6 +159,14 @@ func build(data []byte, source string, lookupEnv LookupEnv) (*Config, error) {
 		}
 	}
 
+	if cfg.Replica.ID == "" {
+		host := "bay"
+		if h, ok := env(EnvHostname); ok && strings.TrimSpace(h) != "" {
+			host = strings.TrimSpace(h)
+		}
+		cfg.Replica.ID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+
 	errs := d.errs
 	errs = append(errs, cfg.normalize()...)
 	errs = append(errs, cfg.validate()...)

@@ -134,6 +134,7 @@ func redact(err error) string {
 var (
 	k8sQuantityRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$`)
 	k8sLabelRE    = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+	replicaIDRE   = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 	k8sNameRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 )
 
@@ -270,6 +271,16 @@ func (c *Config) validate() []error {
 	// gc
 	if c.GC.Enabled {
 		v.positive("gc.interval_seconds", c.GC.IntervalSeconds)
+	}
+
+	// replica
+	if len(c.Replica.ID) > 128 || !replicaIDRE.MatchString(c.Replica.ID) {
+		v.bad("replica.id", "must be 1-128 letters, digits, '-', '_' or '.' (got %q)", c.Replica.ID)
+	}
+	v.positive("replica.heartbeat_interval_seconds", c.Replica.HeartbeatIntervalSeconds)
+	if c.Replica.LeaseSeconds < 2*c.Replica.HeartbeatIntervalSeconds {
+		v.bad("replica.lease_seconds", "must be at least twice replica.heartbeat_interval_seconds (got %d and %d)",
+			c.Replica.LeaseSeconds, c.Replica.HeartbeatIntervalSeconds)
 	}
 
 	// warm_pool
