@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ var (
 	ErrNotFound   = errors.New("process not found")
 	ErrTooMany    = errors.New("too many background processes running")
 	ErrEmpty      = errors.New("empty command")
+	ErrSignal     = errors.New("unknown signal")
 )
 
 // Status of a background process.
@@ -54,6 +56,10 @@ type Config struct {
 	MaxOutputBytes int
 	// RingBytes is the output kept per stream of a background process (default 64 KiB).
 	RingBytes int
+	// LogBytes is the merged stdout+stderr output of a background process kept
+	// for reads from an offset (ReadOutput; default 1 MiB). It grows with the
+	// output, so a quiet process costs little.
+	LogBytes int
 	// MaxRunning caps running background processes (default 64); KeepFinished is
 	// how many finished ones stay readable (default 16), oldest evicted first.
 	MaxRunning, KeepFinished int
@@ -98,6 +104,9 @@ func New(cfg Config) *Runner {
 	if cfg.RingBytes <= 0 {
 		cfg.RingBytes = 64 << 10
 	}
+	if cfg.LogBytes <= 0 {
+		cfg.LogBytes = 1 << 20
+	}
 	if cfg.MaxRunning <= 0 {
 		cfg.MaxRunning = 64
 	}
@@ -123,6 +132,22 @@ type Spec struct {
 	Env     map[string]string // extra variables (validate with ValidateEnv)
 	Timeout time.Duration     // foreground only; 0 = none
 	NoShell bool              // exec the split words instead of bash -lc
+	// OnOutput, when set, receives a foreground command's output as it is
+	// read from its pipes (stream "stdout" or "stderr"), whole, before any cap
+	// applies to the Result. p is valid only during the call; calls for the two
+	// streams may be concurrent. A slow OnOutput slows the command's writes.
+	OnOutput func(stream string, p []byte)
+}
+
+// outputFunc passes writes to a callback.
+type outputFunc struct {
+	stream string
+	fn     func(string, []byte)
+}
+
+func (o outputFunc) Write(p []byte) (int, error) {
+	o.fn(o.stream, p)
+	return len(p), nil
 }
 
 // Result of a foreground command.
@@ -223,7 +248,12 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 	res := Result{ReturnCode: -1}
 	stdout := &capped{max: r.cfg.MaxOutputBytes}
 	stderr := &capped{max: r.cfg.MaxOutputBytes}
-	cmd, notice, err := r.start(ctx, spec, stdout, stderr)
+	var outW, errW io.Writer = stdout, stderr
+	if spec.OnOutput != nil {
+		outW = io.MultiWriter(stdout, outputFunc{"stdout", spec.OnOutput})
+		errW = io.MultiWriter(stderr, outputFunc{"stderr", spec.OnOutput})
+	}
+	cmd, notice, err := r.start(ctx, spec, outW, errW)
 	res.Notice = notice
 	if err != nil {
 		return res, err
@@ -405,6 +435,7 @@ type Proc struct {
 	started time.Time
 	stdout  *Ring
 	stderr  *Ring
+	log     *Log // stdout and stderr merged, readable from an offset
 	done    chan struct{}
 
 	mu       sync.Mutex
@@ -412,6 +443,7 @@ type Proc struct {
 	exitCode *int
 	finished time.Time
 	killed   bool
+	signaled map[syscall.Signal]bool // sent through Signal: ending by one of them is "killed"
 }
 
 // Info describes a background process.
@@ -489,6 +521,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (Info, error) {
 		command: shorten(spec.Command, maxCommandShown),
 		stdout:  NewRing(r.cfg.RingBytes),
 		stderr:  NewRing(r.cfg.RingBytes),
+		log:     NewLog(r.cfg.LogBytes),
 		done:    make(chan struct{}),
 		status:  StatusRunning,
 	}
@@ -505,7 +538,7 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (Info, error) {
 	}
 	r.starting++
 	r.mu.Unlock()
-	cmd, notice, err := r.start(ctx, spec, p.stdout, p.stderr)
+	cmd, notice, err := r.start(ctx, spec, io.MultiWriter(p.stdout, p.log), io.MultiWriter(p.stderr, p.log))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.starting--
@@ -537,8 +570,12 @@ func (r *Runner) reap(ctx context.Context, p *Proc, cmd *exec.Cmd) {
 	p.mu.Lock()
 	p.exitCode = &code
 	p.finished = r.cfg.Now()
+	sig := syscall.Signal(0)
+	if code < 0 {
+		sig = syscall.Signal(-code)
+	}
 	switch {
-	case p.killed:
+	case p.killed || (sig != 0 && p.signaled[sig]):
 		p.status = StatusKilled
 	case code == 0:
 		p.status = StatusCompleted
@@ -549,8 +586,10 @@ func (r *Runner) reap(ctx context.Context, p *Proc, cmd *exec.Cmd) {
 	p.mu.Unlock()
 	// Registry first, then done: whoever waited sees the eviction applied.
 	r.mu.Lock()
-	r.finished = append(r.finished, p.id)
-	r.evictLocked()
+	if r.procs[p.id] == p { // not removed meanwhile
+		r.finished = append(r.finished, p.id)
+		r.evictLocked()
+	}
 	r.mu.Unlock()
 	close(p.done)
 	r.cfg.Logger.InfoContext(context.WithoutCancel(ctx), "background process finished", "process_id", p.id, "status", status, "exit_code", code)
@@ -690,4 +729,92 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("shutdown: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
+}
+
+// ReadOutput reads a background process's merged stdout+stderr from offset
+// (see Log.Read), at most maxBytes, with the process's state at the time of
+// the read: the output of a finished process is complete.
+func (r *Runner) ReadOutput(id string, offset int64, maxBytes int) (Info, Chunk, error) {
+	p, err := r.get(id)
+	if err != nil {
+		return Info{}, Chunk{}, err
+	}
+	info := p.info() // before the read: a finished state means all output is in
+	return info, p.log.Read(offset, maxBytes, info.Status != StatusRunning), nil
+}
+
+// Signals are the signals Signal accepts, by name.
+var Signals = map[string]syscall.Signal{
+	"TERM": syscall.SIGTERM, "KILL": syscall.SIGKILL, "INT": syscall.SIGINT, "HUP": syscall.SIGHUP,
+	"QUIT": syscall.SIGQUIT, "USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2,
+}
+
+// ParseSignal accepts a name of Signals, with or without "SIG", any case.
+func ParseSignal(name string) (syscall.Signal, error) {
+	n := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(name)), "SIG")
+	if s, ok := Signals[n]; ok {
+		return s, nil
+	}
+	return 0, fmt.Errorf("%w: %q (one of TERM, KILL, INT, HUP, QUIT, USR1, USR2)", ErrSignal, name)
+}
+
+// Signal sends sig to the process group of a running background process
+// (a finished one is left alone) and returns its state a moment later: a
+// process that dies of it is reported "killed".
+func (r *Runner) Signal(ctx context.Context, id string, sig syscall.Signal) (Info, error) {
+	p, err := r.get(id)
+	if err != nil {
+		return Info{}, err
+	}
+	p.mu.Lock()
+	if p.status != StatusRunning {
+		p.mu.Unlock()
+		return p.info(), nil
+	}
+	if p.signaled == nil {
+		p.signaled = map[syscall.Signal]bool{}
+	}
+	p.signaled[sig] = true
+	p.mu.Unlock()
+	if err := syscall.Kill(-p.pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return Info{}, fmt.Errorf("signal process group %d: %w", p.pid, err)
+	}
+	// Give a process that dies of it the moment to be reaped, so the answer
+	// says so; one that handles or ignores it stays running.
+	t := time.NewTimer(100 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return p.info(), nil
+}
+
+// Remove kills the process group of a background process if it still runs,
+// waits for it to be reaped (bounded) and forgets it.
+func (r *Runner) Remove(ctx context.Context, id string) error {
+	p, err := r.get(id)
+	if err != nil {
+		return err
+	}
+	if err := r.kill(p); err != nil {
+		return err
+	}
+	t := time.NewTimer(r.cfg.WaitDelay + 2*time.Second)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		return fmt.Errorf("process %s did not exit after SIGKILL", id)
+	case <-ctx.Done():
+		return fmt.Errorf("remove %s: %w", id, ctx.Err())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.procs[id] == p {
+		delete(r.procs, id)
+		r.finished = slices.DeleteFunc(r.finished, func(f string) bool { return f == id })
+	}
+	return nil
 }
