@@ -314,6 +314,20 @@ func (c *Client) Download(ctx context.Context, id, path string) (io.ReadCloser, 
 	return resp.Body, nil
 }
 
+// DownloadTo streams a file out of the sandbox into w and returns its size.
+func (c *Client) DownloadTo(ctx context.Context, id, path string, w io.Writer) (int64, error) {
+	rc, err := c.Download(ctx, id, path)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	n, err := io.Copy(w, rc)
+	if err != nil {
+		return n, fmt.Errorf("shipyard: download %s: %w", path, err)
+	}
+	return n, nil
+}
+
 // ---- history ----
 
 // Execution is one execution history entry.

@@ -5,20 +5,13 @@ import (
 
 	"github.com/shipyard/shipyard/internal/bay/idempotency"
 	"github.com/shipyard/shipyard/internal/bay/model"
+	"github.com/shipyard/shipyard/pkg/shipyard/wire"
 )
 
-type cargoJSON struct {
-	ID                 string  `json:"id"`
-	Managed            bool    `json:"managed"`
-	ManagedBySandboxID *string `json:"managed_by_sandbox_id"`
-	Backend            string  `json:"backend"`
-	SizeLimitMB        int     `json:"size_limit_mb"`
-	// SizeLimitEnforced (ours, additive) says whether the backend holds the
-	// volume to size_limit_mb. Docker's local volumes cannot (docs/security.md).
-	SizeLimitEnforced bool   `json:"size_limit_enforced"`
-	CreatedAt         string `json:"created_at"`
-	LastAccessedAt    string `json:"last_accessed_at"`
-}
+// cargoJSON is upstream's Cargo plus size_limit_enforced (ours, additive:
+// whether the backend holds the volume to size_limit_mb; Docker's local
+// volumes cannot, docs/security.md); the shape is the one the Go SDK decodes.
+type cargoJSON = wire.Cargo
 
 func cargoView(c *model.Cargo) cargoJSON {
 	v := cargoJSON{ID: c.ID, Managed: c.Managed, Backend: c.Backend, SizeLimitMB: c.SizeLimitMB,

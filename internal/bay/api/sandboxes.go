@@ -11,29 +11,14 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
+	"github.com/shipyard/shipyard/pkg/shipyard/wire"
 )
 
-// sandboxJSON is upstream's Sandbox, fields in upstream order.
-type sandboxJSON struct {
-	ID            string          `json:"id"`
-	Status        string          `json:"status"`
-	Profile       string          `json:"profile"`
-	CargoID       string          `json:"cargo_id"`
-	Capabilities  []string        `json:"capabilities"`
-	CreatedAt     string          `json:"created_at"`
-	ExpiresAt     *string         `json:"expires_at"`
-	IdleExpiresAt *string         `json:"idle_expires_at"`
-	Containers    []containerJSON `json:"containers"`
-}
+// sandboxJSON is upstream's Sandbox (fields in upstream order); the shape is
+// the one the Go SDK decodes.
+type sandboxJSON = wire.Sandbox
 
-type containerJSON struct {
-	Name         string   `json:"name"`
-	RuntimeType  string   `json:"runtime_type"`
-	Status       string   `json:"status"`
-	Version      *string  `json:"version"`
-	Capabilities []string `json:"capabilities"`
-	Healthy      *bool    `json:"healthy"`
-}
+type containerJSON = wire.Container
 
 func timePtr(t *time.Time) *string {
 	if t == nil {
