@@ -44,6 +44,12 @@ type profileJSON struct {
 	IdleTimeout  int                    `json:"idle_timeout"`
 	Description  *string                `json:"description"`
 	Containers   []profileContainerJSON `json:"containers"`
+	// Ours (additive): the profile's OCI runtime ("" = the engine's default),
+	// and whether this deployment can start it (false with the reason when,
+	// say, its runtime is not installed).
+	Runtime           string `json:"runtime,omitempty"`
+	Available         bool   `json:"available"`
+	UnavailableReason string `json:"unavailable_reason,omitempty"`
 }
 
 func (a *API) listProfiles(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +62,9 @@ func (a *API) listProfiles(w http.ResponseWriter, r *http.Request) {
 	items := []profileJSON{}
 	for _, p := range a.Config.OrderedProfiles() {
 		v := profileJSON{ID: p.ID, Image: p.Image, Resources: resources(p.Resources),
-			Capabilities: p.Capabilities, IdleTimeout: p.IdleTimeoutSeconds}
+			Capabilities: p.Capabilities, IdleTimeout: p.IdleTimeoutSeconds, Runtime: p.Runtime}
+		v.UnavailableReason = a.Sandboxes.Unavailable(p.ID)
+		v.Available = v.UnavailableReason == ""
 		if detail != nil && *detail {
 			d := p.Description
 			v.Description = &d

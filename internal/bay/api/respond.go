@@ -31,6 +31,7 @@ var statusOf = map[errs.Code]int{
 	errs.InvalidPath:            http.StatusBadRequest,
 	errs.Internal:               http.StatusInternalServerError,
 	errs.TooLarge:               http.StatusRequestEntityTooLarge,
+	errs.ProfileUnavailable:     http.StatusServiceUnavailable,
 }
 
 // encode marshals without HTML escaping (upstream emits raw <, >, &).

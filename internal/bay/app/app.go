@@ -17,6 +17,7 @@ import (
 
 	"github.com/shipyard/shipyard/internal/bay/api"
 	"github.com/shipyard/shipyard/internal/bay/auth"
+	"github.com/shipyard/shipyard/internal/bay/browser"
 	"github.com/shipyard/shipyard/internal/bay/capability"
 	"github.com/shipyard/shipyard/internal/bay/cargo"
 	"github.com/shipyard/shipyard/internal/bay/config"
@@ -54,6 +55,7 @@ type App struct {
 	Sessions  *session.Manager
 	Sandboxes *sandbox.Service
 	Caps      *capability.Service
+	Browser   *browser.Service
 	Handler   http.Handler
 	Log       *slog.Logger
 	Now       func() time.Time
@@ -134,12 +136,23 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		profiles[id] = sandbox.SessionProfile(cfg, p)
 	}
 	a.Sandboxes = &sandbox.Service{Store: st, Sessions: a.Sessions, Driver: a.Driver, Config: cfg, Profiles: profiles, Log: log}
+	unavailable, err := sandbox.UnavailableProfiles(ctx, d, cfg)
+	if err != nil {
+		log.Warn("could not check the profiles' OCI runtimes; a missing one fails at create", "err", err)
+	}
+	for id, why := range unavailable {
+		log.Error("profile unavailable", "profile", id, "reason", why)
+	}
+	a.Sandboxes.SetUnavailable(unavailable)
 	a.Caps = &capability.Service{Store: st, Sessions: a.Sessions, Runtime: a.Runtime, Config: cfg, Profiles: profiles, Log: log,
 		Observe: a.Metrics.ObserveExec}
+	gull := browser.NewClient(browser.ClientConfig{ConnectTimeout: sc.ShipConnectTimeout()})
+	a.closers = append(a.closers, func() error { gull.Close(); return nil })
+	a.Browser = &browser.Service{Caps: a.Caps, Store: st, Gull: gull, Config: cfg, Log: log}
 	a.Metrics.SetSandboxCounter(func(ctx context.Context) (map[string]int, error) {
 		return st.CountSandboxesByStatus(ctx, a.Now())
 	})
-	a.Metrics.InitSeries([]string{capability.Python, capability.Shell, capability.Filesystem}, gc.Order, cfg.ProfileOrder)
+	a.Metrics.InitSeries([]string{capability.Python, capability.Shell, capability.Filesystem, browser.Capability}, gc.Order, cfg.ProfileOrder)
 	cargos := &cargo.Service{Store: st, Driver: a.Driver, InstanceID: cfg.GC.InstanceID, Log: log}
 	a.GC = &gc.Collector{Store: st, Driver: a.Driver, Sessions: a.Sessions, Sandboxes: a.Sandboxes, Now: a.Now, Log: log,
 		Config: gc.Config{Enabled: cfg.GC.Enabled, RunOnStartup: cfg.GC.RunOnStartup, Interval: cfg.GC.Interval(),
@@ -180,7 +193,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	pp := preview.NewProxy(cfg.Preview.ConnectTimeout(), log)
 	a.closers = append(a.closers, func() error { pp.Close(); return nil })
 	a.Handler = api.New(api.Deps{
-		Config: cfg, Store: st, Auth: authn, Sandboxes: a.Sandboxes, Capabilities: a.Caps, Cargos: cargos,
+		Config: cfg, Store: st, Auth: authn, Sandboxes: a.Sandboxes, Capabilities: a.Caps, Browser: a.Browser, Cargos: cargos,
 		Preview: preview.NewService(st, previewKey, pp, cfg.Preview.DefaultTokenTTL(), cfg.Preview.MaxTokenTTL(),
 			cfg.Preview.MaxRequestBytes),
 		Skills:      &skills.Service{Store: st},

@@ -59,6 +59,10 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 	c := Default()
 	def, _ := c.Profile("python-default")
 	data, _ := c.Profile("python-data")
+	secure, ok := c.Profile("python-secure")
+	if !ok {
+		t.Fatal("no python-secure profile")
+	}
 	runChecks(t, []check{
 		{"server.host (secure default, upstream 0.0.0.0)", c.Server.Host, "127.0.0.1"},
 		{"server.port", c.Server.Port, 8114},
@@ -107,7 +111,9 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		{"browser_auto_release_enabled", c.BrowserAutoReleaseEnabled, true},
 		{"browser_service", c.BrowserService, BrowserServiceConfig{Enabled: false, Endpoint: "http://gull-service:8115"}},
 		{"proxy", c.Proxy, ProxyConfig{DefaultNoProxy: "localhost,127.0.0.1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,*.local,.svc,.svc.cluster.local,.pod.cluster.local"}},
-		{"profile order", c.ProfileOrder, []string{"python-default", "python-data"}},
+		{"profile order (upstream's two, then ours)", c.ProfileOrder[:2], []string{"python-default", "python-data"}},
+		{"python-secure (ours): python-default on gVisor", []any{secure.Image, secure.Runtime, secure.Resources, secure.Capabilities},
+			[]any{"ship:latest", "runsc", def.Resources, def.Capabilities}},
 		{"python-default image", def.Image, "ship:latest"},
 		{"python-default resources", def.Resources, Resources{CPUs: 1.0, Memory: "1g", MemoryBytes: 1 << 30}},
 		{"python-default caps", def.Capabilities, []string{"filesystem", "shell", "python"}},
@@ -777,7 +783,7 @@ func TestDerived(t *testing.T) {
 		{"addr v6", ServerConfig{Host: "::", Port: 1}.Addr(), "[::]:1"},
 		{"nano cpus", Resources{CPUs: 1.5}.NanoCPUs(), int64(1_500_000_000)},
 		{"slog", []any{LogConfig{Level: "debug"}.SlogLevel().String(), c.Log.SlogLevel().String()}, []any{"DEBUG", "INFO"}},
-		{"ordered", len(c.OrderedProfiles()), 2},
+		{"ordered", len(c.OrderedProfiles()), len(c.ProfileOrder)},
 	})
 }
 

@@ -234,9 +234,13 @@ func defaultProfiles() []profileYAML {
 			IdleTimeout: ptr(1800),
 		}
 	}
+	secure := legacy("python-secure", "ship:latest", 1.0, "1g")
+	secure.Runtime = "runsc"
+	secure.Description = "python-default under gVisor (runsc): a user-space kernel between sandbox code and the host's"
 	return []profileYAML{
 		legacy("python-default", "ship:latest", 1.0, "1g"),
 		legacy("python-data", "ship:data", 2.0, "4g"),
+		secure,
 	}
 }
 

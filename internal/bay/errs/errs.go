@@ -35,6 +35,9 @@ const (
 const (
 	// TooLarge: the runtime refused a file or body over its size limit (HTTP 413).
 	TooLarge Code = "payload_too_large"
+	// ProfileUnavailable: the profile cannot start on this deployment, e.g. its
+	// OCI runtime is not installed (HTTP 503, no Retry-After: an operator must act).
+	ProfileUnavailable Code = "profile_unavailable"
 )
 
 // Error is a client-visible failure. Message and Details are sent to the client,

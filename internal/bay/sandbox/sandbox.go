@@ -31,6 +31,8 @@ type Service struct {
 	Profiles map[string]*session.Profile
 	Warm     WarmClaimer // optional
 	Log      *slog.Logger
+
+	unavailable map[string]string // profile id → why it cannot start (SetUnavailable)
 }
 
 // CreateRequest is the body of POST /v1/sandboxes.
@@ -60,6 +62,9 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 	}
 	if _, ok := s.Config.Profile(req.Profile); !ok {
 		return nil, errs.Newf(errs.Validation, "Invalid profile: %s", req.Profile)
+	}
+	if err := s.checkAvailable(req.Profile); err != nil {
+		return nil, err
 	}
 	sb := &model.Sandbox{
 		ID: model.NewID("sandbox"), Owner: owner, ProfileID: req.Profile,

@@ -98,6 +98,16 @@ func (d *Driver) Ping(ctx context.Context) error {
 	return nil
 }
 
+// Runtimes lists the OCI runtimes the engine has registered ("runc", "runsc", ...),
+// so Bay can tell at start-up which profiles cannot start.
+func (d *Driver) Runtimes(ctx context.Context) ([]string, error) {
+	info, err := d.cli.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("docker: info: %w", err)
+	}
+	return slices.Sorted(maps.Keys(info.Runtimes)), nil
+}
+
 // wrap adds context to an engine error and maps "not found" to driver.ErrNotFound.
 func wrap(op, ref string, err error) error {
 	if cerrdefs.IsNotFound(err) {

@@ -664,6 +664,29 @@ func TestPing(t *testing.T) {
 	}
 }
 
+// TestRuntimes: the engine's registered runtimes are listed (runc always; runsc
+// because make test registers it), and a dead engine is an error, not an empty list.
+func TestRuntimes(t *testing.T) {
+	d, _ := newDriver(t, Config{})
+	got, err := d.Runtimes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"runc", "runsc"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("Runtimes() = %v, want %s among them (make docker registers runsc)", got, want)
+		}
+	}
+	bad, err := New(Config{Socket: "unix:///nonexistent/docker.sock"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if rts, err := bad.Runtimes(t.Context()); err == nil {
+		t.Fatalf("Runtimes of a missing socket = %v, nil error", rts)
+	}
+}
+
 // TestRemoveIfOurs: the clean-up after a create cut off by its context removes
 // the container only when it carries the spec's labels.
 func TestRemoveIfOurs(t *testing.T) {
