@@ -2,6 +2,8 @@ package kernel
 
 import (
 	"context"
+	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -10,6 +12,7 @@ type cell struct {
 	p   *proc
 	w   *waiter
 	col collector
+	on  func(Output) // Request.OnOutput; nil once the caller is gone
 }
 
 // waitStatus says why cell.wait returned.
@@ -79,7 +82,82 @@ func (c *cell) wait(ctx context.Context, deadline <-chan time.Time) waitStatus {
 func (c *cell) add(m *message) {
 	if err := c.col.add(m); err != nil {
 		c.p.log.Warn("bad kernel message", "msg_type", m.Header.MsgType, "err", err)
+		return
 	}
+	if c.on != nil && m.Dropped == 0 {
+		if o, ok := outputOf(m); ok {
+			c.on(o)
+		}
+	}
+}
+
+// Output is one piece of a cell's output as the kernel sends it (see
+// Request.OnOutput).
+type Output struct {
+	Type string // OutputStdout, OutputStderr, OutputDisplay or OutputException
+	Text string // stdout, stderr
+	// Data is a display_data or execute_result MIME bundle as the kernel sent
+	// it (images base64 strings, text as strings, JSON types as JSON).
+	Data      map[string]json.RawMessage
+	Ename     string // exception
+	Evalue    string
+	Traceback []string
+}
+
+// Output types.
+const (
+	OutputStdout    = "stdout"
+	OutputStderr    = "stderr"
+	OutputDisplay   = "display"
+	OutputException = "exception"
+)
+
+// outputOf makes an iopub output message an Output (false for other messages).
+func outputOf(m *message) (Output, bool) {
+	switch m.Header.MsgType {
+	case "stream":
+		var s struct {
+			Name string `json:"name"`
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(m.Content, &s) != nil {
+			return Output{}, false
+		}
+		t := OutputStdout
+		if s.Name == "stderr" {
+			t = OutputStderr
+		}
+		return Output{Type: t, Text: s.Text}, true
+	case "execute_result", "display_data":
+		var s struct {
+			Data map[string]json.RawMessage `json:"data"`
+		}
+		if json.Unmarshal(m.Content, &s) != nil || len(s.Data) == 0 {
+			return Output{}, false
+		}
+		if png, ok := s.Data["image/png"]; ok {
+			// As in the non-streamed output (collector.addBundle).
+			var b64 string
+			if json.Unmarshal(png, &b64) == nil {
+				s.Data["image/png"], _ = json.Marshal(strings.TrimSpace(b64))
+			}
+		}
+		return Output{Type: OutputDisplay, Data: s.Data}, true
+	case "error":
+		var s struct {
+			Ename     string   `json:"ename"`
+			Evalue    string   `json:"evalue"`
+			Traceback []string `json:"traceback"`
+		}
+		if json.Unmarshal(m.Content, &s) != nil {
+			return Output{}, false
+		}
+		if s.Traceback == nil {
+			s.Traceback = []string{}
+		}
+		return Output{Type: OutputException, Ename: s.Ename, Evalue: s.Evalue, Traceback: s.Traceback}, true
+	}
+	return Output{}, false
 }
 
 // poll collects the messages already delivered and reports whether the

@@ -147,6 +147,11 @@ type Request struct {
 	Code    string
 	Timeout time.Duration // total wall time for the cell; 0 = Config default 30s
 	Silent  bool
+	// OnOutput, when set, receives each output of the cell as it arrives
+	// (stream text, display data, the exception), in order, on Execute's
+	// goroutine, before Execute returns; never after it. The Result still
+	// holds everything (bounded as usual).
+	OnOutput func(Output)
 }
 
 // Result is the outcome of one Execute. Shapes map 1:1 to Ship's /ipython/exec.

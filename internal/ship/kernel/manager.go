@@ -375,6 +375,7 @@ func (m *Manager) Execute(ctx context.Context, req Request) (Result, error) {
 		}
 		return withNotice(failed(err), notice), err
 	}
+	c.on = req.OnOutput
 	timer := time.NewTimer(remaining)
 	defer timer.Stop()
 
@@ -454,6 +455,7 @@ func (m *Manager) timedOut(ctx context.Context, p *proc, c *cell, timeout time.D
 // held by the caller, passes to it and is released at the end. A kernel that
 // does not come back is killed, and the next Execute restarts it.
 func (m *Manager) settleInBackground(p *proc, c *cell, interrupt bool) {
+	c.on = nil // the caller is gone: nothing more reaches it
 	m.mu.Lock()
 	if m.closed { // Close has stopped the kernel: nothing to settle
 		m.mu.Unlock()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,26 +15,69 @@ import (
 
 func (s *Server) handlePython(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Code    string   `json:"code"`
-		Timeout *float64 `json:"timeout"`
-		Silent  bool     `json:"silent"`
+		Code             string   `json:"code"`
+		Timeout          *float64 `json:"timeout"`
+		Silent           bool     `json:"silent"`
+		KillOnDisconnect bool     `json:"kill_on_disconnect"`
 	}
 	if !decodeJSON(w, r, &req, "code") {
 		return
 	}
 	ctx := r.Context()
-	timeout := s.timeout(req.Timeout, s.opt.DefaultTimeout)
+	kreq := kernel.Request{Code: req.Code, Timeout: s.timeout(req.Timeout, s.opt.DefaultTimeout), Silent: req.Silent}
+	if !wantsStream(r) {
+		writeJSON(w, http.StatusOK, s.runPython(ctx, kreq))
+		return
+	}
+	// Streamed: the cell runs to its end (or timeout) even if the client
+	// leaves, unless it asked otherwise.
+	run, cancel := s.streamContext(ctx, req.KillOnDisconnect)
+	defer cancel()
+	out := startSSE(w, s.opt.StreamKeepAlive, s.goneFunc(req.KillOnDisconnect, cancel))
+	defer out.close()
+	kreq.OnOutput = func(o kernel.Output) {
+		switch o.Type {
+		case kernel.OutputStdout, kernel.OutputStderr:
+			out.event(o.Type, map[string]string{"text": o.Text})
+		case kernel.OutputDisplay:
+			out.event(o.Type, map[string]any{"data": o.Data})
+		case kernel.OutputException:
+			out.event(o.Type, map[string]any{"ename": o.Ename, "evalue": o.Evalue, "traceback": o.Traceback})
+		}
+	}
+	out.event("result", s.runPython(run, kreq))
+}
+
+// streamContext is the context a streamed execution runs in: the request's,
+// or, unless killOnDisconnect, one the client's leaving does not cancel.
+func (s *Server) streamContext(ctx context.Context, killOnDisconnect bool) (context.Context, context.CancelFunc) {
+	if killOnDisconnect {
+		return context.WithCancel(ctx)
+	}
+	return context.WithCancel(context.WithoutCancel(ctx))
+}
+
+// goneFunc is what a stream does when its client goes away: cancel the
+// execution when asked to.
+func (s *Server) goneFunc(killOnDisconnect bool, cancel context.CancelFunc) func() {
+	if killOnDisconnect {
+		return cancel
+	}
+	return nil
+}
+
+// runPython runs a cell and returns /ipython/exec's answer.
+func (s *Server) runPython(ctx context.Context, req kernel.Request) map[string]any {
 	start := time.Now()
 	// Execute starts the kernel when there is none (at boot it is already
 	// starting; after DELETE /ipython/kernel or a failed start it starts
 	// again) and waits for it within timeout.
-	res, err := s.opt.Kernel.Execute(ctx, kernel.Request{Code: req.Code, Timeout: timeout, Silent: req.Silent})
+	res, err := s.opt.Kernel.Execute(ctx, req)
 	s.opt.Metrics.execDuration.WithLabelValues("python").Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.WarnContext(ctx, "python execution failed", "err", err)
-		writeJSON(w, http.StatusOK, map[string]any{"success": false, "execution_count": nil, "output": map[string]any{},
-			"error": "Execution error: " + err.Error()})
-		return
+		return map[string]any{"success": false, "execution_count": nil, "output": map[string]any{},
+			"error": "Execution error: " + err.Error()}
 	}
 	if res.Restarted {
 		s.opt.Metrics.kernelRestarts.WithLabelValues("died").Inc()
@@ -48,7 +92,7 @@ func (s *Server) handlePython(w http.ResponseWriter, r *http.Request) {
 			output[mimeType] = v
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	return map[string]any{
 		"success":          res.Success,
 		"execution_count":  res.ExecutionCount,
 		"output":           output,
@@ -57,7 +101,7 @@ func (s *Server) handlePython(w http.ResponseWriter, r *http.Request) {
 		"kernel_restarted": res.Restarted,
 		"notice":           orNil(res.Notice),
 		"truncated":        res.Truncated,
-	})
+	}
 }
 
 func (s *Server) handleKernelStatus(w http.ResponseWriter, r *http.Request) {
@@ -125,6 +169,9 @@ func (s *Server) handleShell(w http.ResponseWriter, r *http.Request) {
 		Timeout    *float64          `json:"timeout"`
 		Shell      *bool             `json:"shell"`
 		Background bool              `json:"background"`
+		// KillOnDisconnect: a streamed command is killed when its client
+		// goes away (by default it runs on to its end or timeout).
+		KillOnDisconnect bool `json:"kill_on_disconnect"`
 	}
 	if !decodeJSON(w, r, &req, "command") {
 		return
@@ -134,41 +181,85 @@ func (s *Server) handleShell(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	dir := s.opt.Workspace.Dir()
-	if req.Cwd != "" {
-		d, err := s.opt.Workspace.Resolve(req.Cwd)
-		if err != nil {
-			msg := "Invalid cwd: " + req.Cwd
-			if errors.Is(err, workspace.ErrOutside) {
-				msg = "403: Access denied: path must be within workspace: " + s.opt.WorkspaceName
-			}
-			writeJSON(w, http.StatusOK, shellFailure(msg))
-			return
-		}
-		dir = d
+	dir, errMsg := s.cwd(req.Cwd)
+	if errMsg != "" {
+		s.shellAnswer(w, r, shellFailure(errMsg))
+		return
 	}
 	spec := process.Spec{Command: req.Command, Dir: dir, Env: req.Env, NoShell: req.Shell != nil && !*req.Shell,
 		Timeout: s.timeout(req.Timeout, s.opt.DefaultTimeout)}
 	if req.Background {
 		info, err := s.opt.Processes.Start(ctx, spec)
 		if err != nil {
-			writeJSON(w, http.StatusOK, shellFailure(err.Error()))
+			s.shellAnswer(w, r, shellFailure(err.Error()))
 			return
 		}
-		writeJSON(w, http.StatusOK, shellResponse{Success: true, Pid: &info.Pid, ProcessID: &info.ProcessID, Notice: strOrNil(info.Notice)})
+		s.shellAnswer(w, r, shellResponse{Success: true, Pid: &info.Pid, ProcessID: &info.ProcessID, Notice: strOrNil(info.Notice)})
 		return
 	}
+	if !wantsStream(r) {
+		out, ok := s.runShell(ctx, spec)
+		if ok {
+			writeJSON(w, http.StatusOK, out)
+		}
+		return
+	}
+	run, cancel := s.streamContext(ctx, req.KillOnDisconnect)
+	defer cancel()
+	sse := startSSE(w, s.opt.StreamKeepAlive, s.goneFunc(req.KillOnDisconnect, cancel))
+	defer sse.close()
+	streams := map[string]*textStream{"stdout": {typ: "stdout", out: sse}, "stderr": {typ: "stderr", out: sse}}
+	spec.OnOutput = func(stream string, p []byte) { streams[stream].write(p) }
+	out, ok := s.runShell(run, spec)
+	streams["stdout"].flush()
+	streams["stderr"].flush()
+	if !ok {
+		out = shellFailure("Command cancelled: the client went away")
+	}
+	sse.event("result", out)
+}
+
+// shellAnswer answers a shell call that runs nothing in the foreground: as
+// JSON, or as a stream of one result event when one was asked for.
+func (s *Server) shellAnswer(w http.ResponseWriter, r *http.Request, out shellResponse) {
+	if !wantsStream(r) {
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	sse := startSSE(w, s.opt.StreamKeepAlive, nil)
+	sse.event("result", out)
+	sse.close()
+}
+
+// cwd resolves a command's working directory in the workspace ("" = its
+// root); a bad one gives the message of the failure answer.
+func (s *Server) cwd(cwd string) (dir, errMsg string) {
+	if cwd == "" {
+		return s.opt.Workspace.Dir(), ""
+	}
+	d, err := s.opt.Workspace.Resolve(cwd)
+	if err != nil {
+		if errors.Is(err, workspace.ErrOutside) {
+			return "", "403: Access denied: path must be within workspace: " + s.opt.WorkspaceName
+		}
+		return "", "Invalid cwd: " + cwd
+	}
+	return d, ""
+}
+
+// runShell runs a foreground command and returns /shell/exec's answer;
+// false when ctx ended first (nothing to answer).
+func (s *Server) runShell(ctx context.Context, spec process.Spec) (shellResponse, bool) {
 	start := time.Now()
 	res, err := s.opt.Processes.Run(ctx, spec)
 	s.opt.Metrics.execDuration.WithLabelValues("shell").Observe(time.Since(start).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {
-			return // client went away
+			return shellResponse{}, false // client went away
 		}
 		out := shellFailure(err.Error())
 		out.Notice = strOrNil(res.Notice)
-		writeJSON(w, http.StatusOK, out)
-		return
+		return out, true
 	}
 	out := shellResponse{Success: res.ReturnCode == 0 && !res.TimedOut, ReturnCode: res.ReturnCode, Stdout: res.Stdout,
 		Stderr: res.Stderr, Pid: &res.Pid, TimedOut: res.TimedOut, Truncated: res.Truncated, Notice: strOrNil(res.Notice)}
@@ -176,7 +267,7 @@ func (s *Server) handleShell(w http.ResponseWriter, r *http.Request) {
 		msg := fmt.Sprintf("Command timed out after %s seconds", fmtSeconds(spec.Timeout))
 		out.Error = &msg
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, true
 }
 
 func strOrNil(s string) *string {

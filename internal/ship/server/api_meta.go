@@ -25,6 +25,9 @@ type healthBody struct {
 	Version     string `json:"version"`
 	Kernel      string `json:"kernel,omitempty"`
 	KernelError string `json:"kernel_error,omitempty"`
+	// ProcessesRunning counts running background processes (Bay's idle
+	// reclaim spares a sandbox that has one).
+	ProcessesRunning int `json:"processes_running"`
 	*sweep.Stats
 }
 
@@ -35,7 +38,7 @@ const maxHealthError = 1024
 // then. The kernel may still be starting, or have failed to start; python
 // calls wait for it or report that, so neither makes Ship unhealthy.
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	body := healthBody{Status: "healthy", Version: Version}
+	body := healthBody{Status: "healthy", Version: Version, ProcessesRunning: s.opt.Processes.Running()}
 	if s.opt.Kernel != nil {
 		st := s.opt.Kernel.State()
 		body.Kernel = st.State

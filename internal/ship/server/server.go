@@ -79,8 +79,11 @@ type Options struct {
 	// DefaultTimeout applies when a request gives none (default 30s);
 	// MaxTimeout bounds any exec/wait timeout (default 1h).
 	DefaultTimeout, MaxTimeout time.Duration
-	Build                      Build
-	Skills                     []Skill
+	// StreamKeepAlive is how long a streamed execution stays silent before a
+	// ": ping" comment is sent (default 15s).
+	StreamKeepAlive time.Duration
+	Build           Build
+	Skills          []Skill
 }
 
 // Server is the Ship HTTP API.
@@ -111,6 +114,9 @@ func New(opt Options) *Server {
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.StreamKeepAlive <= 0 {
+		opt.StreamKeepAlive = 15 * time.Second
 	}
 	if opt.WorkspaceName == "" {
 		opt.WorkspaceName = opt.Workspace.Dir()
@@ -154,6 +160,10 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /shell/processes/{id}", s.handleProcess)
 	m.HandleFunc("POST /shell/processes/{id}/wait", s.handleProcessWait)
 	m.HandleFunc("POST /shell/processes/{id}/kill", s.handleProcessKill)
+	m.HandleFunc("POST /shell/processes", s.handleStartProcess)
+	m.HandleFunc("GET /shell/processes/{id}/output", s.handleProcessOutput)
+	m.HandleFunc("POST /shell/processes/{id}/signal", s.handleProcessSignal)
+	m.HandleFunc("DELETE /shell/processes/{id}", s.handleProcessRemove)
 
 	if s.opt.Terminal != nil {
 		m.Handle("GET /term/ws", s.opt.Terminal)

@@ -72,6 +72,14 @@ func (k *fakeKernel) Execute(_ context.Context, req kernel.Request) (kernel.Resu
 		panic("boom")
 	case strings.HasPrefix(req.Code, "sleep"):
 		return kernel.Result{ExecutionCount: &n, Text: "partial", Error: "timed out", TimedOut: true}, nil
+	case req.Code == "events":
+		if req.OnOutput != nil {
+			req.OnOutput(kernel.Output{Type: kernel.OutputStdout, Text: "a\n"})
+			req.OnOutput(kernel.Output{Type: kernel.OutputDisplay, Data: map[string]json.RawMessage{"image/png": json.RawMessage(`"iVBOR"`)}})
+			req.OnOutput(kernel.Output{Type: kernel.OutputStderr, Text: "w\n"})
+			req.OnOutput(kernel.Output{Type: kernel.OutputException, Ename: "ValueError", Evalue: "x", Traceback: []string{"tb"}})
+		}
+		return kernel.Result{ExecutionCount: &n, Text: "a\nw", Error: "tb"}, nil
 	case req.Code == "plot":
 		return kernel.Result{Success: true, ExecutionCount: &n, Images: []map[string]string{{"image/png": "iVBOR"}},
 			Data: map[string][]string{"text/html": {"<b>x</b>"}}}, nil
@@ -241,18 +249,18 @@ func TestHealthReportsProcessPressure(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
-	want := `{"status":"healthy","version":"` + Version + `","kernel":"ready","processes":12,"zombies":1,"pids_current":40,"pids_max":256}`
+	want := `{"status":"healthy","version":"` + Version + `","kernel":"ready","processes_running":0,"processes":12,"zombies":1,"pids_current":40,"pids_max":256}`
 	if got := strings.TrimSpace(string(r.body)); got != want {
 		t.Errorf("health %s\nwant   %s", got, want)
 	}
 	// Without Pressure the answer is the upstream one plus the kernel field.
 	e = setup(t, nil)
-	if r := e.do(t, "GET", "/health", nil, nil); strings.TrimSpace(string(r.body)) != `{"status":"healthy","version":"`+Version+`","kernel":"ready"}` {
+	if r := e.do(t, "GET", "/health", nil, nil); strings.TrimSpace(string(r.body)) != `{"status":"healthy","version":"`+Version+`","kernel":"ready","processes_running":0}` {
 		t.Errorf("health %s", r.body)
 	}
 	// Without a kernel at all (not Ship's wiring), no kernel field.
 	e = setup(t, func(o *Options) { o.Kernel = nil })
-	if r := e.do(t, "GET", "/health", nil, nil); strings.TrimSpace(string(r.body)) != `{"status":"healthy","version":"`+Version+`"}` {
+	if r := e.do(t, "GET", "/health", nil, nil); strings.TrimSpace(string(r.body)) != `{"status":"healthy","version":"`+Version+`","processes_running":0}` {
 		t.Errorf("health %s", r.body)
 	}
 }
@@ -270,16 +278,16 @@ func TestHealthKernelState(t *testing.T) {
 		auth  string // "-": no token
 		want  string
 	}{
-		{"starting", kernel.StartState{State: kernel.StateStarting}, "-", `{"status":"healthy","version":"0.4.0","kernel":"starting"}`},
-		{"ready", kernel.StartState{State: kernel.StateReady}, "", `{"status":"healthy","version":"0.4.0","kernel":"ready"}`},
-		{"not started", kernel.StartState{State: kernel.StateNotStarted}, "", `{"status":"healthy","version":"0.4.0","kernel":"not_started"}`},
-		{"dead", kernel.StartState{State: kernel.StateDead}, "", `{"status":"healthy","version":"0.4.0","kernel":"dead"}`},
+		{"starting", kernel.StartState{State: kernel.StateStarting}, "-", `{"status":"healthy","version":"0.4.0","kernel":"starting","processes_running":0}`},
+		{"ready", kernel.StartState{State: kernel.StateReady}, "", `{"status":"healthy","version":"0.4.0","kernel":"ready","processes_running":0}`},
+		{"not started", kernel.StartState{State: kernel.StateNotStarted}, "", `{"status":"healthy","version":"0.4.0","kernel":"not_started","processes_running":0}`},
+		{"dead", kernel.StartState{State: kernel.StateDead}, "", `{"status":"healthy","version":"0.4.0","kernel":"dead","processes_running":0}`},
 		{"failed, token", kernel.StartState{State: kernel.StateFailed, Error: `kernel: launch "python3": no such file`}, "",
-			`{"status":"healthy","version":"0.4.0","kernel":"failed","kernel_error":"kernel: launch \"python3\": no such file"}`},
+			`{"status":"healthy","version":"0.4.0","kernel":"failed","kernel_error":"kernel: launch \"python3\": no such file","processes_running":0}`},
 		{"failed, no token", kernel.StartState{State: kernel.StateFailed, Error: "secret detail"}, "-",
-			`{"status":"healthy","version":"0.4.0","kernel":"failed"}`},
+			`{"status":"healthy","version":"0.4.0","kernel":"failed","processes_running":0}`},
 		{"failed, wrong token", kernel.StartState{State: kernel.StateFailed, Error: "secret detail"}, "Bearer nope",
-			`{"status":"healthy","version":"0.4.0","kernel":"failed"}`},
+			`{"status":"healthy","version":"0.4.0","kernel":"failed","processes_running":0}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
