@@ -7,11 +7,11 @@ GO ?= go
 GOFLAGS_TEST ?= -race -count=1
 BAY_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: all build bay ship shipyard-mcp image image-data run test lint unit bench clean deps docker
+.PHONY: all build bay ship shipyard-mcp shipyard image image-data run test lint unit bench clean deps docker
 
 all: build
 
-build: bay ship shipyard-mcp
+build: bay ship shipyard-mcp shipyard
 
 bay:
 	$(GO) build -trimpath -o bin/bay ./cmd/bay
@@ -22,6 +22,10 @@ ship:
 # The MCP server over stdio, for desktop MCP clients (Bay itself serves /mcp).
 shipyard-mcp:
 	$(GO) build -trimpath -o bin/shipyard-mcp ./cmd/shipyard-mcp
+
+# The command-line client (one static binary on the Go SDK, pkg/shipyard).
+shipyard:
+	$(GO) build -trimpath -o bin/shipyard ./cmd/shipyard
 
 # The Docker Engine, with gVisor registered as the runtime "runsc" (profile python-secure).
 docker:
