@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/shipyard/shipyard/internal/bay/auth"
+	"github.com/shipyard/shipyard/internal/bay/browser"
 	"github.com/shipyard/shipyard/internal/bay/capability"
 	"github.com/shipyard/shipyard/internal/bay/cargo"
 	"github.com/shipyard/shipyard/internal/bay/config"
@@ -60,6 +61,7 @@ type Deps struct {
 	Auth         *auth.Authenticator
 	Sandboxes    *sandbox.Service
 	Capabilities *capability.Service
+	Browser      *browser.Service // nil: no browser routes
 	Cargos       *cargo.Service
 	Skills       *skills.Service
 	Idempotency  *idempotency.Guard
@@ -263,6 +265,9 @@ func (a *API) routes() {
 	a.handle("GET /v1/admin/gc/status", a.authed(a.gcStatus))
 	a.mcpRoutes()
 	a.portRoutes()
+	if a.Browser != nil {
+		a.browserRoutes()
+	}
 
 	a.handle("POST /v1/skills/payloads", a.authed(a.createSkillPayload))
 	a.handle("GET /v1/skills/payloads/{payload_ref...}", a.authed(a.getSkillPayload))

@@ -68,27 +68,11 @@ type call struct {
 }
 
 func (s *Service) resolve(ctx context.Context, owner, sandboxID, capability string, now time.Time) (*call, error) {
-	sb, err := s.Store.GetSandbox(ctx, owner, sandboxID)
+	sb, p, err := s.check(ctx, owner, sandboxID, capability, now)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, errs.New(errs.NotFound, "Resource not found")
-		}
 		return nil, err
 	}
-	if sb.Expired(now) {
-		return nil, errs.Newf(errs.SandboxExpired, "sandbox is expired").
-			With(map[string]any{"sandbox_id": sb.ID, "expires_at": model.FormatTime(*sb.ExpiresAt)})
-	}
-	p, ok := s.Config.Profile(sb.ProfileID)
 	sp := s.Profiles[sb.ProfileID]
-	if !ok || sp == nil || !p.HasCapability(capability) {
-		available := []string{}
-		if ok {
-			available = p.Capabilities
-		}
-		return nil, errs.Newf(errs.CapabilityNotSupported, "Profile '%s' does not support capability: %s", sb.ProfileID, capability).
-			With(map[string]any{"capability": capability, "available": available})
-	}
 	for attempt := 0; ; attempt++ {
 		ss, release, err := s.Sessions.EnsureRunning(ctx, sb.ID, sp, now)
 		if err != nil {

@@ -842,3 +842,27 @@ func TestExampleConfig(t *testing.T) {
 		}
 	}
 }
+
+// The default config has a browser profile: Ship plus a Gull container, the
+// browser capability routed to it, Ship primary for the rest.
+func TestDefaultBrowserProfile(t *testing.T) {
+	c := Default()
+	bp, ok := c.Profile("browser-python")
+	if !ok {
+		t.Fatalf("no browser-python profile in %v", c.ProfileOrder)
+	}
+	browser, _ := bp.ContainerFor("browser")
+	py, _ := bp.ContainerFor("python")
+	runChecks(t, []check{
+		{"listed after upstream's", c.ProfileOrder[len(c.ProfileOrder)-1], "browser-python"},
+		{"multi", bp.IsMultiContainer(), true},
+		{"primary", bp.Primary().Name, "ship"},
+		{"image = primary's", bp.Image, "ship:latest"},
+		{"caps", bp.Capabilities, []string{"browser", "filesystem", "python", "shell"}},
+		{"browser container", []any{browser.Name, browser.Image, browser.RuntimeType, browser.RuntimePort, browser.Resources.MemoryBytes},
+			[]any{"browser", "gull:latest", RuntimeGull, 8115, int64(1 << 30)}},
+		{"python container", []any{py.Name, py.Image, py.RuntimePort}, []any{"ship", "ship:latest", 8123}},
+		{"browser mode", bp.Browser, BrowserIsolated},
+		{"no warnings", c.Warnings, []string(nil)},
+	})
+}

@@ -241,6 +241,7 @@ func defaultProfiles() []profileYAML {
 		legacy("python-default", "ship:latest", 1.0, "1g"),
 		legacy("python-data", "ship:data", 2.0, "4g"),
 		secure,
+		browserProfile(),
 	}
 }
 

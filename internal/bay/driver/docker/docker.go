@@ -32,6 +32,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
@@ -213,7 +214,14 @@ func (d *Driver) Create(ctx context.Context, spec driver.InstanceSpec) (string, 
 		hc.PortBindings = nat.PortMap{port: {{HostIP: d.cfg.PublishAddress, HostPort: hostPort}}}
 	}
 
-	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, spec.Name)
+	var nc *network.NetworkingConfig
+	if spec.Hostname != "" && spec.Network != "" && netMode == spec.Network {
+		// The containers of one session reach each other by name on its
+		// network (the browser opens http://ship:<port>/).
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			netMode: {Aliases: []string{spec.Hostname}}}}
+	}
+	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, spec.Name)
 	if err != nil {
 		if ctx.Err() != nil && spec.Name != "" {
 			// The engine may have created it before the request was cut off.
