@@ -34,6 +34,7 @@ const (
 	CodeInternal               = wire.CodeInternal
 	CodePayloadTooLarge        = wire.CodePayloadTooLarge
 	CodeProcessNotFound        = wire.CodeProcessNotFound
+	CodeProfileUnavailable     = wire.CodeProfileUnavailable
 )
 
 // Sentinels for errors.Is: errors.Is(err, shipyard.ErrNotFound) holds for

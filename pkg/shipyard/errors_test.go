@@ -26,6 +26,7 @@ func TestCodesMatchBay(t *testing.T) {
 		{CodeValidation, errs.Validation}, {CodeFileNotFound, errs.FileNotFound},
 		{CodeCapabilityNotSupported, errs.CapabilityNotSupported}, {CodeInvalidPath, errs.InvalidPath},
 		{CodeInternal, errs.Internal}, {CodePayloadTooLarge, errs.TooLarge},
+		{CodeProfileUnavailable, errs.ProfileUnavailable},
 	} {
 		if c.sdk != string(c.bay) {
 			t.Errorf("SDK code %q, Bay's %q", c.sdk, c.bay)

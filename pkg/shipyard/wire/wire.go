@@ -28,6 +28,7 @@ const (
 	CodeInternal               = "internal_error"
 	CodePayloadTooLarge        = "payload_too_large"
 	CodeProcessNotFound        = "process_not_found"
+	CodeProfileUnavailable     = "profile_unavailable"
 )
 
 // ErrorBody is Bay's error answer: {"error":{code,message,request_id,details}}.
