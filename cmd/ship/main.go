@@ -53,6 +53,7 @@ import (
 
 	"github.com/shipyard/shipyard/internal/logctx"
 	"github.com/shipyard/shipyard/internal/ship/boot"
+	"github.com/shipyard/shipyard/internal/ship/cgroup"
 	"github.com/shipyard/shipyard/internal/ship/files"
 	"github.com/shipyard/shipyard/internal/ship/kernel"
 	"github.com/shipyard/shipyard/internal/ship/process"
@@ -229,6 +230,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		StartTimeout: cfg.KernelStartTimeout, QueueTimeout: cfg.KernelQueueTimeout,
 		MaxOutputBytes: cfg.MaxOutputBytes, MaxResultBytes: cfg.MaxResultBytes, DefaultTimeout: cfg.DefaultTimeout,
 		InterruptGrace: cfg.KernelInterruptGrace, Logger: log, Reclaim: reclaim,
+		Memory: cgroup.Default(),
 	}
 	if cred != nil {
 		kcfg.UID, kcfg.GID = cred.Uid, cred.Gid

@@ -140,6 +140,16 @@ type Config struct {
 	// for lack of process slots (EAGAIN); it kills stray processes and
 	// returns how many. The start is retried once and Result.Notice says so.
 	Reclaim func(ctx context.Context) (int, error)
+	// Memory, when set, tells a kernel killed by the out-of-memory killer
+	// from one killed otherwise, so the caller is told which (see
+	// internal/ship/cgroup).
+	Memory Memory
+}
+
+// Memory is the container's memory accounting; ok is false when unknown.
+type Memory interface {
+	OOMKills() (n int64, ok bool)
+	Limit() (bytes int64, ok bool)
 }
 
 // Request is one cell to run.

@@ -68,6 +68,10 @@ type proc struct {
 	// spawned, its ports accepted connections, it answered kernel_info.
 	spawnedAt, listeningAt, answeredAt time.Time
 	infoRequests                       int // kernel_info_requests the handshake sent
+
+	mem     Memory // nil = unknown
+	oomBase int64  // the container's OOM kill count when the kernel started
+	oomOK   bool
 }
 
 // waiter receives the messages whose parent is one request.
@@ -112,6 +116,11 @@ func startProc(ctx context.Context, cfg *Config, log *slog.Logger, spawned func(
 		return nil, fmt.Errorf("kernel: output pipe: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = outW, outW
+	var oomBase int64
+	var oomOK bool
+	if cfg.Memory != nil {
+		oomBase, oomOK = cfg.Memory.OOMKills()
+	}
 	err = cmd.Start()
 	outW.Close()
 	if err != nil {
@@ -121,6 +130,7 @@ func startProc(ctx context.Context, cfg *Config, log *slog.Logger, spawned func(
 	}
 
 	p := &proc{
+		mem:         cfg.Memory,
 		log:         log.With("kernel_pid", cmd.Process.Pid),
 		codec:       codec{key: []byte(ci.Key), session: newID()},
 		ci:          ci,
@@ -133,6 +143,8 @@ func startProc(ctx context.Context, cfg *Config, log *slog.Logger, spawned func(
 		out:         &tail{max: 4096},
 		outR:        outR,
 		outDone:     make(chan struct{}),
+		oomBase:     oomBase,
+		oomOK:       oomOK,
 		stopping:    make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -304,8 +316,53 @@ func (p *proc) deathMessage() string {
 	if reason != "" {
 		return fmt.Sprintf("Kernel was %s during execution; its state (variables, imports) was lost.", reason)
 	}
+	if why := p.oomKilled(); why != "" {
+		return fmt.Sprintf("Kernel died during execution: %s; its state (variables, imports) was lost. "+
+			"It will be restarted on the next execution.", why)
+	}
 	return fmt.Sprintf("Kernel died during execution (%s); its state (variables, imports) was lost. "+
 		"It will be restarted on the next execution.", p.exitDescription())
+}
+
+// oomKilled says, for a kernel that died of SIGKILL while the container's OOM
+// kill count went up, that the out-of-memory killer took it and what the
+// limit is; "" otherwise (or when the count is unknown, e.g. under gVisor).
+func (p *proc) oomKilled() string {
+	if p.mem == nil || !p.oomOK {
+		return ""
+	}
+	select {
+	case <-p.exited:
+	default:
+		return ""
+	}
+	var ee *exec.ExitError
+	if !errors.As(p.exitErr, &ee) {
+		return ""
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		return ""
+	}
+	if n, ok := p.mem.OOMKills(); !ok || n <= p.oomBase {
+		return ""
+	}
+	if limit, ok := p.mem.Limit(); ok {
+		return fmt.Sprintf("out of memory (the sandbox's memory limit of %s was reached and the kernel was killed)", formatBytes(limit))
+	}
+	return "out of memory (the kernel was killed by the out-of-memory killer)"
+}
+
+// formatBytes renders a limit as people write it: 1 GiB, 512 MiB.
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	default:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
 }
 
 // connect dials the shell, control, iopub and heartbeat sockets once the
