@@ -186,6 +186,10 @@ func (s *Stream[R]) read() (string, json.RawMessage, error) {
 	}
 }
 
+// Streamed reports whether Bay streamed the answer. A Bay without streaming
+// answers the whole result at once; the stream then has one EventResult.
+func (s *Stream[R]) Streamed() bool { return !s.legacy }
+
 // Event returns the current event.
 func (s *Stream[R]) Event() Event { return s.ev }
 
