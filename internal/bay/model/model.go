@@ -161,6 +161,9 @@ type IdempotencyRecord struct {
 	Response    []byte
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
+	// Holder is the replica running the request that reserved the key (while
+	// Status is 0): when that replica dies, another may take the key over.
+	Holder string
 }
 
 // FormatTime renders upstream's timestamp form: naive UTC ISO-8601 with

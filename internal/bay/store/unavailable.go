@@ -1,0 +1,44 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Unavailable reports whether err says the database could not be reached:
+// refused or dropped connections, a server shutting down or not yet accepting
+// connections (a restart), too many connections. Such failures pass when the
+// database is back, so callers answer "retry later" instead of "internal
+// error"; a query or data problem is not one of them, and neither is the
+// caller's own context ending.
+func Unavailable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // admin/crash shutdown, cannot connect now
+			pe.Code == "53300": // too many connections
+			return true
+		}
+		return false
+	}
+	// pgconn's network-level errors (a connection that broke mid-query, a
+	// closed one) say whether a retry is safe; query errors do not have it.
+	var net interface{ SafeToRetry() bool }
+	if errors.As(err, &net) {
+		return true
+	}
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
+}
