@@ -1,8 +1,10 @@
 // Package gc reclaims what sandboxes leave behind: idle sessions, expired
 // sandboxes, orphaned cargos and containers. Each task re-checks its condition
 // under the sandbox's lock before acting, so a call racing with GC never loses
-// its session mid-request. One pass runs at a time, under a database lease so
-// that several Bay replicas sharing PostgreSQL take turns.
+// its session mid-request. One pass runs at a time across the deployment,
+// under a database lease renewed while the pass runs: several Bay replicas
+// sharing PostgreSQL take turns, and a holder killed mid-pass loses the lease
+// when it expires (replica.lease_seconds) for another replica to take over.
 package gc
 
 import (
@@ -16,6 +18,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/api"
 	"github.com/shipyard/shipyard/internal/bay/driver"
 	"github.com/shipyard/shipyard/internal/bay/model"
+	"github.com/shipyard/shipyard/internal/bay/replica"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
 	"github.com/shipyard/shipyard/internal/bay/session"
 	"github.com/shipyard/shipyard/internal/bay/store"
@@ -60,9 +63,18 @@ type Config struct {
 	RunOnStartup bool
 	Interval     time.Duration
 	InstanceID   string
-	Tasks        map[string]bool // task → enabled
+	// ReplicaID is this process (the lease holder); Lease how long the GC
+	// lease lasts unrenewed, and how long a replica silent that long is dead.
+	ReplicaID string
+	Lease     time.Duration
+	// SingleInstance: this Bay is the only one on the database (SQLite).
+	SingleInstance bool
+	Tasks          map[string]bool // task → enabled
 	// LockWait bounds how long a task waits for a busy sandbox before skipping it.
 	LockWait time.Duration
+	// KeepBusy: idle reclaim skips a sandbox for which Busy reports a running
+	// background process.
+	KeepBusy bool
 }
 
 // Collector runs GC passes.
@@ -75,6 +87,9 @@ type Collector struct {
 	Now       func() time.Time
 	Log       *slog.Logger
 	Observer  Observer
+	// Busy reports whether a sandbox's runtime has a running background
+	// process (one short call to it); used with Config.KeepBusy. Optional.
+	Busy func(ctx context.Context, sandboxID string) bool
 
 	holder     string
 	reconciled chan struct{} // closed once start-up reconcile is over
@@ -86,9 +101,15 @@ type Collector struct {
 
 // Init prepares the collector (holder id for the lease).
 func (c *Collector) Init() {
-	c.holder = c.Config.InstanceID + "/" + model.NewID("gc")
+	c.holder = c.Config.ReplicaID
+	if c.holder == "" {
+		c.holder = c.Config.InstanceID + "/" + model.NewID("gc")
+	}
 	if c.Config.LockWait <= 0 {
 		c.Config.LockWait = 2 * time.Second
+	}
+	if c.Config.Lease <= 0 {
+		c.Config.Lease = 15 * time.Second
 	}
 }
 
@@ -125,14 +146,15 @@ func (c *Collector) pass(ctx context.Context, names []string) (*Result, error) {
 	defer c.setBusy(false)
 	start := time.Now()
 	now := c.Now()
-	ok, err := c.Store.AcquireLease(ctx, "gc", c.holder, now, now.Add(max(c.Config.Interval, time.Minute)*2))
+	held, release, ok, err := replica.Hold(ctx, c.Store, "gc", c.holder, c.Config.Lease, c.Now, c.Log)
 	if err != nil {
 		return nil, fmt.Errorf("gc: lease: %w", err)
 	}
 	if !ok {
 		return nil, api.ErrGCBusy // another replica is collecting
 	}
-	defer func() { _ = c.Store.ReleaseLease(context.WithoutCancel(ctx), "gc", c.holder) }()
+	defer release()
+	ctx = held // a lost lease stops the pass
 
 	want := map[string]bool{}
 	for _, n := range names {
@@ -155,9 +177,17 @@ func (c *Collector) pass(ctx context.Context, names []string) (*Result, error) {
 		}
 	}
 	// Housekeeping with no task of its own: idempotency records past their TTL
-	// (a key reused later replaces its expired record too; this bounds the table).
+	// (a key reused later replaces its expired record too; this bounds the table),
+	// starts whose replica died with nobody calling the sandbox since (so no
+	// sandbox stays starting), and the rows of replicas dead for a day.
 	if _, err := c.Store.DeleteExpiredIdempotency(ctx, now); err != nil {
 		c.Log.WarnContext(ctx, "gc: expired idempotency keys", "err", err)
+	}
+	if err := c.lapsedStarts(ctx, now, ""); err != nil {
+		c.Log.WarnContext(ctx, "gc: lapsed session starts", "err", err)
+	}
+	if _, err := c.Store.DeleteDeadReplicas(ctx, now.Add(-24*time.Hour)); err != nil {
+		c.Log.WarnContext(ctx, "gc: dead replicas", "err", err)
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
 	if c.Observer != nil {
@@ -236,6 +266,11 @@ func (c *Collector) idleSessions(ctx context.Context, now time.Time, tr *TaskRes
 		return err
 	}
 	for _, sb := range list {
+		// Asked before taking the lock: a slow runtime must not hold up calls.
+		if c.Config.KeepBusy && c.Busy != nil && c.Busy(ctx, sb.ID) {
+			tr.SkippedCount++
+			continue
+		}
 		c.withSandbox(ctx, sb.ID, tr, func(sb *model.Sandbox) (bool, error) {
 			if sb.DeletedAt != nil || sb.Warm || sb.IdleExpiresAt == nil || !sb.IdleExpiresAt.Before(now) || c.Sessions.InUse(sb.ID) {
 				return false, nil

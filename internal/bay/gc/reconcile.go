@@ -16,57 +16,39 @@ import (
 // containers and volumes without a record are removed. Running sessions keep
 // running (their kernels and variables survive the restart).
 //
-// staleStart: a session "starting" for longer than this was abandoned by a
-// dead Bay; 0 means every starting session is (one Bay owns the database).
-func (c *Collector) Reconcile(ctx context.Context, staleStart time.Duration) error {
+// With several replicas on one database, a replica's start-up never undoes
+// what another live replica is doing: a pending or starting session is
+// dropped only when its claim lapsed (its replica is dead, its start is
+// overdue, or it was this replica's previous process); a running one only when
+// the engine says its container is not running; and each drop is conditional
+// on the row's version, so a session another replica moved on meanwhile stays.
+func (c *Collector) Reconcile(ctx context.Context) error {
 	if c.reconciled != nil {
 		defer close(c.reconciled)
 	}
 	now := c.Now()
-	var (
-		mu      sync.Mutex
-		errList []error
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, 4)
-	)
-	for _, state := range []string{model.SessionPending, model.SessionStarting, model.SessionRunning} {
-		list, err := c.Store.SessionsInState(ctx, state)
+	var errList []error
+	if err := c.lapsedStarts(ctx, now, c.holder); err != nil {
+		errList = append(errList, err)
+	}
+	running, err := c.Store.SessionsInState(ctx, model.SessionRunning)
+	if err != nil {
+		return errors.Join(append(errList, err)...)
+	}
+	var dead []*model.Session
+	for _, ss := range running {
+		st, err := c.Driver.Status(ctx, ss.ContainerID)
 		if err != nil {
-			return err
+			errList = append(errList, err)
+			continue
 		}
-		for _, ss := range list {
-			switch state {
-			case model.SessionPending, model.SessionStarting:
-				if staleStart > 0 && ss.StartedAt != nil && now.Sub(*ss.StartedAt) < staleStart {
-					continue // another replica is starting it
-				}
-			case model.SessionRunning:
-				st, err := c.Driver.Status(ctx, ss.ContainerID)
-				if err != nil {
-					mu.Lock()
-					errList = append(errList, err)
-					mu.Unlock()
-					continue
-				}
-				if st == driver.StateRunning {
-					continue
-				}
-			}
-			c.Log.InfoContext(ctx, "reconcile: dropping session", "session_id", ss.ID, "sandbox_id", ss.SandboxID, "state", state)
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				if err := c.dropSession(ctx, ss); err != nil {
-					mu.Lock()
-					errList = append(errList, err)
-					mu.Unlock()
-				}
-			}()
+		if st != driver.StateRunning {
+			dead = append(dead, ss)
 		}
 	}
-	wg.Wait()
+	if err := c.dropSessions(ctx, dead, "its container is not running"); err != nil {
+		errList = append(errList, err)
+	}
 	for _, name := range []string{ExpiredSandbox, OrphanCargo, OrphanContainer} {
 		tr := TaskResult{TaskName: name}
 		var err error
@@ -88,12 +70,69 @@ func (c *Collector) Reconcile(ctx context.Context, staleStart time.Duration) err
 	return errors.Join(errList...)
 }
 
-func (c *Collector) dropSession(ctx context.Context, ss *model.Session) error {
+// lapsedStarts drops the sessions left pending or starting by a start that
+// will not finish. self names this replica at start-up (its own claims are a
+// previous process's; with one Bay on the database every such session is);
+// "" in a GC pass, where this replica's claims are its own starts in progress.
+func (c *Collector) lapsedStarts(ctx context.Context, now time.Time, self string) error {
+	var list []*model.Session
+	if c.Config.SingleInstance && self != "" {
+		for _, state := range []string{model.SessionPending, model.SessionStarting} {
+			l, err := c.Store.SessionsInState(ctx, state)
+			if err != nil {
+				return err
+			}
+			list = append(list, l...)
+		}
+	} else {
+		var err error
+		if list, err = c.Store.LapsedStarts(ctx, now, now.Add(-c.Config.Lease), self); err != nil {
+			return err
+		}
+	}
+	return c.dropSessions(ctx, list, "its start will not finish")
+}
+
+// dropSessions drops sessions (bounded concurrency).
+func (c *Collector) dropSessions(ctx context.Context, list []*model.Session, why string) error {
+	var (
+		mu      sync.Mutex
+		errList []error
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, 4)
+	)
+	for _, ss := range list {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := c.dropSession(ctx, ss, why); err != nil {
+				mu.Lock()
+				errList = append(errList, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errList...)
+}
+
+// dropSession removes the row if it still has the version seen (state before
+// side effects: a crash after it leaves containers that orphan GC finds), then
+// its containers, then the sandbox's pointer to it.
+func (c *Collector) dropSession(ctx context.Context, ss *model.Session, why string) error {
 	unlock, err := c.Sessions.Lock(ctx, ss.SandboxID)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	ok, err := c.Store.DeleteSessionIfVersion(ctx, ss.ID, ss.Version)
+	if err != nil || !ok {
+		return err // !ok: moved on since it was listed (another replica has it)
+	}
+	c.Log.InfoContext(ctx, "reconcile: dropping session: "+why, "session_id", ss.ID, "sandbox_id", ss.SandboxID,
+		"state", ss.ObservedState)
 	if err := c.Sessions.Destroy(ctx, ss); err != nil {
 		return err
 	}

@@ -1,6 +1,9 @@
 // Package idempotency makes the three creating POSTs safe to retry: the first
 // request with a key reserves it in the database, runs, and stores its response;
 // a repeat replays it; a concurrent repeat waits for the first and replays.
+// The reservation is a row keyed by (owner, key), so this holds across Bay
+// replicas sharing one database; a reservation whose replica died mid-request
+// is taken over by the next repeat instead of blocking the key until its TTL.
 package idempotency
 
 import (
@@ -26,6 +29,8 @@ type Guard struct {
 	Poll time.Duration
 	// Wait bounds how long a duplicate waits (default 5 min).
 	Wait time.Duration
+	// Holder is this replica's id, recorded with each reservation.
+	Holder string
 }
 
 // Response is a stored response.
@@ -49,7 +54,8 @@ func (g *Guard) Do(ctx context.Context, owner, key, fingerprint string, now time
 		return Response{}, errs.New(errs.Conflict, "Invalid Idempotency-Key format: must be 1-128 alphanumeric characters, dash, or underscore").
 			With(map[string]any{"key": key})
 	}
-	rec := &model.IdempotencyRecord{Owner: owner, Key: key, Fingerprint: fingerprint, CreatedAt: now, ExpiresAt: now.Add(g.TTL)}
+	rec := &model.IdempotencyRecord{Owner: owner, Key: key, Fingerprint: fingerprint, CreatedAt: now,
+		ExpiresAt: now.Add(g.TTL), Holder: g.Holder}
 	poll, wait := g.Poll, g.Wait
 	if poll <= 0 {
 		poll = 50 * time.Millisecond
@@ -57,9 +63,11 @@ func (g *Guard) Do(ctx context.Context, owner, key, fingerprint string, now time
 	if wait <= 0 {
 		wait = 5 * time.Minute
 	}
-	deadline := time.Now().Add(wait)
+	begin := time.Now()
+	deadline := begin.Add(wait)
 	for {
-		reserved, existing, err := g.Store.ReserveIdempotency(ctx, rec, now)
+		// The domain clock moves on while a duplicate waits (a holder may die meanwhile).
+		reserved, existing, err := g.Store.ReserveIdempotency(ctx, rec, now.Add(time.Since(begin)))
 		if err != nil {
 			return Response{}, err
 		}

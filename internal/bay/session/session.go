@@ -1,8 +1,13 @@
 // Package session keeps a sandbox's compute running: ensure_running starts a
 // session (one container, or several on a private network) on first use,
 // replaces one whose container died, and tears sessions down. Starts are
-// serialized per sandbox by an in-process lock that honours deadlines plus the
-// store's one-live-session guard, so several Bay replicas never start two.
+// serialized per sandbox by an in-process lock that honours deadlines plus
+// database guards, so several Bay replicas never start two: one live session
+// row per sandbox (a unique index), and a claim on it (state starting, the
+// claiming replica, a deadline) won by a conditional update. A replica that
+// finds another live replica's claim waits for that start and uses its
+// session; a claim whose replica died (its heartbeat lapsed) or whose start is
+// overdue is taken over.
 package session
 
 import (
@@ -53,6 +58,8 @@ type Profile struct {
 // Config holds the knobs of starting sessions.
 type Config struct {
 	InstanceID       string
+	ReplicaID        string        // this process among the replicas (claims name it)
+	Lease            time.Duration // grace of a session row not yet claimed by its inserter (default 15s)
 	ReadyTimeout     time.Duration // give up waiting for /health (default 120s)
 	ReadyPollInitial time.Duration // first poll interval (default 25ms)
 	ReadyPollMax     time.Duration // poll interval cap (default 100ms)
@@ -67,8 +74,15 @@ type Config struct {
 	SingleInstance bool
 }
 
+// startGrace is how long past the ready timeout a start may take (engine
+// create and start) before its claim is overdue.
+const startGrace = 30 * time.Second
+
 // Store is what the manager needs from persistence.
 type Store interface {
+	SessionClaim(ctx context.Context, id string, now time.Time) (store.Claim, error)
+	ClaimSessionStart(ctx context.Context, ss *model.Session, replica string, until time.Time) error
+	DeleteSessionIfVersion(ctx context.Context, id string, version int64) (bool, error)
 	SandboxByID(ctx context.Context, id string) (*model.Sandbox, error)
 	GetSession(ctx context.Context, id string) (*model.Session, error)
 	SessionsOf(ctx context.Context, sandboxID string) ([]*model.Session, error)
@@ -128,6 +142,9 @@ func New(st Store, drv driver.Driver, rt *runtime.Client, locks *keylock.Locks, 
 	}
 	if cfg.RetryAfterMulti <= 0 {
 		cfg.RetryAfterMulti = 1500 * time.Millisecond
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 15 * time.Second
 	}
 	if log == nil {
 		log = slog.Default()
@@ -271,7 +288,13 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 		return nil, errs.New(errs.NotFound, "Resource not found")
 	}
 	idle := now.Add(p.IdleTimeout)
-	for attempt := 0; attempt < 3; attempt++ {
+	begin := time.Now()
+	deadline := begin.Add(m.cfg.LockTimeout)
+	poll := 25 * time.Millisecond
+	for {
+		if time.Now().After(deadline) {
+			return nil, m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
+		}
 		ss, err := m.liveSession(ctx, sb)
 		if err != nil {
 			return nil, err
@@ -293,11 +316,39 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 			m.teardown(ctx, ss)
 			ss.ObservedState = model.SessionPending
 			ss.ContainerID, ss.Endpoint, ss.Containers, ss.Network = "", "", nil, ""
-		}
-		if ss != nil && ss.ObservedState == model.SessionStarting && !m.cfg.SingleInstance && ss.StartedAt != nil &&
-			now.Sub(*ss.StartedAt) < m.cfg.ReadyTimeout+30*time.Second {
-			// Another Bay replica is starting it right now.
-			return nil, m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
+		} else if ss != nil && (ss.ObservedState == model.SessionStarting || ss.ObservedState == model.SessionPending) &&
+			!m.cfg.SingleInstance {
+			// Another replica may be starting it right now: wait for its start
+			// while its claim stands, take it over when the claim lapsed.
+			cur := now.Add(time.Since(begin))
+			c, err := m.store.SessionClaim(ctx, ss.ID, cur)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // gone meanwhile; look again
+			}
+			if err != nil {
+				return nil, err
+			}
+			if c.Live(cur, m.cfg.ReplicaID, m.cfg.Lease) {
+				if err := sleep(ctx, min(poll, time.Until(deadline))); err != nil {
+					return nil, err
+				}
+				poll = min(2*poll, 250*time.Millisecond)
+				continue
+			}
+			// Lapsed: remove that row (only the version seen: nobody moved it on
+			// since) and start a new session. A new id, so that the lapsed
+			// claimer, should it still live, tears down only its own containers.
+			m.log.WarnContext(ctx, "taking over a lapsed session start", "session_id", ss.ID,
+				"claimed_by", c.Replica, "claimer_alive", c.ReplicaAlive)
+			ok, err := m.store.DeleteSessionIfVersion(ctx, ss.ID, ss.Version)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				continue
+			}
+			m.teardown(ctx, ss)
+			ss = nil
 		}
 		if ss != nil && (ss.ContainerID != "" || len(ss.Containers) > 0) {
 			// A failed or abandoned start may have left containers behind.
@@ -318,14 +369,18 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 			}
 		}
 		// Point the sandbox at the session first: while it starts, and if it
-		// fails, the sandbox's status says so.
+		// fails, the sandbox's status says so. Its idle deadline moves too, so
+		// no GC pass (on any replica) takes the session for idle mid-start.
 		if sb.CurrentSessionID != ss.ID {
-			if err := m.store.SetCurrentSession(ctx, sb.ID, ss.ID, sb.IdleExpiresAt); err != nil {
+			if err := m.store.SetCurrentSession(ctx, sb.ID, ss.ID, &idle); err != nil {
 				return nil, err
 			}
 			sb.CurrentSessionID = ss.ID
 		}
 		if err := m.start(ctx, sb, ss, p, now); err != nil {
+			if errors.Is(err, errClaimLost) {
+				continue // another replica claimed it first: wait for that start
+			}
 			return nil, err
 		}
 		if err := m.store.TouchSandbox(ctx, sb.ID, &idle, now); err != nil {
@@ -334,7 +389,20 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 		m.markVerified(ss, now)
 		return ss, nil
 	}
-	return nil, m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
+}
+
+// errClaimLost: another replica claimed the session's start first.
+var errClaimLost = errors.New("session: start claimed by another replica")
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // liveSession finds the sandbox's session that is not stopped.
@@ -519,9 +587,9 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 	ss.DesiredState = model.SessionRunning
 	ss.ProfileID = p.ID
 	ss.StartedAt = &now
-	if err := m.store.UpdateSession(ctx, ss); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return m.notReady(sb.ID, len(p.Containers) > 1, "Session is starting")
+	if err := m.store.ClaimSessionStart(ctx, ss, m.cfg.ReplicaID, now.Add(m.cfg.ReadyTimeout+startGrace)); err != nil {
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			return errClaimLost
 		}
 		return err
 	}

@@ -1,7 +1,12 @@
 // Package warmpool keeps per-profile sandboxes started ahead of demand, so a
 // create without a cargo can hand one out at once. Warm sandboxes never run
 // user code, are hidden from lists and GC, are rotated after warm_rotate_ttl
-// and are drained on graceful shutdown.
+// and are drained on graceful shutdown of the deployment's last replica.
+//
+// With several Bay replicas on one database the pool is the deployment's, not
+// a replica's: its size counts the rows in the database, a claim is a
+// conditional UPDATE (two replicas never hand out one member), and refilling
+// is a duty one replica holds at a time under a lease.
 package warmpool
 
 import (
@@ -12,6 +17,7 @@ import (
 
 	"github.com/shipyard/shipyard/internal/bay/config"
 	"github.com/shipyard/shipyard/internal/bay/model"
+	"github.com/shipyard/shipyard/internal/bay/replica"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
 	"github.com/shipyard/shipyard/internal/bay/session"
 	"github.com/shipyard/shipyard/internal/bay/store"
@@ -34,7 +40,8 @@ type Pool struct {
 	Now       func() time.Time
 	Log       *slog.Logger
 	Observer  Observer
-	Holder    string // lease holder id (instance + process)
+	Holder    string        // lease holder id: this replica
+	Lease     time.Duration // the refill lease lasts this long unrenewed (default 15s)
 
 	kick chan struct{}
 }
@@ -107,10 +114,16 @@ func (p *Pool) Run(ctx context.Context) {
 // Reconcile rotates, replaces dead members and tops every pool up (bounded concurrency).
 func (p *Pool) Reconcile(ctx context.Context) {
 	now := p.Now()
-	ok, err := p.Store.AcquireLease(ctx, "warm_pool", p.Holder, now, now.Add(2*p.Config.WarmPool.Interval()+time.Minute))
-	if err != nil || !ok {
-		return
+	lease := p.Lease
+	if lease <= 0 {
+		lease = 15 * time.Second
 	}
+	held, release, ok, err := replica.Hold(ctx, p.Store, "warm_pool", p.Holder, lease, p.Now, p.Log)
+	if err != nil || !ok {
+		return // another replica refills, or the database is away: next tick
+	}
+	defer release()
+	ctx = held
 	for _, cp := range p.sized() {
 		members, err := p.Store.WarmSandboxes(ctx, cp.ID)
 		if err != nil {
@@ -185,8 +198,20 @@ func (p *Pool) retire(ctx context.Context, sb *model.Sandbox) {
 	}
 }
 
-// Drain deletes every unclaimed warm sandbox (graceful shutdown).
+// Drain deletes every unclaimed warm sandbox (graceful shutdown), unless
+// other replicas still live: the pool is theirs too.
 func (p *Pool) Drain(ctx context.Context) {
+	live, err := p.Store.LiveReplicas(ctx, p.Now())
+	if err != nil {
+		p.Log.ErrorContext(ctx, "warm pool: drain", "err", err)
+		return
+	}
+	for _, r := range live {
+		if r.ID != p.Holder {
+			p.Log.InfoContext(ctx, "warm pool: not drained, other replicas use it", "live_replicas", len(live))
+			return
+		}
+	}
 	members, err := p.Store.WarmSandboxes(ctx, "")
 	if err != nil {
 		p.Log.ErrorContext(ctx, "warm pool: drain", "err", err)
