@@ -181,7 +181,7 @@ var specs = map[string]spec{
 		"get": {flags: noFlags, usage: "cookies"},
 		"set": {min: 2, max: 2, free: true, usage: "cookies set <name> <value> [--url u] [--domain d] [--path p] [--secure] [--httponly]",
 			flags: map[string]flagSpec{"url": {value: true}, "domain": {value: true}, "path": {value: true},
-				"secure": {}, "httponly": {aliases: []string{"httpOnly"}}, "expires": {value: true}}},
+				"secure": {}, "httponly": {aliases: []string{"httpOnly"}}}},
 		"clear": {flags: noFlags, usage: "cookies clear"},
 	}},
 	"storage": {usage: "storage local|session [key] | storage local set <k> <v> | storage local clear", subs: map[string]spec{
