@@ -39,9 +39,18 @@ func (s *Store) insertCargo(ctx context.Context, q querier, c *model.Cargo) erro
 	return nil
 }
 
-// CreateCargo inserts a cargo.
+// CreateCargo inserts a cargo; a *QuotaError when that takes the owner past a quota.
 func (s *Store) CreateCargo(ctx context.Context, c *model.Cargo) error {
-	return s.insertCargo(ctx, s.db, c)
+	return s.Tx(ctx, func(tx *Tx) error {
+		add := Limits{CargoMB: int64(c.SizeLimitMB)}
+		if !c.Managed {
+			add.Cargos = 1
+		}
+		if err := s.checkQuota(ctx, tx.tx, c.Owner, add); err != nil {
+			return err
+		}
+		return s.insertCargo(ctx, tx.tx, c)
+	})
 }
 
 // GetCargo returns a cargo of owner.

@@ -50,9 +50,17 @@ func (s *Store) insertSandbox(ctx context.Context, q querier, sb *model.Sandbox)
 	return nil
 }
 
-// CreateSandbox inserts a sandbox and, when cargo is not nil, its managed cargo, atomically.
+// CreateSandbox inserts a sandbox and, when cargo is not nil, its managed cargo,
+// atomically; a *QuotaError when that takes the owner past a quota.
 func (s *Store) CreateSandbox(ctx context.Context, sb *model.Sandbox, cargo *model.Cargo) error {
 	return s.Tx(ctx, func(tx *Tx) error {
+		add := Limits{Sandboxes: 1}
+		if cargo != nil {
+			add.CargoMB = int64(cargo.SizeLimitMB)
+		}
+		if err := s.checkQuota(ctx, tx.tx, sb.Owner, add); err != nil {
+			return err
+		}
 		if cargo != nil {
 			if err := s.insertCargo(ctx, tx.tx, cargo); err != nil {
 				return err

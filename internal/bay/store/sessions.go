@@ -45,16 +45,33 @@ func containersJSON(c []model.ContainerInfo) string {
 	return string(b)
 }
 
-// CreateSession inserts a session. ErrConflict when the sandbox already has a live session.
+// CreateSession inserts a session. ErrConflict when the sandbox already has a
+// live session; a *QuotaError when a live one takes the sandbox's owner past
+// max_running_sessions.
 func (s *Store) CreateSession(ctx context.Context, ss *model.Session) error {
-	_, err := s.exec(ctx, s.q, `INSERT INTO sessions (`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		ss.ID, ss.SandboxID, ss.ProfileID, ss.ContainerID, ss.Endpoint, ss.Token, ss.Network,
-		ss.DesiredState, ss.ObservedState, containersJSON(ss.Containers), us(ss.CreatedAt),
-		usPtr(ss.StartedAt), us(ss.LastActiveAt), ss.Version)
-	if err != nil {
-		return fmt.Errorf("store: insert session: %w", err)
-	}
-	return nil
+	return s.Tx(ctx, func(tx *Tx) error {
+		if live := ss.ObservedState == model.SessionPending || ss.ObservedState == model.SessionStarting ||
+			ss.ObservedState == model.SessionRunning; live {
+			var owner string
+			err := tx.tx.QueryRowContext(ctx, s.rebind(`SELECT owner FROM sandboxes WHERE id = ?`), ss.SandboxID).Scan(&owner)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("store: session owner: %w", err)
+			}
+			if err == nil {
+				if err := s.checkQuota(ctx, tx.tx, owner, Limits{RunningSessions: 1}); err != nil {
+					return err
+				}
+			}
+		}
+		_, err := s.exec(ctx, tx.tx, `INSERT INTO sessions (`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+			ss.ID, ss.SandboxID, ss.ProfileID, ss.ContainerID, ss.Endpoint, ss.Token, ss.Network,
+			ss.DesiredState, ss.ObservedState, containersJSON(ss.Containers), us(ss.CreatedAt),
+			usPtr(ss.StartedAt), us(ss.LastActiveAt), ss.Version)
+		if err != nil {
+			return fmt.Errorf("store: insert session: %w", err)
+		}
+		return nil
+	})
 }
 
 // GetSession returns a session by id.

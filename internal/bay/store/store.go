@@ -49,6 +49,7 @@ type Store struct {
 	q       *stmtCache // s.db with prepared statements reused
 	dialect string
 	seq     atomic.Int64 // last executions.seq handed out (see nextSeq)
+	quotas  atomic.Pointer[QuotaConfig] // see SetQuotas
 }
 
 // Open connects, applies pending migrations and returns the store.

@@ -37,12 +37,12 @@ func TestMigrations(t *testing.T) {
 			return
 		}
 		n, v := applied()
-		const last = 3 // the number of the newest file in migrations/
+		const last = 5 // the number of the newest file in migrations/
 		if n != last || v != last {
 			t.Fatalf("fresh database: %d applied migrations up to version %d, want %d up to %d", n, v, last, last)
 		}
 		for _, table := range []string{"sandboxes", "sessions", "cargos", "executions", "idempotency_keys", "api_keys", "leases",
-			"skill_blobs", "skill_candidates", "skill_evaluations", "skill_releases", "preview_keys", "preview_generations"} {
+			"skill_blobs", "skill_candidates", "skill_evaluations", "skill_releases", "preview_keys", "preview_generations", "owner_quotas", "replicas"} {
 			var c int
 			must(t, "table "+table, db.QueryRowContext(e.ctx, `SELECT COUNT(*) FROM `+table).Scan(&c))
 		}

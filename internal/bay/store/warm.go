@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/model"
@@ -41,6 +42,9 @@ func (s *Store) ClaimWarm(ctx context.Context, profileID, owner string, expiresA
 		for _, c := range cands {
 			var won bool
 			err := s.Tx(ctx, func(tx *Tx) error {
+				if err := s.checkClaimQuota(ctx, tx.tx, owner, c); err != nil {
+					return err
+				}
 				n, err := s.exec(ctx, tx.tx, `UPDATE sandboxes SET owner = ?, is_warm = ?, warm_state = ?, expires_at = ?,
 					idle_expires_at = ?, last_active_at = ?, created_at = ? WHERE id = ? AND is_warm = ? AND warm_state = ? AND deleted_at IS NULL`,
 					owner, false, model.WarmClaimed, usPtr(expiresAt), usPtr(idleExpiresAt), us(now), us(now), c.ID, true, model.WarmAvailable)
@@ -53,6 +57,9 @@ func (s *Store) ClaimWarm(ctx context.Context, profileID, owner string, expiresA
 				won = true
 				return nil
 			})
+			if _, over := errors.AsType[*QuotaError](err); over {
+				return nil, nil // no warm sandbox past a quota: the normal create path decides
+			}
 			if err != nil {
 				return nil, err
 			}
