@@ -48,7 +48,7 @@ type Store struct {
 	db      *sql.DB
 	q       *stmtCache // s.db with prepared statements reused
 	dialect string
-	seq     atomic.Int64 // last executions.seq handed out (see nextSeq)
+	seq     atomic.Int64                // last executions.seq handed out (see nextSeq)
 	quotas  atomic.Pointer[QuotaConfig] // see SetQuotas
 }
 
