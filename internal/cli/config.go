@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"gopkg.in/yaml.v3"
 )
@@ -32,7 +33,9 @@ func loadConfig(path, dir string) (config, error) {
 	}
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
-		if errors.Is(err, fs.ErrNotExist) && path == "" {
+		// Looking in the default place: a missing file (or a "directory"
+		// that is a file) means no config.
+		if (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) && path == "" {
 			continue
 		}
 		if err != nil {

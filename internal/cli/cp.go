@@ -83,6 +83,7 @@ func (a *app) upload(ctx context.Context, local, id, path string, quiet bool) er
 
 func (a *app) download(ctx context.Context, id, path, local string, quiet bool) error {
 	var w io.Writer = a.Stdout
+	var tmp *os.File // the file being written, renamed to local at the end
 	if local != "-" {
 		if st, err := os.Stat(local); err == nil && st.IsDir() {
 			local = strings.TrimSuffix(local, "/") + "/" + baseName(path)
@@ -95,7 +96,7 @@ func (a *app) download(ctx context.Context, id, path, local string, quiet bool) 
 		}
 		defer os.Remove(f.Name())
 		defer f.Close()
-		w = f
+		w, tmp = f, f
 	}
 	rc, err := a.client.Download(ctx, id, path)
 	if err != nil {
@@ -108,11 +109,11 @@ func (a *app) download(ctx context.Context, id, path, local string, quiet bool) 
 	if err != nil {
 		return fmt.Errorf("cp: %w", err)
 	}
-	if f, ok := w.(*os.File); ok {
-		if err := f.Close(); err != nil {
+	if tmp != nil {
+		if err := tmp.Close(); err != nil {
 			return err
 		}
-		if err := os.Rename(f.Name(), local); err != nil {
+		if err := os.Rename(tmp.Name(), local); err != nil {
 			return err
 		}
 	}

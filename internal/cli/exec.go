@@ -96,9 +96,6 @@ func (a *app) exec(ctx context.Context, args []string) error {
 	case !res.Success:
 		code = ExitError
 	}
-	if !a.json && res.Error != nil && *res.Error != "" && res.ExitCode == nil {
-		fmt.Fprintf(a.Stderr, "shipyard: %s\n", *res.Error)
-	}
 	return a.finish(res, code, res.Notice)
 }
 

@@ -221,7 +221,8 @@ func (s *Stream[R]) Events() iter.Seq[Event] {
 
 // Copy writes stdout events to stdout and stderr and exception events
 // (the traceback) to stderr as they arrive, and returns the result. For a
-// Bay that does not stream, the result's output is written at the end.
+// Bay that does not stream, the result's output and error are written at
+// the end.
 func (s *Stream[R]) Copy(stdout, stderr io.Writer) (*R, error) {
 	defer s.Close()
 	for s.Next() {
@@ -247,11 +248,17 @@ func (s *Stream[R]) Copy(stdout, stderr io.Writer) (*R, error) {
 			}
 		case EventResult:
 			if s.legacy {
+				// A whole answer: its output, and its error text (stderr of
+				// a shell command, the traceback of Python code).
 				var r struct {
-					Output string `json:"output"`
+					Output string  `json:"output"`
+					Error  *string `json:"error"`
 				}
 				if json.Unmarshal(ev.Data, &r) == nil {
 					_, err = io.WriteString(stdout, r.Output)
+					if err == nil && r.Error != nil && *r.Error != "" {
+						_, err = io.WriteString(stderr, strings.TrimSuffix(*r.Error, "\n")+"\n")
+					}
 				}
 			}
 		}

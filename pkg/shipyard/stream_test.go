@@ -114,14 +114,14 @@ func TestStreamCancel(t *testing.T) {
 func TestStreamFallback(t *testing.T) {
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"success":true,"output":"hi\n","exit_code":0,"execution_id":"e"}`)
+		io.WriteString(w, `{"success":false,"output":"hi\n","error":"oops","exit_code":1,"execution_id":"e"}`)
 	}))
 	defer hs.Close()
 	c, _ := New(hs.URL, "")
 	s, _ := c.StreamShell(context.Background(), "s", ShellExecRequest{Command: "x"})
-	var out strings.Builder
-	res, err := s.Copy(&out, io.Discard)
-	if err != nil || out.String() != "hi\n" || *res.ExitCode != 0 {
-		t.Fatalf("fallback: %q %+v %v", out.String(), res, err)
+	var out, errOut strings.Builder
+	res, err := s.Copy(&out, &errOut)
+	if err != nil || out.String() != "hi\n" || errOut.String() != "oops\n" || *res.ExitCode != 1 || s.Streamed() {
+		t.Fatalf("fallback: %q %q %+v %v", out.String(), errOut.String(), res, err)
 	}
 }
