@@ -64,7 +64,18 @@ type InstanceSpec struct {
 	Network   string            // session network to join ("" = driver's configured network / default)
 	Runtime   string            // OCI runtime, e.g. "runsc" ("" = default)
 	NoNetwork bool              // profile asked for no network at all
+	Egress    *Egress           // nil = full egress (or none with NoNetwork)
 	Resources Resources
+}
+
+// Egress is an outbound policy narrower than full: only the listed
+// destinations are reachable and DNS resolves only the listed names. The
+// driver enforces it outside the instance, so code inside cannot lift it (on
+// Docker: a per-policy bridge, nftables rules and a DNS forwarder in Bay; on
+// Kubernetes it maps to a NetworkPolicy).
+type Egress struct {
+	Policy string   // names the policy (the profile id); instances of one policy share its network and rules
+	Allow  []string // CIDRs, IP addresses, host names, *.wildcard names (see internal/bay/egress.Parse)
 }
 
 // Instance is what the driver observes.

@@ -6,6 +6,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/shipyard/shipyard/internal/bay/driver"
 )
 
 // ConnectMode says how Bay reaches the runtime port of an instance.
@@ -87,6 +89,13 @@ type Config struct {
 	// between instances, reachable from the host) that instances with NoNetwork
 	// join; created on demand; default "bay-isolated".
 	IsolatedNetwork string
+	// Egress lists the egress policies (profiles with network: {allow: …})
+	// that Prepare readies, so sandboxes that outlive a Bay restart keep their
+	// DNS; Create readies any policy on first use too.
+	Egress []driver.Egress
+	// EgressUpstreams are the resolvers (host:port) the egress DNS forwarder
+	// asks; default: the nameservers of the host's /etc/resolv.conf.
+	EgressUpstreams []string
 	// Logger receives the driver's logs; nil = slog.Default().
 	Logger *slog.Logger
 }

@@ -62,6 +62,10 @@ type Driver struct {
 
 	ncpuMu sync.Mutex
 	ncpu   int // host CPUs, 0 = not known yet
+
+	egressMu    sync.Mutex
+	egressNets  map[string]*egressNet // by policy name
+	extraIfaces []string              // other sandboxes' interfaces beyond bay* (set by Prepare)
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -88,8 +92,11 @@ func New(cfg Config) (*Driver, error) {
 // Config returns the effective configuration (defaults filled in).
 func (d *Driver) Config() Config { return d.cfg }
 
-// Close releases the client's connections.
-func (d *Driver) Close() error { return d.cli.Close() }
+// Close stops the egress DNS forwarders and releases the client's connections.
+func (d *Driver) Close() error {
+	d.closeEgress()
+	return d.cli.Close()
+}
 
 // Ping checks the engine answers.
 func (d *Driver) Ping(ctx context.Context) error {
@@ -202,6 +209,9 @@ func (d *Driver) Create(ctx context.Context, spec driver.InstanceSpec) (string, 
 			NanoCPUs:  d.clampCPUs(ctx, spec.Resources.NanoCPUs),
 			PidsLimit: &pids,
 		},
+	}
+	if dns := d.egressDNSFor(netMode); dns != "" {
+		hc.DNS = []string{dns}
 	}
 	if spec.Volume != "" {
 		hc.Mounts = []mount.Mount{{Type: mount.TypeVolume, Source: spec.Volume, Target: WorkspacePath}}

@@ -52,6 +52,28 @@ func isolateHost(extra []string) error {
 	ch := c.AddChain(&nftables.Chain{Name: firewallChain, Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	c.FlushChain(ch)
+	// DNS of egress policies: udp/tcp 53 to exactly a policy bridge's gateway
+	// from that bridge (pairs in the set, added by installEgress; the set and
+	// its elements outlive this flush, so several Bays on one host keep each
+	// other's pairs).
+	dnsSet := egressDNSSet(t)
+	if err := c.AddSet(dnsSet, nil); err != nil {
+		return fmt.Errorf("nftables set %s: %w", dnsSet.Name, err)
+	}
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(53)},
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 8},
+			&expr.Payload{DestRegister: 12, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Lookup{SourceRegister: 8, SetName: dnsSet.Name, SetID: dnsSet.ID},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		}})
+	}
 	ifaces := [][]byte{[]byte(bridgePrefix)} // a prefix: cmp compares len(data) bytes
 	for _, name := range extra {
 		ifaces = append(ifaces, append([]byte(name), 0)) // exact name

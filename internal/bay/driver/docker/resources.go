@@ -110,6 +110,14 @@ func (d *Driver) networksFor(ctx context.Context, spec driver.InstanceSpec) (pri
 		}
 		return d.cfg.IsolatedNetwork, "", nil
 	}
+	if spec.Egress != nil {
+		// Only the policy's bridge: any other network would be a route around it.
+		if spec.Network != "" {
+			d.log.WarnContext(ctx, "instance has an egress policy; session network ignored", "container", spec.Name, "network", spec.Network)
+		}
+		name, _, err := d.ensureEgress(ctx, *spec.Egress)
+		return name, "", err
+	}
 	configured := ""
 	if d.cfg.Network != "" && d.cfg.ConnectMode != ConnectHostPort {
 		ok, err := d.networkExists(ctx, d.cfg.Network)
@@ -207,7 +215,7 @@ func (d *Driver) Prepare(ctx context.Context) error {
 	}
 	if !*d.cfg.IsolateHost {
 		d.log.WarnContext(ctx, "driver.docker.isolate_host is off: code in a sandbox can open connections to this host (Bay's API too unless it listens on loopback only)")
-		return nil
+		return d.prepareEgress(ctx)
 	}
 	var extra []string
 	if d.cfg.Network != "" {
@@ -227,6 +235,25 @@ func (d *Driver) Prepare(ctx context.Context) error {
 	}
 	if err := isolateHost(extra); err != nil {
 		return fmt.Errorf("docker: cannot keep sandboxes off the host: %w; run Bay with CAP_NET_ADMIN (as root), or set driver.docker.isolate_host: false and firewall the sandbox bridges (interfaces %s*) yourself", err, bridgePrefix)
+	}
+	d.egressMu.Lock()
+	d.extraIfaces = extra
+	d.egressMu.Unlock()
+	return d.prepareEgress(ctx)
+}
+
+// prepareEgress readies the configured egress policies, so that sandboxes
+// that outlived a Bay restart have their DNS again. An engine that is down
+// only delays it (Create readies a policy on first use).
+func (d *Driver) prepareEgress(ctx context.Context) error {
+	for _, e := range d.cfg.Egress {
+		if _, _, err := d.ensureEgress(ctx, e); err != nil {
+			if d.Ping(ctx) != nil {
+				d.log.WarnContext(ctx, "docker engine unreachable; egress policy readied on first use", "egress_policy", e.Policy, "err", err)
+				continue
+			}
+			return err
+		}
 	}
 	return nil
 }

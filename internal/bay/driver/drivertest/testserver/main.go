@@ -7,6 +7,7 @@
 //	testserver read P        print file P
 //	testserver id            print uid:gid
 //	testserver dial ADDR     try a TCP connection to ADDR (2 s): print "open" or "closed: <why>"
+//	testserver resolve NAME  look NAME up (2 s): print its addresses or "error: <why>"
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -62,6 +64,19 @@ func run(args []string) error {
 		}
 		c.Close()
 		fmt.Println("open")
+		return nil
+	case "resolve":
+		if len(args) != 2 {
+			return errors.New("usage: resolve NAME")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		addrs, err := net.DefaultResolver.LookupHost(ctx, args[1])
+		if err != nil {
+			fmt.Println("error:", err)
+			return nil
+		}
+		fmt.Println(strings.Join(addrs, " "))
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q", args[0])
