@@ -265,6 +265,7 @@ func (a *API) routes() {
 	a.handle("GET /v1/admin/gc/status", a.authed(a.gcStatus))
 	a.mcpRoutes()
 	a.portRoutes()
+	a.processRoutes()
 	if a.Browser != nil {
 		a.browserRoutes()
 	}

@@ -27,6 +27,7 @@ func (a *API) pythonExec(w http.ResponseWriter, r *http.Request, owner string) {
 	code := b.text("code", true)
 	timeout := b.integer("timeout", false, &minTimeout, &maxTimeout)
 	meta := execMeta(b)
+	kill := b.boolean("kill_on_disconnect", false)
 	if err := b.err(); err != nil {
 		a.fail(w, r, err)
 		return
@@ -35,16 +36,34 @@ func (a *API) pythonExec(w http.ResponseWriter, r *http.Request, owner string) {
 	if timeout != nil {
 		t = *timeout
 	}
+	var echo *string
+	if meta.IncludeCode {
+		echo = code
+	}
+	if wantsStream(r) {
+		s := newEventStream(w, streamKeepAlive)
+		defer s.close()
+		res, err := a.Capabilities.PythonStream(r.Context(), owner, r.PathValue("id"), *code, int(t), meta,
+			capability.Stream{KillOnDisconnect: kill, Sink: s.sink()}, a.Now())
+		if err != nil {
+			a.streamFail(s, w, r, err)
+			return
+		}
+		s.open() // a runtime that answered plain JSON streamed nothing
+		s.event("result", pythonBody(res, echo))
+		return
+	}
 	res, err := a.Capabilities.Python(r.Context(), owner, r.PathValue("id"), *code, int(t), meta, a.Now())
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	var echo *string
-	if meta.IncludeCode {
-		echo = code
-	}
-	writeJSON(w, http.StatusOK, struct {
+	writeJSON(w, http.StatusOK, pythonBody(res, echo))
+}
+
+// pythonBody is python/exec's answer (and a stream's result event).
+func pythonBody(res *capability.PythonResult, echo *string) any {
+	return struct {
 		Success         bool    `json:"success"`
 		Output          string  `json:"output"`
 		Error           *string `json:"error"`
@@ -60,7 +79,7 @@ func (a *API) pythonExec(w http.ResponseWriter, r *http.Request, owner string) {
 		ExecutionCount *int            `json:"execution_count"`
 		Output         json.RawMessage `json:"output"`
 	}{res.ExecutionCount, res.RawOutput}, res.ExecutionID, res.ExecutionTimeMs, echo,
-		res.TimedOut, res.KernelRestarted, res.Notice, res.Truncated})
+		res.TimedOut, res.KernelRestarted, res.Notice, res.Truncated}
 }
 
 func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {
@@ -73,6 +92,7 @@ func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {
 	timeout := b.integer("timeout", false, &minTimeout, &maxTimeout)
 	cwd := b.str("cwd", false)
 	meta := execMeta(b)
+	kill := b.boolean("kill_on_disconnect", false)
 	if err := b.err(); err != nil {
 		a.fail(w, r, err)
 		return
@@ -88,16 +108,34 @@ func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {
 	if timeout != nil {
 		t = *timeout
 	}
+	var echo *string
+	if meta.IncludeCode {
+		echo = command
+	}
+	if wantsStream(r) {
+		s := newEventStream(w, streamKeepAlive)
+		defer s.close()
+		res, err := a.Capabilities.ShellStream(r.Context(), owner, r.PathValue("id"), *command, int(t), dir, meta,
+			capability.Stream{KillOnDisconnect: kill, Sink: s.sink()}, a.Now())
+		if err != nil {
+			a.streamFail(s, w, r, err)
+			return
+		}
+		s.open()
+		s.event("result", shellBody(res, echo))
+		return
+	}
 	res, err := a.Capabilities.Shell(r.Context(), owner, r.PathValue("id"), *command, int(t), dir, meta, a.Now())
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	var echo *string
-	if meta.IncludeCode {
-		echo = command
-	}
-	writeJSON(w, http.StatusOK, struct {
+	writeJSON(w, http.StatusOK, shellBody(res, echo))
+}
+
+// shellBody is shell/exec's answer (and a stream's result event).
+func shellBody(res *capability.ShellResult, echo *string) any {
+	return struct {
 		Success         bool    `json:"success"`
 		Output          string  `json:"output"`
 		Error           *string `json:"error"`
@@ -109,7 +147,7 @@ func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {
 		Truncated       bool    `json:"truncated"`
 		Notice          *string `json:"notice"`
 	}{res.Success, res.Output, res.Error, res.ExitCode, res.ExecutionID, res.ExecutionTimeMs, echo,
-		res.TimedOut, res.Truncated, res.Notice})
+		res.TimedOut, res.Truncated, res.Notice}
 }
 
 // pathQuery reads and validates the `path` query parameter.

@@ -31,6 +31,7 @@ var statusOf = map[errs.Code]int{
 	errs.InvalidPath:            http.StatusBadRequest,
 	errs.Internal:               http.StatusInternalServerError,
 	errs.TooLarge:               http.StatusRequestEntityTooLarge,
+	errs.ProcessNotFound:        http.StatusNotFound,
 	errs.ProfileUnavailable:     http.StatusServiceUnavailable,
 }
 

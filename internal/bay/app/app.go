@@ -161,6 +161,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 				gc.OrphanCargo: cfg.GC.OrphanCargo.Enabled, gc.OrphanContainer: cfg.GC.OrphanContainer.Enabled,
 			}}}
 	a.GC.Observer = a.Metrics
+	a.GC.Config.KeepBusy, a.GC.Busy = cfg.GC.IdleSession.KeepBusy, a.Caps.HasRunningProcesses
 	a.GC.Init()
 	a.GC.ExpectReconcile()
 	a.Warm = &warmpool.Pool{Store: st, Sessions: a.Sessions, Sandboxes: a.Sandboxes, Config: cfg, Profiles: profiles,

@@ -273,11 +273,21 @@ type PythonResult struct {
 
 // Python runs code in the sandbox's kernel.
 func (s *Service) Python(ctx context.Context, owner, sandboxID, code string, timeout int, meta Meta, now time.Time) (res *PythonResult, err error) {
+	return s.python(ctx, owner, sandboxID, code, timeout, meta, nil, now)
+}
+
+// python runs code, streamed when st is set.
+func (s *Service) python(ctx context.Context, owner, sandboxID, code string, timeout int, meta Meta, st *Stream, now time.Time) (res *PythonResult, err error) {
 	start := time.Now()
 	defer func() { s.observe(Python, start, err) }()
+	ctx = st.context(ctx)
 	var r *runtime.PythonResult
 	c, err := s.with(ctx, owner, sandboxID, Python, now, true, func(ctx context.Context, c *call) (err error) {
-		r, err = s.Runtime.Python(ctx, c.target, code, timeout)
+		if st != nil {
+			r, err = s.Runtime.PythonStream(ctx, c.target, code, timeout, st.KillOnDisconnect, st.Sink)
+		} else {
+			r, err = s.Runtime.Python(ctx, c.target, code, timeout)
+		}
 		return err
 	})
 	if err != nil {
@@ -309,11 +319,21 @@ type ShellResult struct {
 
 // Shell runs a command with bash -lc.
 func (s *Service) Shell(ctx context.Context, owner, sandboxID, command string, timeout int, cwd string, meta Meta, now time.Time) (res *ShellResult, err error) {
+	return s.shell(ctx, owner, sandboxID, command, timeout, cwd, meta, nil, now)
+}
+
+// shell runs a command, streamed when st is set.
+func (s *Service) shell(ctx context.Context, owner, sandboxID, command string, timeout int, cwd string, meta Meta, st *Stream, now time.Time) (res *ShellResult, err error) {
 	start := time.Now()
 	defer func() { s.observe(Shell, start, err) }()
+	ctx = st.context(ctx)
 	var r *runtime.ShellResult
 	c, err := s.with(ctx, owner, sandboxID, Shell, now, true, func(ctx context.Context, c *call) (err error) {
-		r, err = s.Runtime.Shell(ctx, c.target, command, timeout, cwd)
+		if st != nil {
+			r, err = s.Runtime.ShellStream(ctx, c.target, command, timeout, cwd, st.KillOnDisconnect, st.Sink)
+		} else {
+			r, err = s.Runtime.Shell(ctx, c.target, command, timeout, cwd)
+		}
 		return err
 	})
 	if err != nil {

@@ -191,15 +191,23 @@ type GCConfig struct {
 	IntervalSeconds int  `yaml:"interval_seconds"` // 300
 	// InstanceID labels what this Bay creates (bay.instance_id). Default
 	// $HOSTNAME, else "bay"; never empty after load.
-	InstanceID      string       `yaml:"instance_id"`
-	IdleSession     GCTaskConfig `yaml:"idle_session"`     // enabled
-	ExpiredSandbox  GCTaskConfig `yaml:"expired_sandbox"`  // enabled
-	OrphanCargo     GCTaskConfig `yaml:"orphan_cargo"`     // enabled
-	OrphanContainer GCTaskConfig `yaml:"orphan_container"` // disabled
+	InstanceID      string            `yaml:"instance_id"`
+	IdleSession     IdleSessionConfig `yaml:"idle_session"`     // enabled, keep_busy
+	ExpiredSandbox  GCTaskConfig      `yaml:"expired_sandbox"`  // enabled
+	OrphanCargo     GCTaskConfig      `yaml:"orphan_cargo"`     // enabled
+	OrphanContainer GCTaskConfig      `yaml:"orphan_container"` // disabled
 }
 
 // Interval is interval_seconds as a duration.
 func (g GCConfig) Interval() time.Duration { return seconds(g.IntervalSeconds) }
+
+// IdleSessionConfig switches idle reclaim.
+type IdleSessionConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// KeepBusy (default true): a sandbox whose runtime reports a running
+	// background process is not reclaimed when idle (its TTL still applies).
+	KeepBusy bool `yaml:"keep_busy"`
+}
 
 // GCTaskConfig switches one GC task.
 type GCTaskConfig struct {
@@ -488,7 +496,7 @@ func defaults() *Config {
 			Enabled:         true,
 			RunOnStartup:    true,
 			IntervalSeconds: 300,
-			IdleSession:     GCTaskConfig{Enabled: true},
+			IdleSession:     IdleSessionConfig{Enabled: true, KeepBusy: true},
 			ExpiredSandbox:  GCTaskConfig{Enabled: true},
 			OrphanCargo:     GCTaskConfig{Enabled: true},
 			OrphanContainer: GCTaskConfig{Enabled: false},

@@ -35,6 +35,8 @@ const (
 const (
 	// TooLarge: the runtime refused a file or body over its size limit (HTTP 413).
 	TooLarge Code = "payload_too_large"
+	// ProcessNotFound: no background process with that id in the sandbox (HTTP 404).
+	ProcessNotFound Code = "process_not_found"
 	// ProfileUnavailable: the profile cannot start on this deployment, e.g. its
 	// OCI runtime is not installed (HTTP 503, no Retry-After: an operator must act).
 	ProfileUnavailable Code = "profile_unavailable"

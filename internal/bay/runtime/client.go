@@ -183,6 +183,8 @@ func statusError(status int, detail string, fileOp bool) *errs.Error {
 		return errs.New(errs.NotFound, msg("Resource not found")).Wrap(cause)
 	case http.StatusConflict:
 		return errs.New(errs.Conflict, msg("Conflict")).Wrap(cause)
+	case http.StatusTooManyRequests: // a runtime limit, e.g. background processes
+		return errs.New(errs.QuotaExceeded, msg("Runtime limit reached")).Wrap(cause)
 	case http.StatusRequestEntityTooLarge:
 		return errs.New(errs.TooLarge, msg("Too large")).Wrap(cause)
 	}
