@@ -50,6 +50,8 @@ type profileJSON struct {
 	Runtime           string `json:"runtime,omitempty"`
 	Available         bool   `json:"available"`
 	UnavailableReason string `json:"unavailable_reason,omitempty"`
+	// Ours (additive): the egress policy, "full", "none" or {"allow": [...]}.
+	Network any `json:"network"`
 }
 
 func (a *API) listProfiles(w http.ResponseWriter, r *http.Request) {
@@ -62,7 +64,8 @@ func (a *API) listProfiles(w http.ResponseWriter, r *http.Request) {
 	items := []profileJSON{}
 	for _, p := range a.Config.OrderedProfiles() {
 		v := profileJSON{ID: p.ID, Image: p.Image, Resources: resources(p.Resources),
-			Capabilities: p.Capabilities, IdleTimeout: p.IdleTimeoutSeconds, Runtime: p.Runtime}
+			Capabilities: p.Capabilities, IdleTimeout: p.IdleTimeoutSeconds, Runtime: p.Runtime,
+			Network: networkJSON(p.Network)}
 		v.UnavailableReason = a.Sandboxes.Unavailable(p.ID)
 		v.Available = v.UnavailableReason == ""
 		if detail != nil && *detail {
@@ -78,6 +81,16 @@ func (a *API) listProfiles(w http.ResponseWriter, r *http.Request) {
 		items = append(items, v)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+func networkJSON(n config.NetworkPolicy) any {
+	if n.Mode == config.NetworkAllow {
+		return map[string][]string{"allow": n.Allow}
+	}
+	if n.Mode == "" {
+		return config.NetworkFull
+	}
+	return n.Mode
 }
 
 func resources(r config.Resources) resourcesJSON {

@@ -246,6 +246,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path, source string) {
 	if source != "" {
 		where = source + " (" + path + ")"
 	}
+	if v.CanAddr() {
+		if _, ok := v.Addr().Interface().(yaml.Unmarshaler); ok { // a key of several shapes (profile network)
+			d.scalar(n, v, where)
+			return
+		}
+	}
 	switch v.Kind() {
 	case reflect.Pointer:
 		if v.IsNil() {

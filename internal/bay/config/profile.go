@@ -65,9 +65,10 @@ type Profile struct {
 	Browser string // "" | shared | isolated
 
 	// Ours.
-	PidsLimit int64  // pids_limit; 256
-	Runtime   string // runtime: OCI runtime, e.g. "runsc"; "" = engine default
-	NoNetwork bool   // no_network: no outbound network for this profile's containers
+	PidsLimit int64         // pids_limit; 256
+	Runtime   string        // runtime: OCI runtime, e.g. "runsc"; "" = engine default
+	NoNetwork bool          // no_network: no outbound network for this profile's containers (= Network.Mode none)
+	Network   NetworkPolicy // network: full (default) | none | {allow: [...]}
 }
 
 // ContainerSpec is one runtime container of a profile.
@@ -173,9 +174,10 @@ type warmYAML struct {
 }
 
 type profileAdditionsYAML struct {
-	PidsLimit *int64 `yaml:"pids_limit"`
-	Runtime   string `yaml:"runtime"`
-	NoNetwork bool   `yaml:"no_network"`
+	PidsLimit *int64       `yaml:"pids_limit"`
+	Runtime   string       `yaml:"runtime"`
+	NoNetwork bool         `yaml:"no_network"`
+	Network   *networkYAML `yaml:"network"`
 }
 
 type containerYAML struct {
@@ -416,6 +418,7 @@ func (c *Config) buildProfile(raw profileYAML, path string) (*Profile, []error) 
 	if p.PidsLimit <= 0 {
 		bad("pids_limit", "must be > 0 (got %d)", p.PidsLimit)
 	}
+	p.networkPolicy(raw.Network, raw.NoNetwork, bad)
 	if p.Runtime != "" && !runtimeNameRE.MatchString(p.Runtime) {
 		bad("runtime", "invalid OCI runtime name %q", p.Runtime)
 	}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"maps"
+	"slices"
 
 	"github.com/shipyard/shipyard/internal/bay/config"
 	"github.com/shipyard/shipyard/internal/bay/driver"
@@ -17,6 +18,7 @@ func SessionProfile(cfg *config.Config, p *config.Profile) *session.Profile {
 		IdleTimeout: p.IdleTimeout(),
 		Runtime:     p.Runtime,
 		NoNetwork:   p.NoNetwork,
+		Egress:      egressOf(p),
 	}
 	primary := p.Primary()
 	add := func(c *config.ContainerSpec) {
@@ -39,4 +41,25 @@ func SessionProfile(cfg *config.Config, p *config.Profile) *session.Profile {
 		}
 	}
 	return sp
+}
+
+// egressOf is the driver's view of a profile's allow policy (nil unless the
+// profile has network: {allow: [...]}): the profile id names the policy.
+func egressOf(p *config.Profile) *driver.Egress {
+	if p.Network.Mode != config.NetworkAllow {
+		return nil
+	}
+	return &driver.Egress{Policy: p.ID, Allow: slices.Clone(p.Network.Allow)}
+}
+
+// EgressPolicies lists the allow policies of the configured profiles, for a
+// driver to ready at start-up (so sandboxes that outlive a restart keep their DNS).
+func EgressPolicies(cfg *config.Config) []driver.Egress {
+	var out []driver.Egress
+	for _, p := range cfg.OrderedProfiles() {
+		if e := egressOf(p); e != nil {
+			out = append(out, *e)
+		}
+	}
+	return out
 }

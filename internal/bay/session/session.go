@@ -53,6 +53,7 @@ type Profile struct {
 	IdleTimeout time.Duration
 	Runtime     string // OCI runtime ("" = default)
 	NoNetwork   bool
+	Egress      *driver.Egress // network: {allow: [...]}; nil = full (or none)
 }
 
 // Config holds the knobs of starting sessions.
@@ -732,7 +733,7 @@ func (m *Manager) instanceSpec(sb *model.Sandbox, ss *model.Session, p *Profile,
 	}
 	return driver.InstanceSpec{
 		Name: name, Hostname: hostname, Image: c.Image, Env: env, Labels: labels, Volume: volume,
-		Port: c.Port, Network: ss.Network, Runtime: p.Runtime, NoNetwork: p.NoNetwork, Resources: c.Resources,
+		Port: c.Port, Network: ss.Network, Runtime: p.Runtime, NoNetwork: p.NoNetwork, Egress: p.Egress, Resources: c.Resources,
 	}
 }
 

@@ -251,3 +251,52 @@ func prefixMatch(p netip.Prefix) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
 	}
 }
+
+// RemoveEgress removes what a policy left on the host: its DNS forwarder,
+// network (an error wrapping driver.ErrInUse while instances use it), chain,
+// sets and DNS rule entry. For an operator's clean-up and tests; Bay keeps a
+// policy's objects while its profile exists.
+func (d *Driver) RemoveEgress(ctx context.Context, policy string) error {
+	name := egressNetwork(policy)
+	if err := d.DeleteNetwork(ctx, name); err != nil {
+		return err
+	}
+	d.egressMu.Lock()
+	n := d.egressNets[policy]
+	delete(d.egressNets, policy)
+	d.egressMu.Unlock()
+	if n != nil && n.fwd != nil {
+		_ = n.fwd.Close()
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: firewallTable}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return fmt.Errorf("list nftables chains: %w", err)
+	}
+	id := egressID(policy)
+	for _, ch := range chains {
+		if ch.Table.Name == firewallTable && ch.Name == "egress-"+id {
+			c.DelChain(ch)
+		}
+	}
+	if sets, err := c.GetSets(t); err == nil {
+		for _, s := range sets {
+			if s.Name == "egress-"+id+"-4" || s.Name == "egress-"+id+"-6" {
+				c.DelSet(s)
+			}
+		}
+		if n != nil {
+			key := make([]byte, 16, 20)
+			copy(key, bridgeName(name))
+			_ = c.SetDeleteElements(egressDNSSet(t), []nftables.SetElement{{Key: append(key, n.gateway.AsSlice()...)}})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("remove nftables rules of egress policy %q: %w", policy, err)
+	}
+	return nil
+}

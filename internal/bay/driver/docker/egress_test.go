@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/network"
-	"github.com/google/nftables"
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
@@ -119,8 +118,8 @@ func testResolver(t *testing.T, addr netip.Addr) string {
 	return pc.LocalAddr().String()
 }
 
-// cleanupEgress removes what a test policy left: its network (after the
-// test's containers), chain, sets and DNS pair.
+// cleanupEgress removes what the test's policies left: the test's
+// containers first, then each policy's network, rules and sets.
 func cleanupEgress(t *testing.T, d *Driver, ids *[]string, policies ...string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -128,35 +127,16 @@ func cleanupEgress(t *testing.T, d *Driver, ids *[]string, policies ...string) {
 		for _, id := range *ids {
 			_ = d.Destroy(ctx, id)
 		}
-		d.egressMu.Lock()
-		nets := map[string]*egressNet{}
-		for k, v := range d.egressNets {
-			nets[k] = v
-		}
-		d.egressMu.Unlock()
-		d.closeEgress()
-		c, err := nftables.New()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		tbl := &nftables.Table{Family: nftables.TableFamilyINet, Name: firewallTable}
 		for _, p := range policies {
-			id := egressID(p)
-			c.DelChain(&nftables.Chain{Table: tbl, Name: "egress-" + id})
-			c.DelSet(&nftables.Set{Table: tbl, Name: "egress-" + id + "-4"})
-			c.DelSet(&nftables.Set{Table: tbl, Name: "egress-" + id + "-6"})
-			if n := nets[p]; n != nil {
-				key := make([]byte, 16, 20)
-				copy(key, bridgeName(n.network))
-				_ = c.SetDeleteElements(egressDNSSet(tbl), []nftables.SetElement{{Key: append(key, n.gateway.AsSlice()...)}})
-			}
-			if err := d.DeleteNetwork(ctx, egressNetwork(p)); err != nil {
-				t.Errorf("remove egress network: %v", err)
+			if err := d.RemoveEgress(ctx, p); err != nil {
+				t.Errorf("RemoveEgress(%s): %v", p, err)
 			}
 		}
-		if err := c.Flush(); err != nil {
-			t.Errorf("remove egress rules: %v", err)
+		out, _ := exec.Command("nft", "list", "table", "inet", firewallTable).CombinedOutput()
+		for _, p := range policies {
+			if strings.Contains(string(out), "egress-"+egressID(p)) {
+				t.Errorf("policy %s left rules:\n%s", p, out)
+			}
 		}
 	})
 }
