@@ -222,6 +222,7 @@ type healthChecks struct {
 	drv driver.Driver
 }
 
+		Egress: sandbox.EgressPolicies(cfg),
 func (h healthChecks) Check(ctx context.Context) map[string]error {
 	return map[string]error{"database": h.st.Ping(ctx), "driver": h.drv.Ping(ctx)}
 }
