@@ -1,0 +1,209 @@
+package bay_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shipyard/shipyard/internal/bay/driver/docker"
+	"github.com/shipyard/shipyard/test/baytest"
+)
+
+// outsideServer stands in for the Internet: an HTTP server in a network
+// namespace the test makes, joined to the host by a veth pair and routed like
+// any outside destination. Nothing leaves this machine.
+func outsideServer(t *testing.T) netip.AddrPort {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip")
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	run := hex.EncodeToString(b)
+	// 198.18.0.0/15 is the benchmarking range: nothing real lives there.
+	host := netip.AddrFrom4([4]byte{198, 19, b[0], 1})
+	srv := netip.AddrFrom4([4]byte{198, 19, b[0], 2})
+	ns, vh, vn := "bay-egb-"+run, "bwh"+run, "bwn"+run
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("netns", "add", ns)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	ip("link", "add", vh, "type", "veth", "peer", "name", vn)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", vh).Run() })
+	ip("link", "set", vn, "netns", ns)
+	ip("addr", "add", host.String()+"/30", "dev", vh)
+	ip("link", "set", vh, "up")
+	ip("-n", ns, "addr", "add", srv.String()+"/30", "dev", vn)
+	ip("-n", ns, "link", "set", vn, "up")
+	ip("-n", ns, "route", "add", "default", "via", host.String())
+	lnc, errc := make(chan net.Listener, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // left in the namespace: never unlocked, the thread ends with the goroutine
+		f, err := os.Open(filepath.Join("/run/netns", ns))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		ln, err := net.Listen("tcp", netip.AddrPortFrom(srv, 8080).String())
+		if err != nil {
+			errc <- err
+			return
+		}
+		lnc <- ln
+	}()
+	var ln net.Listener
+	select {
+	case ln = <-lnc:
+	case err := <-errc:
+		t.Fatalf("server in netns: %v", err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("outside")) })}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	return netip.AddrPortFrom(srv, 8080)
+}
+
+// routeAdd asks the kernel for a new default route over rtnetlink and prints
+// the errno it answers (what `ip route add` would do; the image has no ip).
+const routeAdd = `
+import socket, struct
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+rt = struct.pack("BBBBBBBBI", socket.AF_INET, 0, 0, 0, 254, 4, 0, 1, 0)
+attr = struct.pack("HH4s", 8, 5, socket.inet_aton("1.1.1.1"))
+body = rt + attr
+s.send(struct.pack("IHHII", 16 + len(body), 24, 0x1 | 0x4 | 0x400 | 0x200, 1, 0) + body)
+err = struct.unpack("i", s.recv(4096)[16:20])[0]
+print("route add errno", -err)
+`
+
+// TestEgressProfiles: profiles with network none and {allow: [...]} through
+// Bay: /v1/profiles shows the policies; a none sandbox runs python and shell
+// but reaches nothing outside; an allow sandbox reaches the listed outside
+// server and nothing unlisted, resolves no unlisted name, and its user code
+// can neither rewrite resolv.conf nor add a route.
+func TestEgressProfiles(t *testing.T) {
+	baytest.Skip(t)
+	out := outsideServer(t)
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	allowID, noneID := "egress-"+hex.EncodeToString(suffix), "offline-"+hex.EncodeToString(suffix)
+	allow := []any{netip.PrefixFrom(out.Addr(), 30).Masked().String(), "169.254.0.0/16", "pypi.internal.example"}
+	// Registered before Bay starts, so it runs after Bay's own clean-up has
+	// removed the containers: then the policy's network and rules go.
+	t.Cleanup(func() {
+		d, err := docker.New(docker.Config{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer d.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := d.RemoveEgress(ctx, allowID); err != nil {
+			t.Errorf("RemoveEgress: %v", err)
+		}
+	})
+	b := baytest.Start(t, baytest.Options{ConfigYAML: fmt.Sprintf(`
+profiles:
+  - id: %s
+    image: ship:latest
+    network: {allow: ["%s", "%s", "%s"]}
+  - id: %s
+    image: ship:latest
+    network: none
+  - id: legacy-offline
+    image: ship:latest
+    no_network: true
+  - id: python-default
+    image: ship:latest
+`, allowID, allow[0], allow[1], allow[2], noneID), Env: map[string]string{"BAY_DRIVER__IMAGE_PULL_POLICY": "never"}})
+
+	profiles := b.Must(t, 200, baytest.Req{Method: "GET", Path: "/v1/profiles"})
+	got := map[string]any{}
+	for _, p := range profiles["items"].([]any) {
+		m := p.(map[string]any)
+		got[m["id"].(string)] = m["network"]
+	}
+	want := map[string]any{allowID: map[string]any{"allow": allow}, noneID: "none", "legacy-offline": "none", "python-default": "full"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("/v1/profiles networks = %v, want %v", got, want)
+	}
+
+	fetch := fmt.Sprintf(`
+import urllib.request
+try:
+    print(urllib.request.urlopen("http://%s/", timeout=3).read().decode())
+except Exception as e:
+    print("failed:", e)
+`, out)
+	pyOut := func(id, code string) string {
+		t.Helper()
+		r := b.Python(t, id, code)
+		if r["success"] != true {
+			t.Fatalf("python: %v", r)
+		}
+		return strings.TrimSpace(r["output"].(string))
+	}
+
+	// none: python and shell work, nothing outside answers.
+	offline := b.CreateSandbox(t, map[string]any{"profile": noneID})
+	if got := pyOut(offline, "print(1+1)"); got != "2" {
+		t.Fatalf("python in a none sandbox: %q", got)
+	}
+	sh := b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + offline + "/shell/exec", Body: map[string]any{"command": "id -u"}})
+	if strings.TrimSpace(sh["output"].(string)) != "1000" {
+		t.Fatalf("shell in a none sandbox: %v", sh)
+	}
+	if got := pyOut(offline, fetch); !strings.HasPrefix(got, "failed:") {
+		t.Errorf("a none sandbox reached the outside server: %q", got)
+	}
+
+	// allow: the listed range answers; nothing else resolves.
+	locked := b.CreateSandbox(t, map[string]any{"profile": allowID})
+	if got := pyOut(locked, fetch); got != "outside" {
+		t.Errorf("allow sandbox to the listed server: %q", got)
+	}
+	if got := pyOut(locked, `
+import socket
+try:
+    print(socket.getaddrinfo("unlisted.invalid", 80))
+except OSError as e:
+    print("failed:", e)
+`); !strings.HasPrefix(got, "failed:") {
+		t.Errorf("an unlisted name resolved: %q", got)
+	}
+	sh = b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + locked + "/shell/exec",
+		Body: map[string]any{"command": "{ echo nameserver 192.0.2.53 > /etc/resolv.conf; } 2>&1; echo rc=$?; grep -c 192.0.2.53 /etc/resolv.conf"}})
+	if o := sh["output"].(string); !strings.Contains(o, "Permission denied") || !strings.HasSuffix(strings.TrimSpace(o), "rc=1\n0") {
+		t.Errorf("rewriting resolv.conf: %q, want Permission denied", o)
+	}
+	if got := pyOut(locked, routeAdd); got != fmt.Sprintf("route add errno %d", unix.EPERM) {
+		t.Errorf("adding a route: %q, want EPERM", got)
+	}
+	if got := pyOut(offline, routeAdd); got != fmt.Sprintf("route add errno %d", unix.EPERM) {
+		t.Errorf("adding a route in a none sandbox: %q, want EPERM", got)
+	}
+}
