@@ -801,6 +801,7 @@ func (m *Manager) DestroyAll(ctx context.Context, sandboxID string) error {
 	if err != nil {
 		return err
 	}
+	m.stopGracefully(ctx, list)
 	var errList []error
 	for _, ss := range list {
 		if err := m.Destroy(ctx, ss); err != nil {
