@@ -60,11 +60,17 @@ var DefaultArgv = []string{"python3", "-c", Launcher, "-f", "{connection_file}"}
 // exports MPLBACKEND=Agg (or a non-GUI default) would silently produce no
 // image. It also silences IPython's "Output cache limit (currently 1000
 // entries) hit" warning, which otherwise lands in the text of every 200th
-// cell of a long session. matplotlib is not imported, so it costs ~nothing at
-// start; it leaves no names behind in the user namespace. Append your own
-// code (e.g. EnvInitCode of the profile environment) to it.
+// cell of a long session. It makes print() output leave the kernel within
+// 10 ms instead of on ipykernel's 200 ms flush timer, so streamed executions
+// deliver lines as they are printed (a busy printer sends at most 100
+// messages a second per stream). matplotlib is not imported, so it costs
+// ~nothing at start; it leaves no names behind in the user namespace. Append
+// your own code (e.g. EnvInitCode of the profile environment) to it.
 const DefaultInitCode = `def _shipyard_init():
-    import os, warnings
+    import os, sys, warnings
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "flush_interval"):
+            stream.flush_interval = 0.01
     backend = os.environ.get("MPLBACKEND", "")
     if backend.lower() in ("", "agg", "template", "pdf", "svg", "ps", "cairo"):
         os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
