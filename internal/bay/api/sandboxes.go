@@ -170,9 +170,16 @@ func (a *API) probeContainers(ctx context.Context, ss *model.Session) []containe
 }
 
 func (a *API) deleteSandbox(w http.ResponseWriter, r *http.Request, owner string) {
+	var shared *model.Sandbox // its session in the shared browser service ends with it
+	if a.Browser != nil && a.Config.BrowserService.Enabled {
+		shared, _ = a.Store.GetSandbox(r.Context(), owner, r.PathValue("id"))
+	}
 	if err := a.Sandboxes.Delete(r.Context(), owner, r.PathValue("id"), a.Now()); err != nil {
 		a.fail(w, r, err)
 		return
+	}
+	if shared != nil {
+		a.Browser.ForgetShared(r.Context(), shared)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/errs"
 	"github.com/shipyard/shipyard/internal/bay/idempotency"
 	"github.com/shipyard/shipyard/internal/bay/keylock"
-	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
 	"github.com/shipyard/shipyard/internal/bay/session"
@@ -580,10 +579,10 @@ func TestSharedService(t *testing.T) {
 	if n := e.drv.Creates.Load(); n != 2 {
 		t.Fatalf("own browser: %d containers", n)
 	}
-	bs := &browser.Service{Config: e.cfg, Gull: browser.NewClient(browser.ClientConfig{}), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	bs.ForgetShared(context.Background(), &model.Sandbox{ID: id, ProfileID: "browser-shared"})
+	// Deleting the sandbox ends its session in the shared service.
+	e.must(t, 204, "DELETE", "/v1/sandboxes/"+id, nil)
 	reqs = e.gull.requests()
 	if last := reqs[len(reqs)-1]; last.Path != "/sessions/"+id {
-		t.Fatalf("forget: %+v", last)
+		t.Fatalf("delete did not end the shared session: %+v", last)
 	}
 }
