@@ -11,6 +11,7 @@ import (
 
 	"github.com/shipyard/shipyard/internal/bay/capability"
 	"github.com/shipyard/shipyard/internal/bay/errs"
+	"github.com/shipyard/shipyard/pkg/shipyard/wire"
 )
 
 func execMeta(b *body) capability.Meta {
@@ -50,7 +51,7 @@ func (a *API) pythonExec(w http.ResponseWriter, r *http.Request, owner string) {
 			return
 		}
 		s.open() // a runtime that answered plain JSON streamed nothing
-		s.event("result", pythonBody(res, echo))
+		s.event(wire.EventResult, pythonBody(res, echo))
 		return
 	}
 	res, err := a.Capabilities.Python(r.Context(), owner, r.PathValue("id"), *code, int(t), meta, a.Now())
@@ -122,7 +123,7 @@ func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {
 			return
 		}
 		s.open()
-		s.event("result", shellBody(res, echo))
+		s.event(wire.EventResult, shellBody(res, echo))
 		return
 	}
 	res, err := a.Capabilities.Shell(r.Context(), owner, r.PathValue("id"), *command, int(t), dir, meta, a.Now())

@@ -12,6 +12,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/errs"
 	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
+	"github.com/shipyard/shipyard/pkg/shipyard/wire"
 )
 
 // Background processes: started detached in the sandbox, listed, read from
@@ -43,19 +44,9 @@ var (
 	signalNames      = []string{"TERM", "KILL", "INT", "HUP", "QUIT", "USR1", "USR2"}
 )
 
-// processView is a process as Bay's API shows it.
-type processView struct {
-	ProcessID string  `json:"process_id"`
-	Pid       int     `json:"pid"`
-	Command   string  `json:"command"`
-	Status    string  `json:"status"`
-	ExitCode  *int    `json:"exit_code"`
-	StartedAt string  `json:"started_at"`
-	EndedAt   *string `json:"ended_at"`
-}
-
-func viewOf(p *runtime.Process) processView {
-	v := processView{ProcessID: p.ProcessID, Pid: p.Pid, Command: p.Command, Status: p.Status, ExitCode: p.ExitCode,
+// viewOf is a process as Bay's API shows it (the SDK's wire type).
+func viewOf(p *runtime.Process) wire.Process {
+	v := wire.Process{ProcessID: p.ProcessID, PID: p.Pid, Command: p.Command, Status: p.Status, ExitCode: p.ExitCode,
 		StartedAt: model.FormatTime(p.StartedAt)}
 	if p.FinishedAt != nil {
 		e := model.FormatTime(*p.FinishedAt)
@@ -152,11 +143,11 @@ func (a *API) listProcesses(w http.ResponseWriter, r *http.Request, owner string
 		a.fail(w, r, err)
 		return
 	}
-	out := make([]processView, 0, len(ps))
+	out := wire.ProcessList{Processes: make([]wire.Process, 0, len(ps))}
 	for i := range ps {
-		out = append(out, viewOf(&ps[i]))
+		out.Processes = append(out.Processes, viewOf(&ps[i]))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"processes": out})
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) getProcess(w http.ResponseWriter, r *http.Request, owner, pid string) {
@@ -181,15 +172,8 @@ func (a *API) processOutput(w http.ResponseWriter, r *http.Request, owner, pid s
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
-		ProcessID  string `json:"process_id"`
-		Output     string `json:"output"`
-		Offset     int64  `json:"offset"`
-		NextOffset int64  `json:"next_offset"`
-		Truncated  bool   `json:"truncated"`
-		Status     string `json:"status"`
-		ExitCode   *int   `json:"exit_code"`
-	}{o.ProcessID, o.Output, o.Offset, o.NextOffset, o.Truncated, o.Status, o.ExitCode})
+	writeJSON(w, http.StatusOK, wire.ProcessOutput{ProcessID: o.ProcessID, Output: o.Output, Offset: o.Offset,
+		NextOffset: o.NextOffset, Truncated: o.Truncated, Status: o.Status, ExitCode: o.ExitCode})
 }
 
 // seconds reads an optional number of seconds in [0, hi].
@@ -227,10 +211,11 @@ func (a *API) waitProcess(w http.ResponseWriter, r *http.Request, owner, pid str
 		a.fail(w, r, err)
 		return
 	}
+	// timed_out is always present on this answer (the wire type omits a false one).
 	writeJSON(w, http.StatusOK, struct {
-		processView
+		wire.Process
 		TimedOut bool `json:"timed_out"`
-	}{viewOf(p), p.Status == "running"})
+	}{viewOf(p), p.Status == wire.ProcessRunning})
 }
 
 func (a *API) signalProcess(w http.ResponseWriter, r *http.Request, owner, pid string) {

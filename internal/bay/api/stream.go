@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/runtime"
+	"github.com/shipyard/shipyard/pkg/shipyard/wire"
 )
 
 // Streamed execution: POST …/python/exec and …/shell/exec with
@@ -155,7 +156,7 @@ func (s *eventStream) close() {
 }
 
 // outputEvents are the runtime's events passed on to the client.
-var outputEvents = map[string]bool{"stdout": true, "stderr": true, "display": true, "exception": true}
+var outputEvents = map[string]bool{wire.EventStdout: true, wire.EventStderr: true, wire.EventDisplay: true, wire.EventException: true}
 
 // sink passes the runtime's stream on to the client.
 func (s *eventStream) sink() runtime.Sink {
@@ -179,7 +180,7 @@ func (a *API) streamFail(s *eventStream, w http.ResponseWriter, r *http.Request,
 	rec := &bodyRecorder{header: http.Header{}}
 	a.fail(rec, r, err)
 	if rec.body.Len() > 0 {
-		s.raw("error", rec.body.Bytes())
+		s.raw(wire.EventError, rec.body.Bytes())
 	}
 }
 
