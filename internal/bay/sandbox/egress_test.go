@@ -34,3 +34,36 @@ func TestEgressOfProfiles(t *testing.T) {
 		t.Errorf("EgressPolicies = %+v", got)
 	}
 }
+
+type plainDriver struct{ driver.Driver }
+
+type enforcing struct{ driver.Driver }
+
+func (enforcing) EnforcesEgress() bool { return true }
+
+type wrapped struct{ driver.Driver }
+
+func (w wrapped) Unwrap() driver.Driver { return w.Driver }
+
+// A driver that does not enforce egress policies leaves profiles with none or
+// allow unavailable (never started with more network than promised); one
+// that does, found through wrappers, leaves them all available.
+func TestEgressUnavailable(t *testing.T) {
+	cfg := config.Default()
+	for id, n := range map[string]config.NetworkPolicy{"locked": {Mode: config.NetworkAllow, Allow: []string{"x.test"}}, "offline": {Mode: config.NetworkNone}} {
+		cfg.Profiles[id] = &config.Profile{ID: id, Network: n}
+		cfg.ProfileOrder = append(cfg.ProfileOrder, id)
+	}
+	got, err := UnavailableProfiles(t.Context(), plainDriver{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["locked"] == "" || got["offline"] == "" {
+		t.Errorf("plain driver: unavailable %v, want locked and offline", got)
+	}
+	for _, d := range []any{enforcing{}, wrapped{enforcing{}}} {
+		if got := egressUnavailable(d, cfg); len(got) != 0 {
+			t.Errorf("%T: unavailable %v", d, got)
+		}
+	}
+}

@@ -18,9 +18,11 @@ type RuntimeLister interface {
 // profile exists, and returns why each profile that names a missing one cannot
 // start (keyed by profile id). A driver that cannot list runtimes, or an
 // engine that does not answer, gives an empty result and the error: the
-// profiles are then tried, and a missing runtime fails at create.
+// profiles are then tried, and a missing runtime fails at create. A profile
+// whose network policy (none, allow) the driver does not enforce is
+// unavailable too.
 func UnavailableProfiles(ctx context.Context, d any, cfg *config.Config) (map[string]string, error) {
-	out := map[string]string{}
+	out := egressUnavailable(d, cfg)
 	rl, ok := d.(RuntimeLister)
 	if !ok {
 		return out, nil
@@ -34,11 +36,11 @@ func UnavailableProfiles(ctx context.Context, d any, cfg *config.Config) (map[st
 		if have == nil {
 			rts, err := rl.Runtimes(ctx)
 			if err != nil {
-				return map[string]string{}, fmt.Errorf("listing the engine's OCI runtimes: %w", err)
+				return out, fmt.Errorf("listing the engine's OCI runtimes: %w", err)
 			}
 			have = rts
 		}
-		if !slices.Contains(have, p.Runtime) {
+		if !slices.Contains(have, p.Runtime) && out[id] == "" {
 			out[id] = fmt.Sprintf("profile %s cannot start: its OCI runtime %q is not registered in the container engine (it has %v); "+
 				"for gVisor run scripts/ensure-runsc.sh (make run does) or remove the profile", id, p.Runtime, have)
 		}

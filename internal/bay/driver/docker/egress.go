@@ -300,3 +300,7 @@ func (d *Driver) RemoveEgress(ctx context.Context, policy string) error {
 	}
 	return nil
 }
+
+// EnforcesEgress reports that this driver enforces network: none and
+// network: {allow: [...]} (sandbox.EgressEnforcer).
+func (d *Driver) EnforcesEgress() bool { return true }
