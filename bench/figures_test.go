@@ -269,6 +269,13 @@ const mainConfig = `profiles:
     image: ship:latest
     warm_pool_size: 2
     warm_rotate_ttl: 3600
+  - id: python-secure
+    image: ship:latest
+    runtime: runsc
+  - id: browser-python
+    containers:
+      - {name: ship, image: "ship:latest", runtime_type: ship, runtime_port: 8123, capabilities: [python, shell, filesystem], primary_for: [python, shell, filesystem]}
+      - {name: browser, image: "gull:latest", runtime_type: gull, runtime_port: 8115, capabilities: [browser], primary_for: [browser]}
 `
 
 func (r *run) startMain() {

@@ -103,6 +103,7 @@ func TestReport(t *testing.T) {
 	phase("round trips (2)", r.roundTrips)
 	phase("MCP vs /v1 (7)", func() { r.mcpFigure(r.sandboxes[0]) })
 	phase("port preview (8)", func() { r.previewFigure(r.sandboxes[0]) })
+	phase("gVisor vs runc (9)", r.gvisorFigure)
 	phase("round-trip attribution, in-process Bay (2)", r.attribution)
 	phase("throughput, RSS under load (3, 5)", r.throughput)
 	phase("cleanup", func() {
