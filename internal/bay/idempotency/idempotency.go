@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"log/slog"
 	"regexp"
 	"time"
 
@@ -31,6 +32,47 @@ type Guard struct {
 	Wait time.Duration
 	// Holder is this replica's id, recorded with each reservation.
 	Holder string
+	// Settle bounds how long completing or releasing a reservation is retried
+	// while the database is away (default 2 min); Log reports it. Optional.
+	Settle time.Duration
+	Log    *slog.Logger
+}
+
+// settle completes or releases a reservation. When the database is away (a
+// restart), it keeps trying in the background rather than leave the key
+// pending until its TTL, during which every repeat would wait for nothing.
+func (g *Guard) settle(ctx context.Context, what string, op func(context.Context) error) {
+	ctx = context.WithoutCancel(ctx)
+	try := func() error {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return op(c)
+	}
+	if try() == nil {
+		return
+	}
+	bound := g.Settle
+	if bound <= 0 {
+		bound = 2 * time.Minute
+	}
+	go func() {
+		deadline := time.Now().Add(bound)
+		delay := 250 * time.Millisecond
+		for {
+			time.Sleep(delay)
+			err := try()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				if g.Log != nil {
+					g.Log.ErrorContext(ctx, "idempotency: could not "+what+" a reservation; the key stays pending until its TTL", "err", err)
+				}
+				return
+			}
+			delay = min(2*delay, 5*time.Second)
+		}
+	}()
 }
 
 // Response is a stored response.
@@ -73,14 +115,15 @@ func (g *Guard) Do(ctx context.Context, owner, key, fingerprint string, now time
 		}
 		if reserved {
 			resp, err := fn()
-			cctx := context.WithoutCancel(ctx)
 			if err != nil || resp.Status >= 300 {
-				_ = g.Store.ReleaseIdempotency(cctx, owner, key)
+				g.settle(ctx, "release", func(c context.Context) error { return g.Store.ReleaseIdempotency(c, owner, key) })
 				return resp, err
 			}
-			if err := g.Store.CompleteIdempotency(cctx, owner, key, resp.Status, resp.Body); err != nil {
-				return resp, err
-			}
+			// The work is done: answer it even when storing the answer must wait
+			// for the database (duplicates wait for the stored answer meanwhile).
+			g.settle(ctx, "complete", func(c context.Context) error {
+				return g.Store.CompleteIdempotency(c, owner, key, resp.Status, resp.Body)
+			})
 			return resp, nil
 		}
 		if existing != nil && existing.Fingerprint != fingerprint {
