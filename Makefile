@@ -32,9 +32,15 @@ docker:
 	@scripts/ensure-docker.sh
 	@scripts/ensure-runsc.sh
 
-# The Ship image, built offline from Debian's packages and cached by content hash.
+# The Ship and Gull (browser) images, built offline from Debian's packages and
+# cached by content hash. The two Debian bases build side by side (Ship's takes
+# most of a fresh machine's build; Gull's runs meanwhile), then Gull's binary
+# goes on its base. mmdebstrap is installed first so the two never run apt at once.
 image: docker
-	@images/ship/build.sh
+	@command -v mmdebstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap; }
+	@images/gull/build.sh base >/dev/null & gull=$$!; \
+	images/ship/build.sh; ship=$$?; wait $$gull; gullbase=$$?; \
+	[ $$ship -eq 0 ] && [ $$gullbase -eq 0 ] && images/gull/build.sh
 
 # The fuller data-science image of the python-data profile (scipy, sklearn, ...);
 # not needed by the tests.

@@ -220,7 +220,7 @@ func (m *Manager) start(ctx context.Context, proxy string) error {
 	if err != nil {
 		cancel()
 		msg := strings.TrimSpace(out.String())
-		if msg != "" {
+		if msg != "" && !strings.Contains(err.Error(), msg) {
 			return fmt.Errorf("start Chromium: %w; its output: %s", err, lastLines(msg, 8))
 		}
 		return fmt.Errorf("start Chromium: %w", err)

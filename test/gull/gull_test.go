@@ -1,0 +1,356 @@
+package gulltest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if os.Getenv("SHIPYARD_E2E") == "1" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := Sweep(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "sweep:", err)
+			code = 1
+		}
+		cancel()
+	}
+	os.Exit(code)
+}
+
+func requireE2E(t *testing.T) {
+	t.Helper()
+	if os.Getenv("SHIPYARD_E2E") != "1" {
+		t.Skip("container test: set SHIPYARD_E2E=1 (needs Docker, gull:latest and ship:latest)")
+	}
+}
+
+// refOf finds the ref of the element with role and name in a snapshot.
+func refOf(t *testing.T, snapshot, role, name string) string {
+	t.Helper()
+	re := regexp.MustCompile(`(@e\d+) \[` + regexp.QuoteMeta(role) + `\] "` + regexp.QuoteMeta(name) + `"`)
+	m := re.FindStringSubmatch(snapshot)
+	if m == nil {
+		t.Fatalf("no [%s] %q in snapshot:\n%s", role, name, snapshot)
+	}
+	return m[1]
+}
+
+// TestBrowser runs the agent's cadence and the error cases against one
+// locked-down Gull container and a fixture server on the test's network.
+func TestBrowser(t *testing.T) {
+	requireE2E(t)
+	env := NewEnv(t)
+	g := env.StartGull(t, Options{})
+
+	t.Run("form flow with refs", func(t *testing.T) {
+		out := g.MustExec(t, "open http://web:8000/login")
+		if !strings.Contains(out, "Title: Login") {
+			t.Fatalf("open: %s", out)
+		}
+		snap := g.MustExec(t, "snapshot -i")
+		if !strings.Contains(snap, "URL: http://web:8000/login") {
+			t.Errorf("snapshot lacks the URL:\n%s", snap)
+		}
+		email := refOf(t, snap, "textbox", "Email")
+		remember := refOf(t, snap, "checkbox", "Remember me")
+		submit := refOf(t, snap, "button", "Log In")
+		if strings.Contains(snap, "[heading]") {
+			t.Errorf("snapshot -i shows non-interactive elements:\n%s", snap)
+		}
+		// A second snapshot of the same page keeps the refs.
+		if again := g.MustExec(t, "snapshot -i"); refOf(t, again, "button", "Log In") != submit {
+			t.Errorf("refs changed between snapshots of one page:\n%s\n%s", snap, again)
+		}
+		g.MustExec(t, fmt.Sprintf(`fill %s "agent@example.test"`, email))
+		if v := g.MustExec(t, "get value "+email); v != "agent@example.test" {
+			t.Errorf("get value = %q", v)
+		}
+		g.MustExec(t, "check "+remember)
+		if v := g.MustExec(t, "is checked "+remember); v != "true" {
+			t.Errorf("is checked = %q", v)
+		}
+		out = g.MustExec(t, "click "+submit)
+		if !strings.Contains(out, "The page changed") || !strings.Contains(out, "/welcome") {
+			t.Errorf("click did not report the navigation: %s", out)
+		}
+		if body := g.MustExec(t, "get text body"); !strings.Contains(body, "Welcome, agent@example.test") {
+			t.Errorf("next page's text = %q", body)
+		}
+		if title := g.MustExec(t, "get title"); title != "Welcome" {
+			t.Errorf("get title = %q", title)
+		}
+		// The refs of the login page are stale now.
+		r := g.Exec(t, "click "+submit, 10)
+		if r.ExitCode != 1 || !strings.Contains(r.Stderr, "stale") || !strings.Contains(r.Stderr, "snapshot -i") {
+			t.Errorf("stale ref: exit %d, stderr %q", r.ExitCode, r.Stderr)
+		}
+		// A ref that never existed says so too.
+		if r := g.Exec(t, "click @e999", 10); r.ExitCode != 1 || !strings.Contains(r.Stderr, "unknown ref") {
+			t.Errorf("unknown ref: exit %d, stderr %q", r.ExitCode, r.Stderr)
+		}
+	})
+
+	t.Run("semantic locators", func(t *testing.T) {
+		g.MustExec(t, "open http://web:8000/login")
+		g.MustExec(t, `find label "Email" fill "by-label@example.test"`)
+		g.MustExec(t, `find role button click --name "log in"`)
+		if body := g.MustExec(t, "get text body"); !strings.Contains(body, "Welcome, by-label@example.test") {
+			t.Errorf("after find: %q", body)
+		}
+		g.MustExec(t, `find text "Back" click`)
+		if u := g.MustExec(t, "get url"); u != "http://web:8000/login" {
+			t.Errorf("find text click went to %q", u)
+		}
+		if n := g.MustExec(t, `get count "input"`); n != "3" {
+			t.Errorf("get count = %q", n)
+		}
+		if r := g.Exec(t, `find text "no such text anywhere" click`, 10); r.ExitCode != 1 || !strings.Contains(r.Stderr, "snapshot -i") {
+			t.Errorf("missing locator: %+v", r)
+		}
+	})
+
+	t.Run("screenshot lands in the workspace as a PNG", func(t *testing.T) {
+		g.MustExec(t, "open http://web:8000/login")
+		out := g.MustExec(t, "screenshot /workspace/shots/login.png")
+		if !strings.Contains(out, "/workspace/shots/login.png") {
+			t.Errorf("screenshot: %s", out)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		data, err := g.ReadFile(ctx, "/workspace/shots/login.png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("not a PNG: %v", err)
+		}
+		if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 800 {
+			t.Errorf("screenshot is %v, want the 1280x800 viewport", b)
+		}
+		for _, p := range []string{"/etc/x.png", "../x.png", "/workspace/../tmp/x.png"} {
+			if r := g.Exec(t, "screenshot "+p, 10); r.ExitCode != 1 || !strings.Contains(r.Stderr, "outside /workspace") {
+				t.Errorf("screenshot %s: %+v", p, r)
+			}
+		}
+		// A symlink in the workspace cannot lead the write outside it.
+		if _, err := g.Shell(ctx, "ln -sfn /tmp /workspace/escape"); err != nil {
+			t.Fatal(err)
+		}
+		if r := g.Exec(t, "screenshot /workspace/escape/x.png", 10); r.ExitCode != 1 {
+			t.Errorf("screenshot through a symlink out of the workspace: %+v", r)
+		}
+		out = g.MustExec(t, "pdf /workspace/login.pdf")
+		if pdf, err := g.ReadFile(ctx, "/workspace/login.pdf"); err != nil || !bytes.HasPrefix(pdf, []byte("%PDF-")) {
+			t.Errorf("pdf: %s, %v", out, err)
+		}
+	})
+
+	t.Run("exec_batch stop_on_error", func(t *testing.T) {
+		type step struct {
+			Cmd       string `json:"cmd"`
+			ExitCode  int    `json:"exit_code"`
+			StepIndex int    `json:"step_index"`
+			Stdout    string `json:"stdout"`
+			Stderr    string `json:"stderr"`
+		}
+		var res struct {
+			Results        []step `json:"results"`
+			TotalSteps     int    `json:"total_steps"`
+			CompletedSteps int    `json:"completed_steps"`
+			Success        bool   `json:"success"`
+			DurationMS     *int64 `json:"duration_ms"`
+		}
+		cmds := []string{"open http://web:8000/login", "click @e404", "get title"}
+		g.Post(t, "/exec_batch", map[string]any{"commands": cmds, "timeout": 60, "stop_on_error": true}, &res)
+		if len(res.Results) != 2 || res.TotalSteps != 3 || res.CompletedSteps != 2 || res.Success || res.DurationMS == nil {
+			t.Fatalf("stop_on_error=true: %+v", res)
+		}
+		if res.Results[0].ExitCode != 0 || res.Results[1].ExitCode != 1 || res.Results[1].StepIndex != 1 || res.Results[1].Cmd != "click @e404" {
+			t.Errorf("steps: %+v", res.Results)
+		}
+		res.Results = nil
+		g.Post(t, "/exec_batch", map[string]any{"commands": cmds, "timeout": 60, "stop_on_error": false}, &res)
+		if len(res.Results) != 3 || res.CompletedSteps != 3 || res.Success || res.Results[2].Stdout != "Login" {
+			t.Errorf("stop_on_error=false: %+v", res)
+		}
+		res.Results = nil
+		g.Post(t, "/exec_batch", map[string]any{"commands": []string{"open http://web:8000/login", "get title"}}, &res)
+		if !res.Success || res.CompletedSteps != 2 {
+			t.Errorf("all good: %+v", res)
+		}
+		if code := g.Post(t, "/exec_batch", map[string]any{"commands": []string{}}, nil); code != http.StatusUnprocessableEntity {
+			t.Errorf("empty batch: HTTP %d", code)
+		}
+	})
+
+	t.Run("bad lines and timeouts end with a clear error in time", func(t *testing.T) {
+		cases := []struct {
+			cmd     string
+			timeout float64
+			code    int
+			want    string
+			within  time.Duration
+		}{
+			{`open "http://web:8000/login`, 30, 2, "Close every quote", 2 * time.Second},
+			{`frobnicate @e1`, 30, 2, `unknown command "frobnicate"`, 2 * time.Second},
+			{`click`, 30, 2, "Usage: click <ref>", 2 * time.Second},
+			{`wait 600000`, 5, 124, "longer than the time this call has left", 2 * time.Second},
+			{`open http://web:8000/hang`, 4, 124, "timed out after 4s", 7 * time.Second},
+			{`wait --text "never on this page"`, 3, 124, "timed out after 3s", 6 * time.Second},
+		}
+		for _, c := range cases {
+			t0 := time.Now()
+			r := g.Exec(t, c.cmd, c.timeout)
+			took := time.Since(t0)
+			if r.ExitCode != c.code || !strings.Contains(r.Stderr, c.want) {
+				t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", c.cmd, r.ExitCode, r.Stderr, c.code, c.want)
+			}
+			if took > c.within {
+				t.Errorf("%s took %v (timeout %gs)", c.cmd, took, c.timeout)
+			}
+		}
+		// The browser is still usable after a page that never loaded.
+		if out := g.MustExec(t, "open http://web:8000/login"); !strings.Contains(out, "Title: Login") {
+			t.Errorf("after the hang: %s", out)
+		}
+		// Bad request bodies are 422 with the field named.
+		for _, body := range []any{map[string]any{}, map[string]any{"cmd": "get title", "timeout": 0}, map[string]any{"cmd": "get title", "timeout": 100000}} {
+			if code := g.Post(t, "/exec", body, nil); code != http.StatusUnprocessableEntity {
+				t.Errorf("%v: HTTP %d", body, code)
+			}
+		}
+	})
+
+	t.Run("api: token, meta, health, session teardown", func(t *testing.T) {
+		res, err := http.Post(g.Endpoint+"/exec", "application/json", strings.NewReader(`{"cmd":"get title"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("no token: HTTP %d", res.StatusCode)
+		}
+		var meta struct {
+			Runtime      map[string]any `json:"runtime"`
+			Capabilities map[string]any `json:"capabilities"`
+			Skills       []any          `json:"built_in_skills"`
+		}
+		req, _ := http.NewRequest(http.MethodGet, g.Endpoint+"/meta", nil)
+		req.Header.Set("Authorization", "Bearer "+g.Token)
+		mres, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := decodeJSON(mres, &meta); err != nil || meta.Runtime["name"] != "gull" || meta.Capabilities["browser"] == nil || meta.Skills == nil {
+			t.Errorf("meta: %+v %v", meta, err)
+		}
+		var del struct {
+			SandboxID string `json:"sandbox_id"`
+			Destroyed bool   `json:"destroyed"`
+		}
+		req, _ = http.NewRequest(http.MethodDelete, g.Endpoint+"/sessions/sbx-test", nil)
+		req.Header.Set("Authorization", "Bearer "+g.Token)
+		dres, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := decodeJSON(dres, &del); err != nil || !del.Destroyed || del.SandboxID != "sbx-test" {
+			t.Errorf("delete session: %+v %v", del, err)
+		}
+		var h struct {
+			Status        string `json:"status"`
+			BrowserActive bool   `json:"browser_active"`
+			BrowserReady  bool   `json:"browser_ready"`
+		}
+		hres, err := http.Get(g.Endpoint + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := decodeJSON(hres, &h); err != nil || h.Status != "healthy" || h.BrowserActive || !h.BrowserReady {
+			t.Errorf("health after teardown: %+v %v", h, err)
+		}
+	})
+}
+
+// TestCrashedBrowserRestarts kills Chromium inside the container; the next
+// command starts a new one.
+func TestCrashedBrowserRestarts(t *testing.T) {
+	requireE2E(t)
+	env := NewEnv(t)
+	g := env.StartGull(t, Options{})
+	g.MustExec(t, "open http://web:8000/login")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	killed, err := g.Shell(ctx, `n=0; for p in /proc/[0-9]*; do if tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^/usr/lib/chromium/chromium-headless-shell\|^/usr/bin/chromium-headless-shell'; then kill -9 ${p#/proc/} 2>/dev/null && n=$((n+1)); fi; done; echo $n`)
+	if err != nil || strings.TrimSpace(killed) == "0" {
+		t.Fatalf("kill chromium: %q %v", killed, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	r := g.Exec(t, "open http://web:8000/login", 30)
+	if r.ExitCode != 0 || !strings.Contains(r.Stdout, "restarted") || !strings.Contains(r.Stdout, "Title: Login") {
+		t.Fatalf("after the kill: %+v", r)
+	}
+	snap := g.MustExec(t, "snapshot -i")
+	refOf(t, snap, "button", "Log In")
+}
+
+// TestCookiesSurviveRebuild: the profile is on the workspace volume, so a new
+// container on the same volume has the cookies.
+func TestCookiesSurviveRebuild(t *testing.T) {
+	requireE2E(t)
+	env := NewEnv(t)
+	g := env.StartGull(t, Options{})
+	g.MustExec(t, "open http://web:8000/cookie")
+	g.MustExec(t, "cookies set extra 42")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := g.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g2 := env.StartGull(t, Options{})
+	g2.MustExec(t, "open http://web:8000/login")
+	out := g2.MustExec(t, "cookies")
+	if !strings.Contains(out, "sid=kept-across-rebuilds") {
+		t.Errorf("cookies after rebuild: %q", out)
+	}
+}
+
+// TestChromiumSandboxNeedsPrivileges documents why Gull runs Chromium with
+// --no-sandbox: in the locked-down container (no capabilities, default
+// seccomp, no-new-privileges) Chromium's own sandbox cannot start, and Gull
+// says so instead of hanging.
+func TestChromiumSandboxNeedsPrivileges(t *testing.T) {
+	requireE2E(t)
+	env := NewEnv(t)
+	g := env.StartGull(t, Options{Env: map[string]string{"GULL_CHROMIUM_SANDBOX": "on"}})
+	r := g.Exec(t, "open http://web:8000/login", 30)
+	if r.ExitCode == 0 {
+		t.Skip("Chromium's sandbox works in this container (user namespaces allowed): the --no-sandbox default is not needed here")
+	}
+	if !strings.Contains(r.Stderr, "could not start") {
+		t.Errorf("sandboxed start failure: %+v", r)
+	}
+}
+
+func decodeJSON(res *http.Response, v any) error {
+	defer res.Body.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(res.Body); err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d: %s", res.StatusCode, buf.String())
+	}
+	return json.Unmarshal(buf.Bytes(), v)
+}
