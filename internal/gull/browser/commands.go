@@ -290,7 +290,10 @@ func (s *session) act(ctx context.Context, t *tab, el element, verb string, args
 			}
 		} else {
 			_, _ = callOn[bool](ctx, el, `function(){ try { const n = (this.value || '').length; this.setSelectionRange && this.setSelectionRange(n, n) } catch (e) {} return true }`)
-			if err := do(ctx, func(ctx context.Context, tt *chromedp.Target) error { _, err := chromedp.KeyEvent(args[0])(ctx, tt); return err }); err != nil {
+			if err := do(ctx, func(ctx context.Context, tt *chromedp.Target) error {
+				_, err := chromedp.KeyEvent(args[0])(ctx, tt)
+				return err
+			}); err != nil {
 				return out{}, err
 			}
 		}

@@ -107,7 +107,9 @@ func (s *session) queryAll(ctx context.Context, fn string, args ...any) ([]eleme
 		if err != nil {
 			return nil, err
 		}
-		defer func() { _, _ = cdp.Call(ctx, t, runtime.ReleaseObjectGroup, runtime.ReleaseObjectGroupParams{ObjectGroup: "gull"}) }()
+		defer func() {
+			_, _ = cdp.Call(ctx, t, runtime.ReleaseObjectGroup, runtime.ReleaseObjectGroupParams{ObjectGroup: "gull"})
+		}()
 		res, err := cdp.Call(ctx, t, runtime.CallFunctionOn, runtime.CallFunctionOnParams{FunctionDeclaration: decl,
 			ObjectID: glob.Result.ObjectID, Arguments: cargs, ObjectGroup: "gull"})
 		if err != nil {
@@ -157,7 +159,9 @@ func callOn[T any](ctx context.Context, el element, fn string, args ...any) (T, 
 		if err != nil || obj.Object == nil {
 			return zero, fmt.Errorf("%w: the element is gone from the page. Run `snapshot -i` again", ErrStaleRef)
 		}
-		defer func() { _, _ = cdp.Call(ctx, t, runtime.ReleaseObjectGroup, runtime.ReleaseObjectGroupParams{ObjectGroup: "gull"}) }()
+		defer func() {
+			_, _ = cdp.Call(ctx, t, runtime.ReleaseObjectGroup, runtime.ReleaseObjectGroupParams{ObjectGroup: "gull"})
+		}()
 		var cargs []*runtime.CallArgument
 		for _, a := range args {
 			raw, _ := json.Marshal(a)

@@ -160,7 +160,9 @@ func cursorInteractive(ctx context.Context) (map[cdp.BackendNodeID]bool, error) 
 		if err != nil || res.Result == nil || res.Result.ObjectID == "" {
 			return ids, err
 		}
-		defer func() { _, _ = cdp.Call(ctx, t, runtime.ReleaseObjectGroup, runtime.ReleaseObjectGroupParams{ObjectGroup: "gull"}) }()
+		defer func() {
+			_, _ = cdp.Call(ctx, t, runtime.ReleaseObjectGroup, runtime.ReleaseObjectGroupParams{ObjectGroup: "gull"})
+		}()
 		props, err := cdp.Call(ctx, t, runtime.GetProperties, runtime.GetPropertiesParams{ObjectID: res.Result.ObjectID, OwnProperties: ptr(true)})
 		if err != nil {
 			return ids, err
