@@ -17,8 +17,8 @@ type failing struct {
 }
 
 func (f failing) Create(context.Context, driver.InstanceSpec) (string, error) { return "", f.err }
-func (f failing) Status(context.Context, string) (driver.State, error)       { return "", f.err }
-func (f failing) Ping(context.Context) error                                 { return f.err }
+func (f failing) Status(context.Context, string) (driver.State, error)        { return "", f.err }
+func (f failing) Ping(context.Context) error                                  { return f.err }
 
 func TestMarkUnavailable(t *testing.T) {
 	unreachable := func(err error) bool { return errors.Is(err, errDial) }
