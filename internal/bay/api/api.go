@@ -27,6 +27,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
 	"github.com/shipyard/shipyard/internal/bay/skills"
 	"github.com/shipyard/shipyard/internal/bay/store"
+	"github.com/shipyard/shipyard/internal/bay/tenant"
 	"github.com/shipyard/shipyard/internal/logctx"
 )
 
@@ -67,6 +68,8 @@ type Deps struct {
 	Idempotency  *idempotency.Guard
 	Runtime      *runtime.Client
 	Preview      *preview.Service // nil: port preview tokens and proxying are off
+	Tenants      *tenant.Service  // admin API for keys and quotas
+	RateLimit    *tenant.Limiter  // nil: no per-owner rate limit
 	GC           GC               // optional
 	Health       Health           // optional
 	Metrics      Metrics          // optional
@@ -114,10 +117,23 @@ func (a *API) handle(pattern string, h func(w http.ResponseWriter, r *http.Reque
 
 // authed wraps a handler that needs an owner.
 func (a *API) authed(h func(w http.ResponseWriter, r *http.Request, owner string)) func(http.ResponseWriter, *http.Request) {
+	return a.identified(func(w http.ResponseWriter, r *http.Request, id auth.Identity) { h(w, r, id.Owner) })
+}
+
+// identified wraps a handler that needs to know who calls: it authenticates,
+// applies the owner's rate limit and refuses ids no row can have.
+func (a *API) identified(h func(w http.ResponseWriter, r *http.Request, id auth.Identity)) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, r *http.Request) {
-		owner, err := a.Auth.Owner(r)
+		id, err := a.Auth.Identify(r)
 		if err != nil {
 			a.writeError(w, r, err)
+			return
+		}
+		if ok, wait := a.RateLimit.Allow(id.Owner, time.Now()); !ok {
+			e := errs.New(errs.RateLimited, "Too many requests: this owner's rate limit is reached").
+				With(map[string]any{"retry_after_ms": wait.Milliseconds()})
+			e.RetryAfter = wait
+			a.writeError(w, r, e)
 			return
 		}
 		for _, name := range []string{"id", "cid", "eid"} {
@@ -126,11 +142,16 @@ func (a *API) authed(h func(w http.ResponseWriter, r *http.Request, owner string
 				return
 			}
 		}
-		if id := r.PathValue("id"); id != "" {
-			r = r.WithContext(logctx.WithSandboxID(r.Context(), id))
+		if sid := r.PathValue("id"); sid != "" {
+			r = r.WithContext(logctx.WithSandboxID(r.Context(), sid))
 		}
-		h(w, r, owner)
+		h(w, r, id)
 	}
+}
+
+// ownerOnly adapts a handler that needs only the owner.
+func ownerOnly(h func(w http.ResponseWriter, r *http.Request, owner string)) func(http.ResponseWriter, *http.Request, auth.Identity) {
+	return func(w http.ResponseWriter, r *http.Request, id auth.Identity) { h(w, r, id.Owner) }
 }
 
 type statusWriter struct {
@@ -261,8 +282,9 @@ func (a *API) routes() {
 	a.handle("GET /v1/cargos/{cid}", a.authed(a.getCargo))
 	a.handle("DELETE /v1/cargos/{cid}", a.authed(a.deleteCargo))
 
-	a.handle("POST /v1/admin/gc/run", a.authed(a.gcRun))
-	a.handle("GET /v1/admin/gc/status", a.authed(a.gcStatus))
+	a.handle("POST /v1/admin/gc/run", a.admin(true, ownerOnly(a.gcRun)))
+	a.handle("GET /v1/admin/gc/status", a.admin(true, ownerOnly(a.gcStatus)))
+	a.adminKeyRoutes()
 	a.mcpRoutes()
 	a.portRoutes()
 	a.processRoutes()

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/shipyard/shipyard/internal/bay/errs"
+	"github.com/shipyard/shipyard/internal/bay/store"
 	"github.com/shipyard/shipyard/internal/logctx"
 )
 
@@ -31,6 +32,8 @@ var statusOf = map[errs.Code]int{
 	errs.InvalidPath:            http.StatusBadRequest,
 	errs.Internal:               http.StatusInternalServerError,
 	errs.TooLarge:               http.StatusRequestEntityTooLarge,
+	errs.RateLimited:            http.StatusTooManyRequests,
+	errs.AdminRequired:          http.StatusForbidden,
 	errs.ProcessNotFound:        http.StatusNotFound,
 	errs.ProfileUnavailable:     http.StatusServiceUnavailable,
 }
@@ -73,6 +76,9 @@ type errorInner struct {
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	e, ok := errs.As(err)
+	if qe, over := errors.AsType[*store.QuotaError](err); over && !ok {
+		e, ok = a.quotaError(qe), true
+	}
 	if !ok {
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			return // the client went away

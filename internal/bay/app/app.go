@@ -34,6 +34,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/session"
 	"github.com/shipyard/shipyard/internal/bay/skills"
 	"github.com/shipyard/shipyard/internal/bay/store"
+	"github.com/shipyard/shipyard/internal/bay/tenant"
 	"github.com/shipyard/shipyard/internal/bay/warmpool"
 	"github.com/shipyard/shipyard/internal/logctx"
 )
@@ -171,21 +172,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	}
 
 	apiKey := cfg.Security.APIKey
-	if path, err := auth.Provision(ctx, st, apiKey, cfg.DataDir, fmt.Sprintf("http://%s", cfg.Server.Addr()), a.Now()); err != nil {
+	if path, revoked, err := auth.Provision(ctx, st, apiKey, cfg.DataDir, fmt.Sprintf("http://%s", cfg.Server.Addr()), a.Now()); err != nil {
 		a.Close()
 		return nil, err
+	} else if revoked {
+		log.Warn("security.api_key was revoked through the admin API: it is refused (remove it from the config)")
 	} else if path != "" {
 		log.Info("generated an API key; send it as Authorization: Bearer <api_key>", "credentials_file", path)
 	} else if apiKey == "" {
 		log.Info("API keys are in the database; the first generated one is in credentials_file",
 			"credentials_file", filepath.Join(cfg.DataDir, "credentials.json"))
 	}
-	authn, err := auth.New(ctx, st, auth.Policy{AllowAnonymous: cfg.Security.AllowAnonymous,
+	authn := auth.New(st, auth.Policy{AllowAnonymous: cfg.Security.AllowAnonymous,
 		AllowAnonymousRemote: cfg.Security.AllowAnonymousRemote})
-	if err != nil {
-		a.Close()
-		return nil, err
-	}
+	st.SetQuotas(tenant.QuotaConfig(cfg.Quotas))
 	previewKey, err := preview.KeyFor(ctx, st, cfg.Preview.Key, a.Now())
 	if err != nil {
 		a.Close()
@@ -201,6 +201,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		Idempotency: &idempotency.Guard{Store: st, Enabled: cfg.Idempotency.Enabled, TTL: cfg.Idempotency.TTL()},
 		Runtime:     a.Runtime, Health: healthChecks{st: st, drv: a.Driver}, Log: log, Now: a.Now, Started: a.started,
 		GC: a.GC, Metrics: a.Metrics,
+		Tenants: &tenant.Service{Store: st, Now: a.Now}, RateLimit: tenant.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst),
 	})
 	a.listener = opt.Listener
 	return a, nil
@@ -214,6 +215,7 @@ func dockerConfig(cfg *config.Config, log *slog.Logger) docker.Config {
 		ConnectMode: docker.ConnectMode(d.ConnectMode),
 		HostAddress: d.HostAddress, PublishPorts: &pub, HostPort: d.HostPort,
 		PullPolicy: docker.PullPolicy(cfg.Driver.ImagePullPolicy), StopTimeout: cfg.Session.StopTimeout(), Logger: log,
+		Egress: sandbox.EgressPolicies(cfg),
 	}
 }
 
@@ -222,7 +224,6 @@ type healthChecks struct {
 	drv driver.Driver
 }
 
-		Egress: sandbox.EgressPolicies(cfg),
 func (h healthChecks) Check(ctx context.Context) map[string]error {
 	return map[string]error{"database": h.st.Ping(ctx), "driver": h.drv.Ping(ctx)}
 }

@@ -1,4 +1,5 @@
-// Package auth provisions API keys (stored hashed) and resolves a request's owner.
+// Package auth provisions API keys (stored hashed) and resolves who a request
+// acts as: an owner, with admin rights or not.
 package auth
 
 import (
@@ -8,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -19,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/shipyard/shipyard/internal/bay/errs"
+	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/store"
 )
 
@@ -31,37 +34,70 @@ func Hash(key string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// KeyPrefix starts every key Bay makes (as upstream's generated key).
+const KeyPrefix = "sk-bay-"
+
+// prefixLen is how much of a key listings show: "sk-bay-" and 8 hex digits
+// (32 of the key's 256 random bits; useless to guess the rest).
+const prefixLen = len(KeyPrefix) + 8
+
+// NewKey returns a fresh key (shown once, never stored), its stored hash and
+// its listing prefix: "sk-bay-" and 64 hex digits of crypto/rand.
+func NewKey() (key, hash, prefix string, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", "", fmt.Errorf("auth: random key: %w", err)
+	}
+	key = KeyPrefix + hex.EncodeToString(b[:])
+	return key, Hash(key), Prefix(key), nil
+}
+
+// Prefix is the part of key shown in listings.
+func Prefix(key string) string {
+	if len(key) > prefixLen {
+		return key[:prefixLen]
+	}
+	return key
+}
+
 // Provision makes sure at least one key exists, as upstream: the configured key
 // (env BAY_API_KEY or security.api_key), else the keys already stored, else a
-// generated one written to <dataDir>/credentials.json (0600). It returns the
-// generated key's file path ("" when none was generated).
-func Provision(ctx context.Context, st *store.Store, configured, dataDir, endpoint string, now time.Time) (string, error) {
+// generated one written to <dataDir>/credentials.json (0600). The configured
+// and the generated key are admin keys of DefaultOwner. It returns the
+// generated key's file path ("" when none was generated); revoked is true when
+// the configured key was revoked through the admin API (it stays refused).
+func Provision(ctx context.Context, st *store.Store, configured, dataDir, endpoint string, now time.Time) (path string, revoked bool, err error) {
 	if configured != "" {
-		return "", st.EnsureAPIKey(ctx, Hash(configured), DefaultOwner, now)
+		k, err := st.EnsureAdminKey(ctx, &store.APIKey{ID: model.NewID("key"), Owner: DefaultOwner, Admin: true,
+			Prefix: Prefix(configured), Label: "security.api_key", Active: true, CreatedAt: now}, Hash(configured))
+		if err != nil {
+			return "", false, err
+		}
+		return "", !k.Active, nil
 	}
 	keys, err := st.ActiveAPIKeys(ctx)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if len(keys) > 0 {
-		return "", nil
+		return "", false, nil
 	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
+	key, hash, prefix, err := NewKey()
+	if err != nil {
+		return "", false, err
 	}
-	key := "sk-bay-" + hex.EncodeToString(b[:])
-	if err := st.EnsureAPIKey(ctx, Hash(key), DefaultOwner, now); err != nil {
-		return "", err
+	if err := st.CreateAPIKey(ctx, &store.APIKey{ID: model.NewID("key"), Owner: DefaultOwner, Admin: true,
+		Prefix: prefix, Label: "generated", Active: true, CreatedAt: now}, hash); err != nil {
+		return "", false, err
 	}
 	doc, _ := json.MarshalIndent(map[string]string{
 		"api_key": key, "endpoint": endpoint, "generated_at": now.UTC().Format("2006-01-02T15:04:05.000000+00:00"),
 	}, "", "  ")
-	path := filepath.Join(dataDir, "credentials.json")
+	path = filepath.Join(dataDir, "credentials.json")
 	if err := os.WriteFile(path, append(doc, '\n'), 0o600); err != nil {
-		return "", fmt.Errorf("auth: write %s: %w", path, err)
+		return "", false, fmt.Errorf("auth: write %s: %w", path, err)
 	}
-	return path, os.Chmod(path, 0o600)
+	return path, false, os.Chmod(path, 0o600)
 }
 
 // Policy says who may call without a key.
@@ -74,19 +110,34 @@ type Policy struct {
 	AllowAnonymousRemote bool
 }
 
-// Authenticator maps requests to owners.
+// Keys finds active keys by hash (the store).
+type Keys interface {
+	// LookupAPIKey returns the active key whose hash is hash and the stored
+	// hash, else store.ErrNotFound.
+	LookupAPIKey(ctx context.Context, hash string) (*store.APIKey, string, error)
+}
+
+// Identity is who a request acts as.
+type Identity struct {
+	Owner string
+	// Admin: the request carries an admin key (it may call /v1/admin/*).
+	Admin bool
+	// Anonymous: no key (allowed by the policy); Owner is the X-Owner asserted.
+	Anonymous bool
+	KeyID     string // the key's id ("" when anonymous)
+}
+
+// Authenticator maps requests to identities.
 type Authenticator struct {
-	keys   map[string]string // hash → owner, loaded once at start-up
+	keys   Keys
 	policy Policy
 }
 
-// New loads the active keys and applies p to requests without one.
-func New(ctx context.Context, st *store.Store, p Policy) (*Authenticator, error) {
-	keys, err := st.ActiveAPIKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &Authenticator{keys: keys, policy: p}, nil
+// New returns an Authenticator that looks every key up in keys (no cache: a
+// key revoked through any replica is refused by all at their next request;
+// one indexed read per request) and applies p to requests without one.
+func New(keys Keys, p Policy) *Authenticator {
+	return &Authenticator{keys: keys, policy: p}
 }
 
 // maxKeyLen bounds what is hashed; generated keys are 71 bytes.
@@ -121,34 +172,48 @@ func ParseAuthorization(h http.Header) (key string, present bool, err error) {
 	return key, true, nil
 }
 
-// Owner resolves the owner of r or returns an unauthorized error. A present
-// Authorization header is always checked, whatever the anonymous policy.
+// Owner resolves the owner of r (see Identify).
 func (a *Authenticator) Owner(r *http.Request) (string, error) {
+	id, err := a.Identify(r)
+	return id.Owner, err
+}
+
+// Identify resolves who r acts as, or returns an unauthorized error. A present
+// Authorization header is always checked, whatever the anonymous policy; only
+// a request without one may assert its owner (X-Owner), and only when the
+// policy allows anonymous requests.
+func (a *Authenticator) Identify(r *http.Request) (Identity, error) {
 	key, present, err := ParseAuthorization(r.Header)
 	if err != nil {
-		return "", err
+		return Identity{}, err
 	}
 	if present {
 		sum := Hash(key)
-		owner := ""
-		for hash, o := range a.keys { // constant-time per comparison; visit all
-			if subtle.ConstantTimeCompare([]byte(hash), []byte(sum)) == 1 {
-				owner = o
-			}
+		k, stored, err := a.keys.LookupAPIKey(r.Context(), sum)
+		if errors.Is(err, store.ErrNotFound) {
+			return Identity{}, errs.New(errs.Unauthorized, "Invalid API key")
 		}
-		if owner == "" {
-			return "", errs.New(errs.Unauthorized, "Invalid API key")
+		if err != nil {
+			return Identity{}, fmt.Errorf("auth: look up key: %w", err)
 		}
-		return owner, nil
+		// The index found it; compare in constant time all the same.
+		if subtle.ConstantTimeCompare([]byte(stored), []byte(sum)) != 1 {
+			return Identity{}, errs.New(errs.Unauthorized, "Invalid API key")
+		}
+		return Identity{Owner: k.Owner, Admin: k.Admin, KeyID: k.ID}, nil
 	}
 	if !a.policy.AllowAnonymous {
-		return "", errs.New(errs.Unauthorized, "Authentication required")
+		return Identity{}, errs.New(errs.Unauthorized, "Authentication required")
 	}
 	if !a.policy.AllowAnonymousRemote && !Loopback(r.RemoteAddr) {
-		return "", errs.New(errs.Unauthorized,
+		return Identity{}, errs.New(errs.Unauthorized,
 			"Authentication required: anonymous access is allowed from this host only (send Authorization: Bearer <api key>)")
 	}
-	return ParseOwner(r.Header.Get("X-Owner"))
+	owner, err := ParseOwner(r.Header.Get("X-Owner"))
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{Owner: owner, Anonymous: true}, nil
 }
 
 // ParseOwner validates an X-Owner value; "" is DefaultOwner.

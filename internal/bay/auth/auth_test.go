@@ -5,8 +5,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/errs"
+	"github.com/shipyard/shipyard/internal/bay/model"
+	"github.com/shipyard/shipyard/internal/bay/store"
+	"github.com/shipyard/shipyard/internal/bay/store/storetest"
 )
 
 const (
@@ -14,12 +18,35 @@ const (
 	remote = "172.17.0.2:40000" // e.g. a sandbox calling through the bridge gateway
 )
 
+// keyStore returns a real store holding the tenant key sk-good of alice, the
+// admin key sk-root of DefaultOwner and the revoked key sk-gone of alice.
+func keyStore(t testing.TB) *store.Store {
+	t.Helper()
+	st := storetest.Open(t, store.SQLite)
+	now := time.Now().UTC()
+	for _, k := range []struct {
+		key, owner string
+		admin      bool
+	}{{"sk-good", "alice", false}, {"sk-root", DefaultOwner, true}, {"sk-gone", "alice", false}} {
+		rec := &store.APIKey{ID: model.NewID("key"), Owner: k.owner, Admin: k.admin, Prefix: Prefix(k.key), Active: true, CreatedAt: now}
+		if err := st.CreateAPIKey(t.Context(), rec, Hash(k.key)); err != nil {
+			t.Fatal(err)
+		}
+		if k.key == "sk-gone" {
+			if _, err := st.RevokeAPIKey(t.Context(), rec.ID, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return st
+}
+
 func TestOwner(t *testing.T) {
-	keys := map[string]string{Hash("sk-good"): "alice"}
-	anon := &Authenticator{keys: keys, policy: Policy{AllowAnonymous: true}}
-	anonRemote := &Authenticator{keys: keys, policy: Policy{AllowAnonymous: true, AllowAnonymousRemote: true}}
-	strict := &Authenticator{keys: keys}
-	noKeys := &Authenticator{keys: map[string]string{}, policy: Policy{AllowAnonymous: true}}
+	st := keyStore(t)
+	anon := New(st, Policy{AllowAnonymous: true})
+	anonRemote := New(st, Policy{AllowAnonymous: true, AllowAnonymousRemote: true})
+	strict := New(st, Policy{})
+	noKeys := New(storetest.Open(t, store.SQLite), Policy{AllowAnonymous: true})
 	bearer := func(v ...string) http.Header { return http.Header{"Authorization": v} }
 	cases := []struct {
 		name   string
@@ -59,6 +86,12 @@ func TestOwner(t *testing.T) {
 		{"X-Owner invalid UTF-8", anon, local, http.Header{"X-Owner": {"a\xffb"}}, "", errs.Validation},
 		{"no anonymous", strict, local, nil, "", errs.Unauthorized},
 		{"no anonymous, X-Owner", strict, local, http.Header{"X-Owner": {"bob"}}, "", errs.Unauthorized},
+		{"revoked key", anon, local, bearer("Bearer sk-gone"), "", errs.Unauthorized},
+		{"revoked key, anonymous X-Owner no fallback", anon, local, http.Header{"Authorization": {"Bearer sk-gone"}, "X-Owner": {"alice"}}, "", errs.Unauthorized},
+		{"key with a trailing space", anon, local, bearer("Bearer sk-good "), "", errs.Unauthorized},
+		{"key prefix only", anon, local, bearer("Bearer sk-goo"), "", errs.Unauthorized},
+		{"key hash instead of key", anon, local, bearer("Bearer " + Hash("sk-good")), "", errs.Unauthorized},
+		{"admin key", strict, remote, bearer("Bearer sk-root"), DefaultOwner, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -79,6 +112,123 @@ func TestOwner(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestIdentify(t *testing.T) {
+	st := keyStore(t)
+	a := New(st, Policy{AllowAnonymous: true})
+	cases := []struct {
+		name   string
+		header http.Header
+		want   Identity
+	}{
+		{"tenant key", http.Header{"Authorization": {"Bearer sk-good"}}, Identity{Owner: "alice"}},
+		{"admin key", http.Header{"Authorization": {"Bearer sk-root"}}, Identity{Owner: DefaultOwner, Admin: true}},
+		{"anonymous is no admin", http.Header{"X-Owner": {"root"}}, Identity{Owner: "root", Anonymous: true}},
+		{"anonymous default owner is no admin", nil, Identity{Owner: DefaultOwner, Anonymous: true}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/v1/admin/keys", nil)
+			r.RemoteAddr = local
+			r.Header = c.header
+			if r.Header == nil {
+				r.Header = http.Header{}
+			}
+			got, err := a.Identify(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Anonymous && got.KeyID == "" {
+				t.Fatalf("no key id in %+v", got)
+			}
+			got.KeyID = ""
+			if got != c.want {
+				t.Fatalf("%+v, want %+v", got, c.want)
+			}
+		})
+	}
+}
+
+// A database that cannot answer is not an invalid key (no 401: the API maps
+// the store's error), and no key is accepted.
+func TestIdentifyStoreDown(t *testing.T) {
+	st := keyStore(t)
+	a := New(st, Policy{})
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/v1/sandboxes", nil)
+	r.Header.Set("Authorization", "Bearer sk-good")
+	id, err := a.Identify(r)
+	if err == nil || errs.Is(err, errs.Unauthorized) || id.Owner != "" {
+		t.Fatalf("store closed: %+v, %v", id, err)
+	}
+}
+
+func TestNewKey(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		key, hash, prefix, err := NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(key) != len(KeyPrefix)+64 || !strings.HasPrefix(key, KeyPrefix) || hash != Hash(key) ||
+			prefix != key[:len(KeyPrefix)+8] || seen[key] {
+			t.Fatalf("NewKey: %q %q %q", key, hash, prefix)
+		}
+		if k, present, err := ParseAuthorization(http.Header{"Authorization": {"Bearer " + key}}); err != nil || !present || k != key {
+			t.Fatalf("a minted key does not parse: %q %v", k, err)
+		}
+		seen[key] = true
+	}
+	if Prefix("short") != "short" {
+		t.Fatal("Prefix of a short key")
+	}
+}
+
+// FuzzIdentify: whatever the header, a request is either refused with 401
+// (or 400 for a bad X-Owner) or acts as the one owner whose key it carries.
+func FuzzIdentify(f *testing.F) {
+	for _, s := range []string{"Bearer sk-good", "Bearer sk-root", "Bearer sk-gone", "bearer sk-good", "Bearer sk-good\x00",
+		"Bearer  sk-root", "Bearer sk-root ", "Basic sk-root", ""} {
+		f.Add(s, "")
+	}
+	f.Add("", "alice")
+	st := keyStore(f)
+	a := New(st, Policy{AllowAnonymous: true})
+	f.Fuzz(func(t *testing.T, authz, owner string) {
+		r := httptest.NewRequest("GET", "/v1/sandboxes", nil)
+		r.RemoteAddr = local
+		if authz != "" {
+			r.Header.Set("Authorization", authz)
+		}
+		r.Header.Set("X-Owner", owner)
+		id, err := a.Identify(r)
+		if err != nil {
+			if !errs.Is(err, errs.Unauthorized) && !errs.Is(err, errs.Validation) {
+				t.Fatalf("%q: %v", authz, err)
+			}
+			return
+		}
+		key, present, _ := ParseAuthorization(r.Header)
+		switch {
+		case !present:
+			if !id.Anonymous || id.Admin {
+				t.Fatalf("no key → %+v", id)
+			}
+		case key == "sk-good":
+			if id.Owner != "alice" || id.Admin || id.Anonymous {
+				t.Fatalf("%q → %+v", authz, id)
+			}
+		case key == "sk-root":
+			if id.Owner != DefaultOwner || !id.Admin || id.Anonymous {
+				t.Fatalf("%q → %+v", authz, id)
+			}
+		default:
+			t.Fatalf("%q (key %q) accepted as %+v", authz, key, id)
+		}
+	})
 }
 
 // FuzzParseAuthorization: an accepted header is one Bearer credential whose

@@ -33,6 +33,10 @@ type Config struct {
 	Replica ReplicaConfig `yaml:"replica"`
 	// Preview is port preview through Bay (signed URL tokens, proxy bounds).
 	Preview PreviewConfig `yaml:"preview"`
+	// Quotas bound what each owner may hold (0 = unlimited, the default).
+	Quotas QuotasConfig `yaml:"quotas"`
+	// RateLimit is a per-owner request rate limit (0 = off, the default).
+	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// RuntimePort (ours, default 8123) is the port a runtime listens on inside
 	// its container when a profile or container does not say.
 	RuntimePort int `yaml:"runtime_port"`
@@ -539,6 +543,7 @@ func defaults() *Config {
 		Replica:     ReplicaConfig{HeartbeatIntervalSeconds: 5, LeaseSeconds: 15},
 		RuntimePort: 8123,
 		Preview:     defaultPreview(),
+		Quotas:      defaultQuotas(),
 		DataDir:     ".",
 	}
 }

@@ -331,6 +331,7 @@ func (c *Config) validate() []error {
 	// proxy
 	v.errs = append(v.errs, checkProxy("proxy", c.Proxy)...)
 	v.preview(c.Preview)
+	v.tenants(c.Quotas, c.RateLimit)
 
 	// log
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "warning", "error")

@@ -35,6 +35,10 @@ const (
 const (
 	// TooLarge: the runtime refused a file or body over its size limit (HTTP 413).
 	TooLarge Code = "payload_too_large"
+	// RateLimited: the owner sent requests faster than rate_limit allows (HTTP 429, Retry-After).
+	RateLimited Code = "rate_limited"
+	// AdminRequired: an /v1/admin route called with a tenant key (HTTP 403).
+	AdminRequired Code = "admin_required"
 	// ProcessNotFound: no background process with that id in the sandbox (HTTP 404).
 	ProcessNotFound Code = "process_not_found"
 	// ProfileUnavailable: the profile cannot start on this deployment, e.g. its
