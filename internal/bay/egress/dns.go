@@ -22,9 +22,9 @@ type Sink interface {
 
 // Defaults of a Forwarder.
 const (
-	DefaultMinTTL  = 60 * time.Second
-	DefaultMaxTTL  = time.Hour
-	upstreamTimout = 3 * time.Second
+	DefaultMinTTL   = 60 * time.Second
+	DefaultMaxTTL   = time.Hour
+	upstreamTimeout = 3 * time.Second
 )
 
 // Forwarder is the DNS server of one egress policy: it answers queries for
@@ -137,7 +137,7 @@ func (f *Forwarder) answer(from net.Addr, r *dns.Msg) *dns.Msg {
 		}
 		return m
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*upstreamTimout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*upstreamTimeout)
 	defer cancel()
 	resp, err := f.exchange(ctx, r)
 	if err != nil {
@@ -162,7 +162,7 @@ func (f *Forwarder) exchange(ctx context.Context, r *dns.Msg) (*dns.Msg, error) 
 	var errs []error
 	for _, up := range f.Upstreams {
 		for _, proto := range []string{"udp", "tcp"} {
-			c := &dns.Client{Net: proto, Timeout: upstreamTimout}
+			c := &dns.Client{Net: proto, Timeout: upstreamTimeout}
 			resp, _, err := c.ExchangeContext(ctx, q, up)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s %s: %w", proto, up, err))

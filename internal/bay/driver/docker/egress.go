@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/docker/docker/api/types/network"
@@ -58,8 +59,8 @@ func egressDNSSet(t *nftables.Table) *nftables.Set {
 }
 
 // ensureEgress readies a policy (network, rules, DNS) once per driver, and
-// again when its allow list changes. It returns the network to join and the
-// DNS server to use.
+// again when its allow list or its network changes. It returns the network to
+// join and the DNS server to use.
 func (d *Driver) ensureEgress(ctx context.Context, e driver.Egress) (netName, dns string, err error) {
 	pol, err := egress.Parse(e.Allow)
 	if err != nil {
@@ -67,9 +68,6 @@ func (d *Driver) ensureEgress(ctx context.Context, e driver.Egress) (netName, dn
 	}
 	d.egressMu.Lock()
 	defer d.egressMu.Unlock()
-	if n, ok := d.egressNets[e.Policy]; ok && slices.Equal(n.allow, e.Allow) {
-		return n.network, n.gateway.String(), nil
-	}
 	name := egressNetwork(e.Policy)
 	if err := d.ensureBayNetwork(ctx, name, false); err != nil {
 		return "", "", err
@@ -91,47 +89,55 @@ func (d *Driver) ensureEgress(ctx context.Context, e driver.Egress) (netName, dn
 	if !gw.IsValid() {
 		return "", "", fmt.Errorf("docker: egress network %s has no IPv4 subnet and gateway (%+v)", name, info.IPAM.Config)
 	}
-	id := egressID(e.Policy)
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: firewallTable}
-	if err := installEgress(t, id, bridgeName(name), gw, pol, d.extraIfaces); err != nil {
-		return "", "", fmt.Errorf("docker: egress policy %q needs Bay's nftables rules and cannot install them: %w (run Bay with CAP_NET_ADMIN, as root)", e.Policy, err)
+	n := d.egressNets[e.Policy]
+	if n != nil && n.gateway == gw && slices.Equal(n.allow, e.Allow) {
+		return n.network, gw.String(), nil
 	}
 
-	n := d.egressNets[e.Policy]
-	if n == nil || n.gateway != gw {
-		if n != nil && n.fwd != nil {
-			_ = n.fwd.Close()
-		}
-		n = &egressNet{network: name, gateway: gw}
-		ups := d.cfg.EgressUpstreams
-		if len(ups) == 0 {
-			if ups, err = egress.HostResolvers("/etc/resolv.conf"); err != nil {
-				return "", "", fmt.Errorf("docker: egress policy %q: %w", e.Policy, err)
-			}
-		}
-		fwd := &egress.Forwarder{Upstreams: ups, Clients: subnet, Log: d.log.With("egress_policy", e.Policy),
-			Sink: &egress.NFTSet{Table: t, Set4: "egress-" + id + "-4", Set6: "egress-" + id + "-6"}}
-		fwd.SetPolicy(pol)
-		addr := net.JoinHostPort(gw.String(), "53")
-		switch err := fwd.ListenAndServe(addr); {
-		case errors.Is(err, syscall.EADDRINUSE):
-			// Another Bay on this host serves this policy's DNS (same rules).
-			d.log.WarnContext(ctx, "egress DNS address in use; another process serves it", "egress_policy", e.Policy, "addr", addr)
-		case err != nil:
-			return "", "", fmt.Errorf("docker: egress policy %q: %w", e.Policy, err)
-		default:
-			n.fwd = fwd
-		}
-		if d.egressNets == nil {
-			d.egressNets = map[string]*egressNet{}
-		}
-		d.egressNets[e.Policy] = n
-	} else if n.fwd != nil {
-		n.fwd.SetPolicy(pol)
+	id := egressID(e.Policy)
+	set4, set6 := egressSets(id, pol)
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: firewallTable}
+	if err := installEgress(t, id, set4, set6, bridgeName(name), gw, pol, d.extraIfaces); err != nil {
+		return "", "", fmt.Errorf("docker: egress policy %q needs Bay's nftables rules and cannot install them: %w (run Bay with CAP_NET_ADMIN, as root)", e.Policy, err)
 	}
-	n.allow = slices.Clone(e.Allow)
+	if n != nil && n.fwd != nil {
+		_ = n.fwd.Close()
+	}
+	n = &egressNet{network: name, gateway: gw, allow: slices.Clone(e.Allow)}
+	ups := d.cfg.EgressUpstreams
+	if len(ups) == 0 {
+		if ups, err = egress.HostResolvers("/etc/resolv.conf"); err != nil {
+			return "", "", fmt.Errorf("docker: egress policy %q: %w", e.Policy, err)
+		}
+	}
+	fwd := &egress.Forwarder{Upstreams: ups, Clients: subnet, Log: d.log.With("egress_policy", e.Policy),
+		Sink: &egress.NFTSet{Table: t, Set4: set4, Set6: set6}}
+	fwd.SetPolicy(pol)
+	addr := net.JoinHostPort(gw.String(), "53")
+	switch err := fwd.ListenAndServe(addr); {
+	case errors.Is(err, syscall.EADDRINUSE):
+		// Another Bay on this host serves this policy's DNS (same profile id).
+		d.log.WarnContext(ctx, "egress DNS address in use; another process serves it", "egress_policy", e.Policy, "addr", addr)
+	case err != nil:
+		return "", "", fmt.Errorf("docker: egress policy %q: %w", e.Policy, err)
+	default:
+		n.fwd = fwd
+	}
+	if d.egressNets == nil {
+		d.egressNets = map[string]*egressNet{}
+	}
+	d.egressNets[e.Policy] = n
 	d.log.InfoContext(ctx, "egress policy ready", "egress_policy", e.Policy, "network", name, "dns", gw.String(), "allow", pol.Entries())
 	return name, gw.String(), nil
+}
+
+// egressSets names the DNS sets of a policy's allow list: another list gets
+// other (empty) sets, so addresses answered for names that only a former
+// list allowed do not stay reachable.
+func egressSets(id string, pol egress.Policy) (v4, v6 string) {
+	sum := sha256.Sum256([]byte(strings.Join(pol.Entries(), "\n")))
+	base := "egress-" + id + "-" + hex.EncodeToString(sum[:4])
+	return base + "-4", base + "-6"
 }
 
 // egressDNSFor is the DNS server of instances on network name ("" = the engine's default).
@@ -163,14 +169,15 @@ func (d *Driver) closeEgress() {
 // chain and sets, and lets DNS from its bridge to its gateway through the
 // host rules. extra names further interfaces of other sandboxes (a configured
 // network) to refuse like Bay's own bridges.
-func installEgress(t *nftables.Table, id, iface string, gw netip.Addr, pol egress.Policy, extra []string) error {
+func installEgress(t *nftables.Table, id, name4, name6, iface string, gw netip.Addr, pol egress.Policy, extra []string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
+	existing, _ := c.GetSets(t) // none yet when the table is new
 	c.AddTable(t)
-	set4 := &nftables.Set{Table: t, Name: "egress-" + id + "-4", KeyType: nftables.TypeIPAddr, HasTimeout: true, Size: 65536}
-	set6 := &nftables.Set{Table: t, Name: "egress-" + id + "-6", KeyType: nftables.TypeIP6Addr, HasTimeout: true, Size: 65536}
+	set4 := &nftables.Set{Table: t, Name: name4, KeyType: nftables.TypeIPAddr, HasTimeout: true, Size: 65536}
+	set6 := &nftables.Set{Table: t, Name: name6, KeyType: nftables.TypeIP6Addr, HasTimeout: true, Size: 65536}
 	dnsSet := egressDNSSet(t)
 	for _, s := range []*nftables.Set{set4, set6, dnsSet} {
 		if err := c.AddSet(s, nil); err != nil {
@@ -229,6 +236,12 @@ func installEgress(t *nftables.Table, id, iface string, gw netip.Addr, pol egres
 			verdict(expr.VerdictAccept))
 	}
 	rule(reject)
+	// The sets of a former allow list go, now that no rule uses them.
+	for _, s := range existing {
+		if strings.HasPrefix(s.Name, "egress-"+id+"-") && s.Name != name4 && s.Name != name6 {
+			c.DelSet(s)
+		}
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("install nftables rules (table inet %s, chain egress-%s): %w", t.Name, id, err)
 	}
@@ -285,7 +298,7 @@ func (d *Driver) RemoveEgress(ctx context.Context, policy string) error {
 	}
 	if sets, err := c.GetSets(t); err == nil {
 		for _, s := range sets {
-			if s.Name == "egress-"+id+"-4" || s.Name == "egress-"+id+"-6" {
+			if strings.HasPrefix(s.Name, "egress-"+id+"-") {
 				c.DelSet(s)
 			}
 		}

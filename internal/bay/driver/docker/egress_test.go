@@ -274,6 +274,20 @@ func TestEgressPolicy(t *testing.T) {
 		t.Errorf("other.invalid resolved: %q", got)
 	}
 
+	// A changed list (a Bay restarted with another config) takes effect for
+	// running sandboxes at once, and what the former list's DNS let through
+	// goes with it.
+	if _, _, err := d.ensureEgress(ctx, driver.Egress{Policy: dnsPolicy, Allow: []string{"denied.test"}}); err != nil {
+		t.Fatal(err)
+	}
+	expect(named, "a name the former list allowed", net.JoinHostPort(net0.Addr().String(), "8080"), false)
+	if got := run1(named, "resolve", "allowed.test"); !strings.HasPrefix(got, "error:") {
+		t.Errorf("allowed.test resolved after it left the list: %q", got)
+	}
+	if out, _ := exec.Command("nft", "list", "sets", "inet").CombinedOutput(); strings.Count(string(out), "egress-"+egressID(dnsPolicy)+"-") != 2 {
+		t.Errorf("the former list's sets stayed:\n%s", out)
+	}
+
 	// User code cannot point DNS elsewhere, nor touch routes (no capability).
 	if _, err := execIn(ctx, cli, named, "/testserver", "write", "/etc/resolv.conf", "nameserver 1.1.1.1\n"); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("editing /etc/resolv.conf: %v, want permission denied", err)
