@@ -12,6 +12,7 @@ import (
 
 	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/store"
+	"github.com/shipyard/shipyard/internal/bay/store/storetest"
 )
 
 func newKey(owner string, admin bool, label string) *store.APIKey {
@@ -213,4 +214,28 @@ func TestTenantMigrationKeepsDefaultKeysAdmin(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkLookupAPIKey is the per-request cost of authenticating a key (no cache).
+func BenchmarkLookupAPIKey(b *testing.B) {
+	for _, d := range storetest.Dialects() {
+		b.Run(d, func(b *testing.B) {
+			s := storetest.Open(b, d)
+			for i := range 100 {
+				must2(b, s.CreateAPIKey(b.Context(), newKey(fmt.Sprintf("o%d", i), false, ""), fmt.Sprintf("hash-%d", i)))
+			}
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if _, _, err := s.LookupAPIKey(b.Context(), fmt.Sprintf("hash-%d", i%100)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func must2(b *testing.B, err error) {
+	if err != nil {
+		b.Fatal(err)
+	}
 }
