@@ -300,6 +300,14 @@ func TestEgressPolicy(t *testing.T) {
 	// none: no route out; Bay still reaches it (getHealth in start).
 	none := start("none", func(s *driver.InstanceSpec) { s.NoNetwork = true })
 	expect(none, "none: internet from a no-network sandbox (dropped, not rejected)", net0.String(), false)
+	iso, err := cli.NetworkInspect(ctx, DefaultIsolatedNetwork, network.InspectOptions{})
+	if err != nil || len(iso.IPAM.Config) == 0 {
+		t.Fatalf("inspect %s: %v %+v", DefaultIsolatedNetwork, err, iso.IPAM)
+	}
+	expect(none, "none: host via its gateway", net.JoinHostPort(iso.IPAM.Config[0].Gateway, fmt.Sprint(hostPort)), false)
+	if hostAddr != "" {
+		expect(none, "none: host via its own address", net.JoinHostPort(hostAddr, fmt.Sprint(hostPort)), false)
+	}
 	// Control: a sandbox with full egress reaches the same server.
 	expect(other, "internet from a full-egress sandbox", net0.String(), true)
 }
