@@ -354,3 +354,143 @@ func decodeJSON(res *http.Response, v any) error {
 	}
 	return json.Unmarshal(buf.Bytes(), v)
 }
+
+// TestCommandGroups exercises every command group of browser-commands.md
+// on the fixture's kitchen-sink page.
+func TestCommandGroups(t *testing.T) {
+	requireE2E(t)
+	env := NewEnv(t)
+	g := env.StartGull(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	must := func(cmd string) string { t.Helper(); return g.MustExec(t, cmd) }
+	want := func(cmd, sub string) {
+		t.Helper()
+		if out := must(cmd); !strings.Contains(out, sub) {
+			t.Errorf("%s = %q, want it to contain %q", cmd, out, sub)
+		}
+	}
+	fails := func(cmd, sub string) {
+		t.Helper()
+		if r := g.Exec(t, cmd, 10); r.ExitCode == 0 || !strings.Contains(r.Stderr, sub) {
+			t.Errorf("%s: exit %d stderr %q, want a failure containing %q", cmd, r.ExitCode, r.Stderr, sub)
+		}
+	}
+	must("open http://web:8000/kitchen")
+
+	// tabs: a link with target=_blank opens a tab the runtime adopts.
+	must(`find text "New tab" click`)
+	want("tab", "1: Login")
+	must("tab 1")
+	want("get url", "/login")
+	must("tab close")
+	want("get url", "/kitchen")
+	must("tab new http://web:8000/login")
+	want("tab", "* 1: Login")
+	must("tab close 1")
+	fails("tab 5", "there is no tab 5")
+
+	// dialogs: never block; armed answers are used once.
+	must("click #ask")
+	want("get text #r", "no")
+	must("dialog accept")
+	must("click #ask")
+	want("get text #r", "yes")
+	want("dialog", `confirm dialog "Sure?" was accepted`)
+
+	// upload, drag, dblclick, hover, press.
+	if _, err := g.Shell(ctx, "echo hello > /workspace/up.txt"); err != nil {
+		t.Fatal(err)
+	}
+	must("upload #f /workspace/up.txt")
+	want("get text #fn", "up.txt")
+	fails("upload #f /etc/passwd", "outside /workspace")
+	must("drag #src #dst")
+	want("get text #dr", "dropped")
+	must("dblclick #dbl")
+	want("get text #dbl", "double")
+	must("hover #src")
+	must(`find label "Keys" fill "abc"`)
+	must("press Enter")
+	want("get text #k", "enter:abc")
+	fails("press Hyper+x", "unknown modifier")
+
+	// waits.
+	must("click #later")
+	want("wait #late", "Done waiting")
+	want("wait --url **/kitchen", "Done waiting")
+	want("wait --load networkidle", "Done waiting")
+	want(`wait --fn "document.title === 'Kitchen'"`, "Done waiting")
+	want("wait 50", "Waited 50 ms")
+
+	// cursor-interactive elements get refs with -C.
+	snap := must("snapshot -i -C")
+	ref := refOf(t, snap, "clickable", "Clickable div")
+	must("click " + ref)
+	want("get text #cd", "div clicked")
+
+	// frames.
+	must(`frame "#fr"`)
+	refOf(t, must("snapshot -i"), "button", "Inside")
+	want("get count button", "1")
+	must("frame main")
+	if n := must("get count button"); n == "1" {
+		t.Errorf("frame main: still in the frame (count %s)", n)
+	}
+
+	// network routes and the request log.
+	must(`network route "**/api/data" --body '{"v":"mocked"}'`)
+	must("click #load")
+	want(`wait --text mocked`, "Done waiting")
+	want("network requests --filter /api/data", "GET http://web:8000/api/data")
+	must(`network route "**/api/*" --abort`)
+	must("network unroute **/api/data")
+	must("click #load")
+	want("wait --text blocked", "Done waiting")
+	want("network unroute", "Removed 1 route(s)")
+	must("click #load")
+	want("wait --text server", "Done waiting")
+
+	// get / is / eval / scroll / json.
+	want("get attr #keys aria-label", "Keys")
+	want("get html #dbl", `<button id="dbl"`)
+	want("get box #src", `"width":60`)
+	want("get styles #src", "rgb(255, 0, 0)")
+	want("is visible #src", "true")
+	want("is enabled #load", "true")
+	want(`eval "[1, 2].map(x => x * 2)"`, "[2,4]")
+	fails(`eval "throw new Error('boom')"`, "JavaScript error: Error: boom")
+	want("scroll down 200", "y=200")
+	var js struct {
+		Success bool `json:"success"`
+		Data    struct {
+			Elements []map[string]any `json:"elements"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(must("snapshot -i --json")), &js); err != nil || !js.Success || len(js.Data.Elements) == 0 {
+		t.Errorf("snapshot --json: %+v %v", js, err)
+	}
+
+	// cookies, storage, state save/load.
+	must("cookies set flavour oatmeal")
+	want("cookies", "flavour=oatmeal")
+	must("storage local set theme dark")
+	want("storage local theme", "dark")
+	want("state save /workspace/state.json", "Saved 1 cookie(s) and 1 origin(s)")
+	must("cookies clear")
+	want("cookies", "no cookies")
+	must("storage local clear")
+	fails("storage local theme", `no key "theme"`)
+	want("state load /workspace/state.json", "Loaded 1 cookie(s)")
+	want("cookies", "flavour=oatmeal")
+	want("storage local theme", "dark")
+	fails("state load /workspace/nope.json", "does not exist")
+
+	// history.
+	must("open http://web:8000/login")
+	want("back", "/kitchen")
+	want("forward", "/login")
+	want("reload", "/login")
+	fails("open file:///etc/passwd", "file:// URLs are not opened")
+	want("help", "snapshot")
+}

@@ -75,11 +75,29 @@ PAGES = {
    "<label>Email <input name='email' type='email'></label> <label>Password <input name='pw' type='password'></label>"
    "<label><input type='checkbox' name='remember'> Remember me</label><button type='submit'>Log In</button></form>",
  "/big": "<!doctype html><title>Big</title>" + "".join("<p>line %d</p>" % i for i in range(300)),
+ "/frame": "<!doctype html><title>Inner</title><button>Inside</button>",
+ "/kitchen": """<!doctype html><title>Kitchen</title>
+<a href="/login" target="_blank">New tab</a>
+<button id="ask" onclick="document.getElementById('r').textContent = confirm('Sure?') ? 'yes' : 'no'">Ask</button><span id="r"></span>
+<input type="file" id="f" onchange="document.getElementById('fn').textContent = this.files[0].name"><span id="fn"></span>
+<iframe src="/frame" id="fr" width="300" height="80"></iframe>
+<div id="src" style="width:60px;height:60px;background:red" onmousedown="window.down = 1">S</div>
+<div id="dst" style="width:60px;height:60px;background:blue" onmouseup="document.getElementById('dr').textContent = window.down ? 'dropped' : ''">D</div><span id="dr"></span>
+<button id="later" onclick="setTimeout(() => { const p = document.createElement('p'); p.id = 'late'; p.textContent = 'Arrived'; document.body.append(p) }, 300)">Later</button>
+<div id="cd" style="cursor:pointer" onclick="this.textContent = 'div clicked'">Clickable div</div>
+<input id="keys" aria-label="Keys" onkeydown="if (event.key === 'Enter') document.getElementById('k').textContent = 'enter:' + this.value"><span id="k"></span>
+<button id="load" onclick="fetch('/api/data').then(r => r.json()).then(j => document.getElementById('api').textContent = j.v).catch(e => document.getElementById('api').textContent = 'blocked')">Load</button><span id="api"></span>
+<button id="dbl" ondblclick="this.textContent = 'double'">Dbl</button>
+<div style="height:3000px"></div>""",
 }
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_GET(self):
         u = urllib.parse.urlparse(self.path)
+        if u.path == "/api/data":
+            b = b'{"v":"server"}'
+            self.send_response(200); self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b); return
         if u.path == "/hang":
             time.sleep(3600); return
         if u.path == "/welcome":

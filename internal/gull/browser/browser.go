@@ -10,7 +10,6 @@ package browser
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -153,7 +152,7 @@ func (m *Manager) ensure(ctx context.Context, proxy string) (*session, bool, err
 	}
 	restarted := false
 	if m.bctx != nil {
-		restarted = alive == false
+		restarted = !alive
 		if restarted {
 			m.cfg.Logger.Warn("browser died; starting a new one", "restarts", m.restarts+1)
 		}
@@ -215,7 +214,7 @@ func (m *Manager) start(ctx context.Context, proxy string) error {
 	select {
 	case err = <-errc:
 	case <-sctx.Done():
-		err = fmt.Errorf("Chromium did not start within %v: %w", m.cfg.StartTimeout, sctx.Err())
+		err = fmt.Errorf("the browser did not start within %v: %w", m.cfg.StartTimeout, sctx.Err())
 	}
 	if err != nil {
 		cancel()
@@ -323,6 +322,3 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, " | ")
 }
-
-// errBrowserGone marks errors caused by the browser dying mid-command.
-var errBrowserGone = errors.New("the browser process ended during the command")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -175,15 +174,16 @@ func (s *session) snapshot(ctx context.Context, t *tab, l command.Line) (out, er
 		frame = s.frame.frameID
 	}
 	s.mu.Unlock()
-	root, err := fetchAXTree(ctx, frame)
-	if err != nil {
-		return out{}, err
-	}
 	var clickable map[cdp.BackendNodeID]bool
 	if opts.cursor {
+		var err error
 		if clickable, err = cursorInteractive(ctx); err != nil {
 			return out{}, fmt.Errorf("find clickable elements: %w", err)
 		}
+	}
+	root, err := fetchAXTree(ctx, frame, clickable)
+	if err != nil {
+		return out{}, err
 	}
 	loader, _, _, _ := t.state()
 	s.mu.Lock()
@@ -1255,4 +1255,3 @@ func (s *session) adoptTabs(call context.Context) error {
 	return nil
 }
 
-var _ = path.Clean

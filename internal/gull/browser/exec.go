@@ -11,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/shipyard/shipyard/internal/gull/command"
@@ -332,4 +331,3 @@ func do(ctx context.Context, f func(ctx context.Context, t *chromedp.Target) err
 	return err
 }
 
-var _ = page.Navigate

@@ -69,7 +69,8 @@ type snapshotOpts struct {
 }
 
 // fetchAXTree returns the page's (or the scoped frame's) accessibility tree.
-func fetchAXTree(ctx context.Context, frame cdp.FrameID) (*axNode, error) {
+// Nodes in keep are never flattened away (cursor-interactive elements).
+func fetchAXTree(ctx context.Context, frame cdp.FrameID, keep map[cdp.BackendNodeID]bool) (*axNode, error) {
 	res, err := chromedp.Run(ctx, func(ctx context.Context, t *chromedp.Target) (accessibility.GetFullAXTreeResult, error) {
 		return cdp.Call(ctx, t, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{FrameID: frame})
 	})
@@ -95,11 +96,15 @@ func fetchAXTree(ctx context.Context, frame cdp.FrameID) (*axNode, error) {
 			}
 		}
 		role := axString(n.Role)
-		if n.Ignored || skipRoles[role] {
+		kept := n.BackendDOMNodeID != 0 && keep[n.BackendDOMNodeID]
+		if n.Ignored || (skipRoles[role] && !kept) {
 			return kids
 		}
 		a := &axNode{role: role, name: strings.TrimSpace(axString(n.Name)), value: axString(n.Value),
 			backend: n.BackendDOMNodeID, children: kids, props: map[string]any{}}
+		if kept && a.name == "" {
+			a.name = clip(textOf(kids), 100)
+		}
 		for _, p := range n.Properties {
 			if p.Value != nil {
 				a.props[string(p.Name)] = axValue(p.Value)
@@ -116,6 +121,20 @@ func fetchAXTree(ctx context.Context, frame cdp.FrameID) (*axNode, error) {
 		return roots[0], nil
 	}
 	return &axNode{role: "RootWebArea", children: roots}, nil
+}
+
+// textOf joins the text under nodes (the name of a clickable generic element).
+func textOf(nodes []*axNode) string {
+	var parts []string
+	for _, n := range nodes {
+		if n.role == "text" || n.role == "StaticText" {
+			parts = append(parts, n.name)
+		}
+		if t := textOf(n.children); t != "" {
+			parts = append(parts, t)
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 func axString(v *accessibility.Value) string {
