@@ -1254,4 +1254,3 @@ func (s *session) adoptTabs(call context.Context) error {
 	}
 	return nil
 }
-

@@ -330,4 +330,3 @@ func do(ctx context.Context, f func(ctx context.Context, t *chromedp.Target) err
 	})
 	return err
 }
-
