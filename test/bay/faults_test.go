@@ -216,4 +216,3 @@ func TestContainerKilledMidExec(t *testing.T) {
 		t.Fatalf("%d containers after the next call", n)
 	}
 }
-
