@@ -116,7 +116,9 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, code, map[string]any{"status": status, "version": Version, "checks": checks,
-		"uptime_seconds": int64(time.Since(a.Started).Seconds())})
+		"uptime_seconds": int64(time.Since(a.Started).Seconds()),
+		// Which deployment and which of its replicas answered (behind a load balancer).
+		"instance_id": a.Config.GC.InstanceID, "replica_id": a.Config.Replica.ID})
 }
 
 // liveness answers without any I/O.

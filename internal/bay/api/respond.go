@@ -32,6 +32,8 @@ var statusOf = map[errs.Code]int{
 	errs.InvalidPath:            http.StatusBadRequest,
 	errs.Internal:               http.StatusInternalServerError,
 	errs.TooLarge:               http.StatusRequestEntityTooLarge,
+	errs.DatabaseUnavailable:    http.StatusServiceUnavailable,
+	errs.DriverUnavailable:      http.StatusServiceUnavailable,
 	errs.RateLimited:            http.StatusTooManyRequests,
 	errs.AdminRequired:          http.StatusForbidden,
 	errs.ProcessNotFound:        http.StatusNotFound,
@@ -76,6 +78,9 @@ type errorInner struct {
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	e, ok := errs.As(err)
+	if u := unavailable(err); u != nil && (!ok || e.Code == errs.Internal) {
+		e, ok = u, true // a dependency is away: "retry later", not "internal error"
+	}
 	if qe, over := errors.AsType[*store.QuotaError](err); over && !ok {
 		e, ok = a.quotaError(qe), true
 	}

@@ -35,6 +35,11 @@ const (
 const (
 	// TooLarge: the runtime refused a file or body over its size limit (HTTP 413).
 	TooLarge Code = "payload_too_large"
+	// DatabaseUnavailable / DriverUnavailable: the database or the container
+	// engine cannot be reached right now, e.g. while it restarts (HTTP 503 with
+	// Retry-After; the same request succeeds once it is back).
+	DatabaseUnavailable Code = "database_unavailable"
+	DriverUnavailable   Code = "driver_unavailable"
 	// RateLimited: the owner sent requests faster than rate_limit allows (HTTP 429, Retry-After).
 	RateLimited Code = "rate_limited"
 	// AdminRequired: an /v1/admin route called with a tenant key (HTTP 403).
