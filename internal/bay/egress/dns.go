@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/netutil"
 )
 
 // Sink learns the addresses an allowed name resolved to, for ttl.
@@ -41,10 +42,18 @@ type Forwarder struct {
 	MinTTL    time.Duration // shortest time an answered address stays allowed; default 60s
 	MaxTTL    time.Duration // longest; answers' TTLs are capped to it too; default 1h
 
-	policy  atomic.Pointer[Policy]
-	mu      sync.Mutex
-	servers []*dns.Server
+	policy   atomic.Pointer[Policy]
+	inflight chan struct{} // bounds concurrent upstream exchanges
+	mu       sync.Mutex
+	servers  []*dns.Server
 }
+
+// Bounds of one forwarder, so that a sandbox flooding its DNS cannot grow
+// Bay's goroutines or file descriptors without limit.
+const (
+	maxTCPConns = 64  // open TCP connections
+	maxInflight = 128 // upstream exchanges in progress; beyond: SERVFAIL
+)
 
 // SetPolicy replaces the policy (safe while serving).
 func (f *Forwarder) SetPolicy(p Policy) { f.policy.Store(&p) }
@@ -67,8 +76,10 @@ func (f *Forwarder) ListenAndServe(addr string) error {
 		pc.Close()
 		return fmt.Errorf("egress: dns on tcp %s: %w", addr, err)
 	}
+	f.inflight = make(chan struct{}, maxInflight)
 	udp := &dns.Server{PacketConn: pc, Handler: f}
-	tcp := &dns.Server{Listener: ln, Handler: f, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}
+	tcp := &dns.Server{Listener: netutil.LimitListener(ln, maxTCPConns), Handler: f,
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, IdleTimeout: func() time.Duration { return 5 * time.Second }}
 	f.mu.Lock()
 	f.servers = append(f.servers, udp, tcp)
 	f.mu.Unlock()
@@ -136,6 +147,13 @@ func (f *Forwarder) answer(from net.Addr, r *dns.Msg) *dns.Msg {
 			o.Option = append(o.Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeBlocked, ExtraText: "not in this sandbox's egress allow list"})
 		}
 		return m
+	}
+	select {
+	case f.inflight <- struct{}{}:
+		defer func() { <-f.inflight }()
+	default:
+		f.log().Warn("egress dns: too many queries in flight; answering SERVFAIL", "name", q.Name, "client", from.String())
+		return m.SetRcode(r, dns.RcodeServerFailure)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*upstreamTimeout)
 	defer cancel()

@@ -325,3 +325,40 @@ func BenchmarkForwarder(b *testing.B) {
 		}
 	}
 }
+
+// With every upstream slot taken (a sandbox flooding its DNS), an allowed
+// query is answered SERVFAIL at once instead of queueing without bound; a
+// denied one is still answered.
+func TestForwarderInflightBound(t *testing.T) {
+	up := upstream(t, map[string][]dns.RR{"allowed.test.": {mustRR(t, "allowed.test. 300 IN A 192.0.2.10")}})
+	f := &Forwarder{Upstreams: []string{up}, Sink: &recordSink{}}
+	p, _ := Parse([]string{"allowed.test"})
+	f.SetPolicy(p)
+	if err := f.ListenAndServe("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for range cap(f.inflight) {
+		f.inflight <- struct{}{}
+	}
+	addr := f.servers[0].PacketConn.LocalAddr().String()
+	ask := func(name string) int {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Rcode
+	}
+	if rc := ask("allowed.test."); rc != dns.RcodeServerFailure {
+		t.Errorf("allowed, slots full: %s, want SERVFAIL", dns.RcodeToString[rc])
+	}
+	if rc := ask("denied.test."); rc != dns.RcodeNameError {
+		t.Errorf("denied, slots full: %s, want NXDOMAIN", dns.RcodeToString[rc])
+	}
+	<-f.inflight
+	if rc := ask("allowed.test."); rc != dns.RcodeSuccess {
+		t.Errorf("allowed, a slot free: %s", dns.RcodeToString[rc])
+	}
+}
