@@ -157,8 +157,6 @@ type env struct {
 	cfg  *config.Config
 }
 
-const owner = auth.DefaultOwner
-
 // newEnv wires the real API, capability and browser services over a real
 // SQLite store and a fake driver whose browser containers answer at a fake Gull.
 func newEnv(t *testing.T, edit func(*config.Config)) *env {
