@@ -89,7 +89,7 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 			}
 		}
 	case Postgres:
-		db, err = sql.Open("pgx", dsn)
+		db, err = sql.Open("pgx", withConnectTimeout(dsn))
 		gd = goose.DialectPostgres
 		if err == nil {
 			db.SetMaxOpenConns(20)

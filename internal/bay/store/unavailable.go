@@ -42,3 +42,25 @@ func Unavailable(err error) bool {
 	}
 	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
 }
+
+// connectTimeout bounds a PostgreSQL connection attempt when the DSN does not:
+// with a database that does not answer (a partition, a host gone), a request
+// fails with database_unavailable after this instead of waiting for the
+// operating system's TCP timeout (minutes).
+const connectTimeout = "5"
+
+// withConnectTimeout adds connect_timeout to a PostgreSQL DSN (URL or
+// keyword/value form) that has none.
+func withConnectTimeout(dsn string) string {
+	if strings.Contains(dsn, "connect_timeout=") {
+		return dsn
+	}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		return dsn + sep + "connect_timeout=" + connectTimeout
+	}
+	return strings.TrimSpace(dsn) + " connect_timeout=" + connectTimeout
+}
