@@ -39,7 +39,7 @@ func (s *Service) Create(ctx context.Context, owner string, sizeMB int, now time
 	// Past the commit, a client that goes away must not leave a volume behind.
 	vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := s.Driver.CreateVolume(vctx, c.DriverRef, sandbox.CargoLabels(c, s.InstanceID)); err != nil {
+	if err := s.Driver.CreateVolume(vctx, c.DriverRef, sandbox.CargoLabels(c, s.InstanceID), c.SizeLimitMB); err != nil {
 		sandbox.RemoveVolume(vctx, s.Driver, s.Store, c, s.log())
 		return nil, fmt.Errorf("cargo: create volume: %w", err)
 	}

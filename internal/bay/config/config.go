@@ -152,6 +152,10 @@ type K8sConfig struct {
 	ImagePullSecrets         []string `yaml:"image_pull_secrets"`
 	PodStartupTimeoutSeconds int      `yaml:"pod_startup_timeout"` // seconds; 60
 	LabelPrefix              string   `yaml:"label_prefix"`        // bay
+	// ChownWorkspace (ours) runs a root init container with CAP_CHOWN only that
+	// gives the workspace PVC's root to uid 1000, for volume plugins that ignore
+	// fsGroup (hostPath); false where Pod Security "restricted" forbids it. true.
+	ChownWorkspace bool `yaml:"chown_workspace"`
 }
 
 // PodStartupTimeout is pod_startup_timeout as a duration.
@@ -484,6 +488,7 @@ func defaults() *Config {
 				DefaultStorageSize:       "1Gi",
 				ImagePullSecrets:         []string{},
 				PodStartupTimeoutSeconds: 60,
+				ChownWorkspace:           true,
 				LabelPrefix:              "bay",
 			},
 		},

@@ -101,8 +101,10 @@ type Driver interface {
 	// List returns every instance (any state) carrying all the given labels.
 	List(ctx context.Context, labels map[string]string) ([]Instance, error)
 
-	CreateVolume(ctx context.Context, name string, labels map[string]string) error // exists → nil
-	DeleteVolume(ctx context.Context, name string) error                           // missing → nil
+	// CreateVolume creates a volume of sizeMB MiB (0 = the driver's default size;
+	// drivers whose volumes have no size, like Docker's local volumes, ignore it).
+	CreateVolume(ctx context.Context, name string, labels map[string]string, sizeMB int) error // exists → nil
+	DeleteVolume(ctx context.Context, name string) error                                       // missing → nil
 	// ListVolumes returns the names of volumes carrying all the given labels.
 	ListVolumes(ctx context.Context, labels map[string]string) ([]string, error)
 

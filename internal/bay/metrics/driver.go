@@ -124,9 +124,9 @@ func (i *instrumented) List(ctx context.Context, labels map[string]string) ([]dr
 	return list, err
 }
 
-func (i *instrumented) CreateVolume(ctx context.Context, name string, labels map[string]string) error {
+func (i *instrumented) CreateVolume(ctx context.Context, name string, labels map[string]string, sizeMB int) error {
 	start := time.Now()
-	err := i.d.CreateVolume(ctx, name, labels)
+	err := i.d.CreateVolume(ctx, name, labels, sizeMB)
 	i.done(OpCreateVolume, start, err, false)
 	return err
 }

@@ -55,7 +55,7 @@ func (f *fakeDriver) List(ctx context.Context, labels map[string]string) ([]driv
 	f.rec(OpList, labels)
 	return []driver.Instance{{ID: "cid-1", State: driver.StateRunning}}, f.err
 }
-func (f *fakeDriver) CreateVolume(ctx context.Context, name string, labels map[string]string) error {
+func (f *fakeDriver) CreateVolume(ctx context.Context, name string, labels map[string]string, _ int) error {
 	f.rec(OpCreateVolume, name, labels)
 	return f.err
 }
@@ -96,7 +96,7 @@ func call(ctx context.Context, d driver.Driver, op string) (result any, err erro
 	case OpList:
 		return d.List(ctx, labels)
 	case OpCreateVolume:
-		return nil, d.CreateVolume(ctx, "vol-1", labels)
+		return nil, d.CreateVolume(ctx, "vol-1", labels, 0)
 	case OpDeleteVolume:
 		return nil, d.DeleteVolume(ctx, "vol-1")
 	case OpListVolumes:

@@ -107,7 +107,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 		// the volume's creation (or its rollback) in half.
 		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), volumeTimeout)
 		defer cancel()
-		if err := s.Driver.CreateVolume(vctx, managed.DriverRef, CargoLabels(managed, s.Config.GC.InstanceID)); err != nil {
+		if err := s.Driver.CreateVolume(vctx, managed.DriverRef, CargoLabels(managed, s.Config.GC.InstanceID), managed.SizeLimitMB); err != nil {
 			if _, derr := s.Store.SoftDeleteSandbox(vctx, sb.ID, now); derr != nil {
 				s.Log.ErrorContext(ctx, "rolling back sandbox", "err", derr)
 			}

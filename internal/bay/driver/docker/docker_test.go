@@ -116,7 +116,7 @@ func TestCreateHardening(t *testing.T) {
 	ctx := t.Context()
 
 	vol := "bay-dt-" + run + "-vol"
-	if err := d.CreateVolume(ctx, vol, map[string]string{labelTest: run}); err != nil {
+	if err := d.CreateVolume(ctx, vol, map[string]string{labelTest: run}, 0); err != nil {
 		t.Fatal(err)
 	}
 	spec := testSpec(run, "hard", img)
@@ -543,7 +543,7 @@ func TestInUse(t *testing.T) {
 	ctx := t.Context()
 	vol, netName := "bay-dt-"+run+"-busyvol", "bay-dt-"+run+"-busynet"
 	labels := map[string]string{labelTest: run}
-	if err := d.CreateVolume(ctx, vol, labels); err != nil {
+	if err := d.CreateVolume(ctx, vol, labels, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.CreateNetwork(ctx, netName, labels); err != nil {

@@ -14,7 +14,7 @@ import (
 
 // CreateVolume creates a named local volume with labels; an existing volume of
 // that name is left as it is.
-func (d *Driver) CreateVolume(ctx context.Context, name string, labels map[string]string) error {
+func (d *Driver) CreateVolume(ctx context.Context, name string, labels map[string]string, _ int) error {
 	if name == "" {
 		return fmt.Errorf("docker: create volume: empty name")
 	}

@@ -59,6 +59,9 @@ type Options struct {
 // sweepTimeout bounds the final clean-up.
 const sweepTimeout = 2 * time.Minute
 
+// volumeSizeMB is the size the suite asks for (drivers with sized volumes honour it).
+const volumeSizeMB = 64
+
 type suite struct {
 	d    driver.Driver
 	opts Options
@@ -141,7 +144,7 @@ func (s *suite) volume(t *testing.T) string {
 	s.mu.Lock()
 	s.volumes = append(s.volumes, name)
 	s.mu.Unlock()
-	if err := s.d.CreateVolume(t.Context(), name, s.labels()); err != nil {
+	if err := s.d.CreateVolume(t.Context(), name, s.labels(), volumeSizeMB); err != nil {
 		t.Fatalf("CreateVolume(%s): %v", name, err)
 	}
 	return name
@@ -380,9 +383,9 @@ func (s *suite) testVolumes(t *testing.T) {
 		do   func() error
 		want []string // ListVolumes(mine) afterwards
 	}{
-		{"create", func() error { return s.d.CreateVolume(ctx, name, mine) }, []string{name}},
-		{"create again", func() error { return s.d.CreateVolume(ctx, name, mine) }, []string{name}},
-		{"create another", func() error { return s.d.CreateVolume(ctx, other, s.labels(LabelGroup, "other")) }, []string{name}},
+		{"create", func() error { return s.d.CreateVolume(ctx, name, mine, volumeSizeMB) }, []string{name}},
+		{"create again", func() error { return s.d.CreateVolume(ctx, name, mine, volumeSizeMB) }, []string{name}},
+		{"create another", func() error { return s.d.CreateVolume(ctx, other, s.labels(LabelGroup, "other"), 0) }, []string{name}},
 		{"delete", func() error { return s.d.DeleteVolume(ctx, name) }, nil},
 		{"delete again", func() error { return s.d.DeleteVolume(ctx, name) }, nil},
 		{"delete the other", func() error { return s.d.DeleteVolume(ctx, other) }, nil},

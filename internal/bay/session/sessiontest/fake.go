@@ -238,8 +238,8 @@ next:
 	return out, nil
 }
 
-func (d *Driver) CreateVolume(context.Context, string, map[string]string) error { return nil }
-func (d *Driver) DeleteVolume(context.Context, string) error                    { return nil }
+func (d *Driver) CreateVolume(context.Context, string, map[string]string, int) error { return nil }
+func (d *Driver) DeleteVolume(context.Context, string) error                         { return nil }
 func (d *Driver) ListVolumes(context.Context, map[string]string) ([]string, error) {
 	return nil, nil
 }

@@ -1,0 +1,261 @@
+package k8s_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/shipyard/shipyard/internal/bay/driver"
+	"github.com/shipyard/shipyard/internal/bay/driver/drivertest"
+	"github.com/shipyard/shipyard/internal/bay/driver/k8s"
+	"github.com/shipyard/shipyard/internal/bay/driver/k8s/k8stest"
+)
+
+// shipImage is the real runtime image, imported into the test cluster by
+// scripts/kube.sh up.
+func shipImage() string {
+	if img := os.Getenv("BAY_TEST_SHIP_IMAGE"); img != "" {
+		return img
+	}
+	return "ship:latest"
+}
+
+func newDriver(t *testing.T, c *k8stest.Cluster, cfg k8s.Config) *k8s.Driver {
+	t.Helper()
+	if cfg.Namespace == "" {
+		cfg.Namespace = c.Namespace(t, "bay-drivertest")
+	}
+	cfg.Kubeconfig = c.Kubeconfig
+	if cfg.PullPolicy == "" {
+		cfg.PullPolicy = k8s.PullNever
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 90 * time.Second
+	}
+	d, err := k8s.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestConformance runs the driver suite against the real cluster with the
+// real Ship image; files are written and read through the API server's exec
+// (kubelet → containerd), as the instance's user.
+func TestConformance(t *testing.T) {
+	c := k8stest.New(t)
+	d := newDriver(t, c, k8s.Config{})
+	ns := d.Config().Namespace
+	drivertest.Run(t, d, drivertest.Options{
+		Image:        shipImage(),
+		HealthPath:   "/health",
+		ReadyTimeout: 90 * time.Second,
+		WriteFile: func(ctx context.Context, id, path, data string) error {
+			_, err := c.Exec(ctx, ns, id, k8s.ContainerName, "sh", "-c", `printf %s "$1" > "$2"`, "sh", data, path)
+			return err
+		},
+		ReadFile: func(ctx context.Context, id, path string) (string, error) {
+			return c.Exec(ctx, ns, id, k8s.ContainerName, "cat", path)
+		},
+	})
+}
+
+func spec(name, volume string, labels map[string]string) driver.InstanceSpec {
+	return driver.InstanceSpec{
+		Name: name, Image: shipImage(), Labels: labels, Volume: volume, Port: 8123,
+		Env:       map[string]string{"BAY_TEST": "yes"},
+		Resources: driver.Resources{NanoCPUs: 500_000_000, MemoryBytes: 256 << 20},
+	}
+}
+
+// TestPodReadBack: what the API server stored for a started pod is as strict
+// as the Docker driver's container: read back, not assumed.
+func TestPodReadBack(t *testing.T) {
+	c := k8stest.New(t)
+	d := newDriver(t, c, k8s.Config{})
+	ctx := t.Context()
+	ns := d.Config().Namespace
+	labels := map[string]string{driver.LabelManaged: "true", driver.LabelOwner: "alice@example.com", driver.LabelSessionID: "sess-1"}
+	if err := d.CreateVolume(ctx, "bay-cargo-readback", labels, 64); err != nil {
+		t.Fatal(err)
+	}
+	id, err := d.Create(ctx, spec("bay-session-readback", "bay-cargo-readback", labels))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := d.Start(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(ep, "http://") || !strings.HasSuffix(ep, ":8123") {
+		t.Errorf("endpoint %q, want http://<pod IP>:8123", ep)
+	}
+
+	pod, err := c.Client.CoreV1().Pods(ns).Get(ctx, id, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := pod.Spec
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"restartPolicy Never", ps.RestartPolicy == corev1.RestartPolicyNever},
+		{"enableServiceLinks false", ps.EnableServiceLinks != nil && !*ps.EnableServiceLinks},
+		{"no service account token", ps.AutomountServiceAccountToken != nil && !*ps.AutomountServiceAccountToken},
+		{"pod runAsNonRoot", ps.SecurityContext.RunAsNonRoot != nil && *ps.SecurityContext.RunAsNonRoot},
+		{"pod uid 1000", ps.SecurityContext.RunAsUser != nil && *ps.SecurityContext.RunAsUser == 1000},
+		{"pod gid 1000", ps.SecurityContext.RunAsGroup != nil && *ps.SecurityContext.RunAsGroup == 1000},
+		{"fsGroup 1000", ps.SecurityContext.FSGroup != nil && *ps.SecurityContext.FSGroup == 1000},
+		{"pod seccomp RuntimeDefault", ps.SecurityContext.SeccompProfile != nil && ps.SecurityContext.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
+		{"one runtime container", len(ps.Containers) == 1 && ps.Containers[0].Name == k8s.ContainerName},
+		{"PVC mounted at /workspace", len(ps.Volumes) == 1 && ps.Volumes[0].PersistentVolumeClaim != nil &&
+			ps.Volumes[0].PersistentVolumeClaim.ClaimName == "bay-cargo-readback"},
+		{"no scheduling gate left", len(ps.SchedulingGates) == 0},
+		{"owner label digested", pod.Labels["bay.owner"] != "alice@example.com" && strings.HasPrefix(pod.Labels["bay.owner"], "h-")},
+	}
+	ctr := ps.Containers[0]
+	sc := ctr.SecurityContext
+	checks = append(checks, []struct {
+		name string
+		ok   bool
+	}{
+		{"container uid 1000", sc.RunAsUser != nil && *sc.RunAsUser == 1000},
+		{"container runAsNonRoot", sc.RunAsNonRoot != nil && *sc.RunAsNonRoot},
+		{"no privilege escalation", sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation},
+		{"not privileged", sc.Privileged != nil && !*sc.Privileged},
+		{"drop ALL", sc.Capabilities != nil && len(sc.Capabilities.Drop) == 1 && sc.Capabilities.Drop[0] == "ALL" && len(sc.Capabilities.Add) == 0},
+		{"container seccomp RuntimeDefault", sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
+		{"cpu limit 500m", ctr.Resources.Limits.Cpu().MilliValue() == 500},
+		{"memory limit 256Mi", ctr.Resources.Limits.Memory().Value() == 256<<20},
+		{"memory request = limit", ctr.Resources.Requests.Memory().Value() == 256<<20},
+		{"pull policy Never", ctr.ImagePullPolicy == corev1.PullNever},
+	}...)
+	for _, ck := range checks {
+		if !ck.ok {
+			t.Errorf("%s: not so in the stored pod", ck.name)
+		}
+	}
+
+	// What the kernel says about the running process: uid/gid 1000, no capabilities, no_new_privs.
+	status, err := c.Exec(ctx, ns, id, k8s.ContainerName, "sh", "-c", "id -u; id -g; grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"1000\n1000\n", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2", "BAY_TEST=yes"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("in the container: %q missing from\n%s", want, status)
+		}
+	}
+	if strings.Contains(status, "KUBERNETES_SERVICE_HOST") || strings.Contains(status, "_SERVICE_PORT=") {
+		t.Errorf("service links reached the container:\n%s", status)
+	}
+	// The workspace is writable by uid 1000 (hostPath volumes ignore fsGroup: the init container's work).
+	if _, err := c.Exec(ctx, ns, id, k8s.ContainerName, "sh", "-c", "echo ok > /workspace/probe && test -O /workspace"); err != nil {
+		t.Errorf("/workspace not writable/owned by uid 1000: %v", err)
+	}
+
+	// The PVC has the requested size and the labels as given.
+	pvc, err := c.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "bay-cargo-readback", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; got.Cmp(resource.MustParse("64Mi")) != 0 {
+		t.Errorf("PVC size %s, want 64Mi", got.String())
+	}
+	list, err := d.List(ctx, map[string]string{driver.LabelOwner: "alice@example.com"})
+	if err != nil || len(list) != 1 || list[0].Labels[driver.LabelOwner] != "alice@example.com" {
+		t.Errorf("List by an owner that is no valid label value = %+v, %v; want the pod with the exact owner", list, err)
+	}
+	if err := d.DeleteVolume(ctx, "bay-cargo-readback"); !errors.Is(err, driver.ErrInUse) {
+		t.Errorf("DeleteVolume of a mounted PVC = %v, want driver.ErrInUse", err)
+	}
+	if err := d.Destroy(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteVolume(ctx, "bay-cargo-readback"); err != nil {
+		t.Errorf("DeleteVolume after Destroy: %v", err)
+	}
+}
+
+// TestStartFailures: a start that cannot succeed fails clearly and within
+// the start timeout; Destroy then leaves nothing.
+func TestStartFailures(t *testing.T) {
+	c := k8stest.New(t)
+	d := newDriver(t, c, k8s.Config{StartTimeout: 15 * time.Second})
+	ns := d.Config().Namespace
+	cases := []struct {
+		name    string
+		mutate  func(*driver.InstanceSpec)
+		wantIs  error
+		wantMsg string
+		within  time.Duration
+	}{
+		{"image missing", func(s *driver.InstanceSpec) { s.Image = "shipyard-no-such-image:v0" }, driver.ErrImageNotFound, "ErrImageNeverPull", 10 * time.Second},
+		{"unschedulable", func(s *driver.InstanceSpec) { s.Resources.MemoryBytes = 1 << 50 }, nil, "Insufficient memory", 25 * time.Second},
+		{"volume claim missing", func(s *driver.InstanceSpec) { s.Volume = "bay-cargo-missing" }, nil, "bay-cargo-missing", 25 * time.Second},
+		{"runtime exits", func(s *driver.InstanceSpec) { s.Env = map[string]string{"SHIP_PORT": "not-a-port"} }, nil, "exited", 25 * time.Second},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			s := spec("bay-session-fail-"+string(rune('a'+i)), "", map[string]string{"bay.test": "fail"})
+			tc.mutate(&s)
+			id, err := d.Create(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			begin := time.Now()
+			_, err = d.Start(ctx, id)
+			took := time.Since(begin)
+			if err == nil {
+				t.Fatal("Start succeeded")
+			}
+			t.Logf("after %s: %v", took.Round(time.Millisecond), err)
+			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
+				t.Errorf("error does not wrap %v", tc.wantIs)
+			}
+			if !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Errorf("error does not say %q", tc.wantMsg)
+			}
+			if took > tc.within {
+				t.Errorf("took %s, want under %s", took, tc.within)
+			}
+			if err := d.Destroy(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Client.CoreV1().Pods(ns).Get(ctx, id, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				t.Errorf("pod still there after Destroy: %v", err)
+			}
+		})
+	}
+}
+
+// TestStartOfDeletedPod: a pod deleted behind the driver's back is
+// ErrNotFound for Start, and not_found for Status.
+func TestStartOfDeletedPod(t *testing.T) {
+	c := k8stest.New(t)
+	d := newDriver(t, c, k8s.Config{})
+	ctx := t.Context()
+	id, err := d.Create(ctx, spec("bay-session-gone", "", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client.CoreV1().Pods(d.Config().Namespace).Delete(ctx, id, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Start(ctx, id); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("Start of a deleted pod = %v, want driver.ErrNotFound", err)
+	}
+	if st, err := d.Status(ctx, id); err != nil || st != driver.StateNotFound {
+		t.Errorf("Status = %q, %v; want not_found", st, err)
+	}
+}
