@@ -348,6 +348,38 @@ func TestTenantQuotaAcrossReplicas(t *testing.T) {
 	}
 }
 
+// TestTenantRunningSessionQuota: max_running_sessions counts containers of
+// the owner across replicas; a stop frees the place.
+func TestTenantRunningSessionQuota(t *testing.T) {
+	a, b := tenantBays(t, nil)
+	hank, _ := mint(t, a, "hank", false)
+	a.Must(t, http.StatusOK, baytest.Req{Method: "PUT", Path: "/v1/admin/quotas/hank", Body: map[string]any{"max_running_sessions": 1}})
+	s1 := a.Must(t, http.StatusCreated, baytest.Req{Method: "POST", Path: "/v1/sandboxes", Key: hank, Body: map[string]any{"ttl": 600}})["id"].(string)
+	s2 := b.Must(t, http.StatusCreated, baytest.Req{Method: "POST", Path: "/v1/sandboxes", Key: hank, Body: map[string]any{"ttl": 600}})["id"].(string)
+	exec := func(bay *baytest.Bay, id string) *baytest.Response {
+		return bay.Do(t, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/python/exec", Key: hank, Body: map[string]any{"code": "1+1"}})
+	}
+	if r := exec(a, s1); r.Status != http.StatusOK {
+		t.Fatalf("first session: %d %s", r.Status, r.Body)
+	}
+	t0 := time.Now()
+	r := exec(b, s2)
+	t.Logf("refused in %v", time.Since(t0))
+	d, _ := r.JSON()["error"].(map[string]any)["details"].(map[string]any)
+	if r.Status != http.StatusTooManyRequests || r.Code() != "quota_exceeded" || d["quota"] != "max_running_sessions" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("second session on the other replica: %d %s", r.Status, r.Body)
+	}
+	if st := b.Must(t, http.StatusOK, baytest.Req{Method: "GET", Path: "/v1/sandboxes/" + s2, Key: hank}); st["status"] != "idle" {
+		t.Fatalf("refused sandbox: %v", st)
+	}
+	t0 = time.Now()
+	a.Must(t, http.StatusOK, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + s1 + "/stop", Key: hank})
+	t.Logf("stopped in %v", time.Since(t0))
+	if r := exec(b, s2); r.Status != http.StatusOK {
+		t.Fatalf("after stopping the first: %d %s", r.Status, r.Body)
+	}
+}
+
 func create2(t *testing.T, bay *baytest.Bay, key string) int {
 	return bay.Do(t, baytest.Req{Method: "POST", Path: "/v1/sandboxes", Key: key, Body: map[string]any{}}).Status
 }
