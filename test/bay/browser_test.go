@@ -128,6 +128,38 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("the sandbox shows both containers", func(t *testing.T) {
+		sb := b.Must(t, 200, baytest.Req{Method: "GET", Path: "/v1/sandboxes/" + s.id})
+		cs, _ := sb["containers"].([]any)
+		got := map[string]string{}
+		for _, c := range cs {
+			m := c.(map[string]any)
+			if m["healthy"] != true || m["status"] != "running" {
+				t.Errorf("container %v", m)
+			}
+			got[m["name"].(string)] = m["runtime_type"].(string)
+		}
+		if sb["status"] != "ready" || len(got) != 2 || got["ship"] != "ship" || got["browser"] != "gull" {
+			t.Fatalf("sandbox: %v", sb)
+		}
+	})
+
+	t.Run("bad commands and long waits end with a clear error in time", func(t *testing.T) {
+		for _, cmd := range []string{"frobnicate @e1", `fill @e1 "unterminated`} {
+			r := s.exec(cmd)
+			if r["success"] != false || r["exit_code"] == 0.0 || r["error"] == nil || r["error"] == "" {
+				t.Fatalf("%s: %v", cmd, r)
+			}
+		}
+		start := time.Now()
+		r := b.Do(t, baytest.Req{Method: "POST", Path: s.path("browser/exec"), Body: map[string]any{"cmd": "wait 600000", "timeout": 2}})
+		took := time.Since(start)
+		if took > 9*time.Second || (r.Status == 200 && r.JSON()["success"] != false) || (r.Status != 200 && r.Status != 504) {
+			t.Fatalf("wait 600000 with timeout 2: %d after %v: %s", r.Status, took, r.Body)
+		}
+		s.ok("get title") // the browser is still usable
+	})
+
 	t.Run("a stale ref is a clear error", func(t *testing.T) {
 		r := s.exec("click " + loginRefs.submit)
 		if r["success"] != false || r["exit_code"] == 0.0 || !strings.Contains(strings.ToLower(r["error"].(string)), "snapshot") {
