@@ -221,6 +221,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		MaxOutputBytes: cfg.MaxOutputBytes, RingBytes: cfg.ProcessOutputBytes,
 		MaxRunning: cfg.MaxBackground, KeepFinished: cfg.KeepFinished, Logger: log, Reclaim: reclaim,
 		Crowded: func() bool { return sweep.Crowded("/sys/fs/cgroup") },
+		Memory:  cgroup.Default(),
 	})
 	terminal = term.New(term.Config{Dir: root.Dir(), EnvFile: envFile, Env: childEnv, Credential: cred,
 		MaxSessions: cfg.MaxTerminals, AnyOrigin: cfg.Token != "", Logger: log, Reclaim: reclaim})

@@ -93,6 +93,12 @@ q=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null) && p=$(cat /sys/fs/cgro
 	if r := shell(a, "echo alive", 10); r["output"] != "alive" {
 		t.Fatalf("shell after the fork bomb: %v", r)
 	}
+	// A shell command the OOM killer ends says so too.
+	// (exit code -9: bash execs a lone command, so the signal ends the shell's process).
+	if r := shell(a, "python3 -c 'hog = bytearray(1024**3)'", 30); r["exit_code"] != float64(-9) ||
+		!strings.Contains(r["notice"].(string), "out-of-memory killer") || !strings.Contains(r["notice"].(string), "256 MiB") {
+		t.Fatalf("shell OOM answer: %v", r)
+	}
 }
 
 // TestVenvAndPip: python3 -m venv works in the image and pip installs into it

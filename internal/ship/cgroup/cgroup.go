@@ -6,6 +6,7 @@ package cgroup
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -67,4 +68,16 @@ func readKey(path, key string) (int64, bool) {
 		return n, err == nil
 	}
 	return 0, false
+}
+
+// Size renders a memory limit as people write it: "1 GiB", "1.5 GiB", "256 MiB".
+func Size(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	default:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
 }

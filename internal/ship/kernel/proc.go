@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/go-zeromq/zmq4"
+
+	"github.com/shipyard/shipyard/internal/ship/cgroup"
 )
 
 // proc is one running kernel process and its sockets. A proc is never
@@ -348,21 +350,9 @@ func (p *proc) oomKilled() string {
 		return ""
 	}
 	if limit, ok := p.mem.Limit(); ok {
-		return fmt.Sprintf("out of memory (the sandbox's memory limit of %s was reached and the kernel was killed)", formatBytes(limit))
+		return fmt.Sprintf("out of memory (the sandbox's memory limit of %s was reached and the kernel was killed)", cgroup.Size(limit))
 	}
 	return "out of memory (the kernel was killed by the out-of-memory killer)"
-}
-
-// formatBytes renders a limit as people write it: 1 GiB, 512 MiB.
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	default:
-		return fmt.Sprintf("%d MiB", n>>20)
-	}
 }
 
 // connect dials the shell, control, iopub and heartbeat sockets once the

@@ -23,6 +23,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/shipyard/shipyard/internal/ship/cgroup"
 	"github.com/shipyard/shipyard/internal/ship/jsontext"
 )
 
@@ -76,6 +77,15 @@ type Config struct {
 	// are left: Reclaim then runs before the start, since the command would
 	// start and then fail to fork inside.
 	Crowded func() bool
+	// Memory, when set, lets a foreground command killed by the
+	// out-of-memory killer say so in its Notice (see internal/ship/cgroup).
+	Memory Memory
+}
+
+// Memory is the container's memory accounting; ok is false when unknown.
+type Memory interface {
+	OOMKills() (n int64, ok bool)
+	Limit() (bytes int64, ok bool)
 }
 
 // Runner runs commands. Create with New; call Shutdown to stop background work.
@@ -253,6 +263,11 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 		outW = io.MultiWriter(stdout, outputFunc{"stdout", spec.OnOutput})
 		errW = io.MultiWriter(stderr, outputFunc{"stderr", spec.OnOutput})
 	}
+	var oomBase int64
+	var oomOK bool
+	if r.cfg.Memory != nil {
+		oomBase, oomOK = r.cfg.Memory.OOMKills()
+	}
 	cmd, notice, err := r.start(ctx, spec, outW, errW)
 	res.Notice = notice
 	if err != nil {
@@ -300,7 +315,28 @@ func (r *Runner) Run(ctx context.Context, spec Spec) (Result, error) {
 		return res, nil
 	}
 	res.ReturnCode = exitCode(cmd.ProcessState, werr)
+	// SIGKILLed: the shell's child (bash says 137) or the shell itself.
+	if killed := res.ReturnCode == 128+int(syscall.SIGKILL) || res.ReturnCode == -int(syscall.SIGKILL); killed && oomOK {
+		if n, ok := r.cfg.Memory.OOMKills(); ok && n > oomBase {
+			res.Notice = joinNotice(res.Notice, oomNotice(r.cfg.Memory))
+		}
+	}
 	return res, nil
+}
+
+// oomNotice tells the caller that the out-of-memory killer ended the command.
+func oomNotice(m Memory) string {
+	if limit, ok := m.Limit(); ok {
+		return fmt.Sprintf("A process was killed by the out-of-memory killer: the sandbox's memory limit of %s was reached.", cgroup.Size(limit))
+	}
+	return "A process was killed by the out-of-memory killer."
+}
+
+func joinNotice(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + " " + b
 }
 
 // start builds and starts the command of spec. When that fails for lack
