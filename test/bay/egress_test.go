@@ -4,19 +4,23 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/network"
 	"golang.org/x/sys/unix"
 
 	"github.com/shipyard/shipyard/internal/bay/driver/docker"
@@ -110,7 +114,13 @@ func TestEgressProfiles(t *testing.T) {
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
 	allowID, noneID := "egress-"+hex.EncodeToString(suffix), "offline-"+hex.EncodeToString(suffix)
-	allow := []any{netip.PrefixFrom(out.Addr(), 30).Masked().String(), "169.254.0.0/16", "pypi.internal.example"}
+	// Beside the outside server: ranges and addresses that must stay closed
+	// whatever the list says (metadata, every Docker bridge, the host).
+	allow := []any{netip.PrefixFrom(out.Addr(), 30).Masked().String(), "169.254.0.0/16", "172.16.0.0/12", "pypi.internal.example"}
+	for _, a := range hostAddrs(t) {
+		allow = append(allow, a+"/32")
+	}
+	allowYAML, _ := json.Marshal(allow)
 	// Registered before Bay starts, so it runs after Bay's own clean-up has
 	// removed the containers: then the policy's network and rules go.
 	t.Cleanup(func() {
@@ -126,11 +136,11 @@ func TestEgressProfiles(t *testing.T) {
 			t.Errorf("RemoveEgress: %v", err)
 		}
 	})
-	b := baytest.Start(t, baytest.Options{ConfigYAML: fmt.Sprintf(`
+	b := baytest.Start(t, baytest.Options{Listen: "0.0.0.0:0", ConfigYAML: fmt.Sprintf(`
 profiles:
   - id: %s
     image: ship:latest
-    network: {allow: ["%s", "%s", "%s"]}
+    network: {allow: %s}
   - id: %s
     image: ship:latest
     network: none
@@ -139,7 +149,7 @@ profiles:
     no_network: true
   - id: python-default
     image: ship:latest
-`, allowID, allow[0], allow[1], allow[2], noneID), Env: map[string]string{"BAY_DRIVER__IMAGE_PULL_POLICY": "never"}})
+`, allowID, allowYAML, noneID), Env: map[string]string{"BAY_DRIVER__IMAGE_PULL_POLICY": "never"}})
 
 	profiles := b.Must(t, 200, baytest.Req{Method: "GET", Path: "/v1/profiles"})
 	got := map[string]any{}
@@ -205,5 +215,39 @@ except OSError as e:
 	}
 	if got := pyOut(offline, routeAdd); got != fmt.Sprintf("route add errno %d", unix.EPERM) {
 		t.Errorf("adding a route in a none sandbox: %q, want EPERM", got)
+	}
+
+	// Bay (listening on every address here), the Docker API ports, the host
+	// and another sandbox stay out of reach from both, though the allow list
+	// covers the host's addresses and every Docker bridge.
+	u, _ := url.Parse(b.URL)
+	iso, err := baytest.Docker(t).NetworkInspect(t.Context(), docker.DefaultIsolatedNetwork, network.InspectOptions{})
+	if err != nil || len(iso.IPAM.Config) == 0 {
+		t.Fatalf("inspect %s: %v", docker.DefaultIsolatedNetwork, err)
+	}
+	for id, targets := range map[string][]string{
+		locked:  {"gw:" + u.Port(), "gw:2375", net.JoinHostPort(sandboxIP(t, offline), "8123")},
+		offline: {net.JoinHostPort(iso.IPAM.Config[0].Gateway, u.Port()), net.JoinHostPort(sandboxIP(t, locked), "8123")},
+	} {
+		for _, a := range hostAddrs(t) {
+			targets = append(targets, net.JoinHostPort(a, u.Port()))
+		}
+		slices.Sort(targets)
+		targets = slices.Compact(targets)
+		t0 := time.Now()
+		js, _ := json.Marshal(targets)
+		var res map[string]any
+		if err := json.Unmarshal([]byte(pyOut(id, "TARGETS = "+string(js)+"\n"+probeScript)), &res); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range res {
+			if v == "open" || v == true {
+				t.Errorf("from %s: %s is reachable", id, k)
+			}
+		}
+		if len(res) != len(targets)+1 {
+			t.Errorf("probe answered %d of %d: %v", len(res), len(targets)+1, res)
+		}
+		t.Logf("probes from %s: %v (%s)", id, res, time.Since(t0).Round(time.Millisecond))
 	}
 }
