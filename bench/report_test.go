@@ -104,6 +104,11 @@ func TestReport(t *testing.T) {
 	phase("MCP vs /v1 (7)", func() { r.mcpFigure(r.sandboxes[0]) })
 	phase("port preview (8)", func() { r.previewFigure(r.sandboxes[0]) })
 	phase("gVisor vs runc (9)", r.gvisorFigure)
+	if _, err := cli.ImageInspect(ctx, gullImage); err == nil {
+		phase("browser (12)", r.browserFigure)
+	} else {
+		r.note("Figure 12 (browser) not measured: %s is not built (make image builds it).", gullImage)
+	}
 	phase("round-trip attribution, in-process Bay (2)", r.attribution)
 	phase("throughput, RSS under load (3, 5)", r.throughput)
 	phase("cleanup", func() {
@@ -130,7 +135,7 @@ func TestReport(t *testing.T) {
 		rep.Rows = append(rep.Rows, r.rows[f]...)
 	}
 	rep.Notes = r.notes
-	rep.Method = append(method, mcpMethod, previewMethod)
+	rep.Method = append(method, mcpMethod, previewMethod, browserMethod)
 	if r.quick {
 		rep.Notes = append([]string{"**Quick run (SHIPYARD_BENCH_QUICK=1): few samples, not a report to keep.**"}, rep.Notes...)
 	}
