@@ -208,6 +208,8 @@ func TestBrowser(t *testing.T) {
 			{`wait 600000`, 5, 124, "longer than the time this call has left", 2 * time.Second},
 			{`open http://web:8000/hang`, 4, 124, "timed out after 4s", 7 * time.Second},
 			{`wait --text "never on this page"`, 3, 124, "timed out after 3s", 6 * time.Second},
+			{`eval "while (true) {}"`, 3, 124, "running the script; it was stopped", 6 * time.Second},
+			{`get title`, 5, 0, "", 2 * time.Second}, // the endless script no longer blocks the page
 		}
 		for _, c := range cases {
 			t0 := time.Now()
@@ -219,6 +221,11 @@ func TestBrowser(t *testing.T) {
 			if took > c.within {
 				t.Errorf("%s took %v (timeout %gs)", c.cmd, took, c.timeout)
 			}
+		}
+		// A page that opens windows in a loop keeps at most 16 tabs.
+		g.MustExec(t, `open "data:text/html,<script>for (let i = 0; i < 30; i++) window.open('about:blank')</script>"`)
+		if out := g.MustExec(t, "tab"); !strings.Contains(out, "at most 16 tabs") || strings.Contains(out, " 16: ") {
+			t.Errorf("tab after a window.open loop: %s", out)
 		}
 		// The browser is still usable after a page that never loaded.
 		if out := g.MustExec(t, "open http://web:8000/login"); !strings.Contains(out, "Title: Login") {

@@ -76,6 +76,9 @@ func memoryFlags() map[string]any {
 		"disable-software-rasterizer": true,
 		"mute-audio":                  true,
 		"hide-scrollbars":             true,
+		// chromedp turns the popup blocker off; a page must not open
+		// windows without a user gesture (a loop of window.open).
+		"disable-popup-blocking": false,
 	}
 }
 

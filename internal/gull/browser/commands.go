@@ -478,12 +478,12 @@ func (s *session) scroll(ctx context.Context, l command.Line) (out, error) {
 
 func (s *session) get(ctx context.Context, t *tab, l command.Line) (out, error) {
 	switch l.Sub {
-	case "title":
-		title, _ := pageInfo(ctx)
-		return out{text: title, data: map[string]any{"title": title}}, nil
-	case "url":
-		_, u := pageInfo(ctx)
-		return out{text: u, data: map[string]any{"url": u}}, nil
+	case "title", "url":
+		v, err := evalValue[string](ctx, map[string]string{"title": "document.title", "url": "location.href"}[l.Sub])
+		if err != nil {
+			return out{}, err
+		}
+		return out{text: v, data: map[string]any{l.Sub: v}}, nil
 	case "count":
 		els, err := s.queryAll(ctx, `(sel) => Array.from(document.querySelectorAll(sel))`, l.Arg(0))
 		if err != nil {
@@ -1178,11 +1178,24 @@ func (s *session) listTabs(call context.Context) (out, error) {
 	if len(tabs) == 0 {
 		return out{text: "(no tabs; `tab new [url]` opens one)"}, nil
 	}
+	s.mu.Lock()
+	closed := s.closedTabs
+	s.closedTabs = 0
+	s.mu.Unlock()
+	if closed > 0 {
+		fmt.Fprintf(&b, "(%d tab(s) the page opened were closed: at most %d tabs are kept)\n", closed, maxTabs)
+	}
 	return out{text: b.String() + "(* = current tab; `tab <n>` switches)", data: data}, nil
 }
 
 // newTab opens a tab, makes it current and navigates it if url is given.
 func (s *session) newTab(call context.Context, u string) error {
+	s.mu.Lock()
+	n := len(s.tabs)
+	s.mu.Unlock()
+	if n >= maxTabs {
+		return userf("%d tabs are open, the most a sandbox's browser keeps: close one with `tab close <n>` first", n)
+	}
 	ctx, cancel := chromedp.NewContext(s.bctx)
 	if err := chromedp.Do(ctx); err != nil {
 		cancel()
@@ -1236,6 +1249,18 @@ func (s *session) adoptTabs(call context.Context) error {
 	s.mu.Unlock()
 	for _, ti := range res.TargetInfos {
 		if ti.Type != "page" || known[ti.TargetID] {
+			continue
+		}
+		s.mu.Lock()
+		full := len(s.tabs) >= maxTabs
+		s.mu.Unlock()
+		if full {
+			// A page that opens windows in a loop must not exhaust the
+			// container: tabs past the limit are closed.
+			_, _ = cdp.Call(call, b, target.CloseTarget, target.CloseTargetParams{TargetID: ti.TargetID})
+			s.mu.Lock()
+			s.closedTabs++
+			s.mu.Unlock()
 			continue
 		}
 		ctx, cancel := chromedp.NewContext(s.bctx, chromedp.WithTargetID(ti.TargetID))

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/shipyard/shipyard/internal/gull/command"
@@ -66,8 +67,14 @@ func (m *Manager) Exec(ctx context.Context, line, sandboxID string, timeout time
 	if restarted && err == nil {
 		o.text = "(the browser had stopped and was restarted; open pages were lost, cookies are kept)\n" + o.text
 	}
-	if ctx.Err() != nil && err != nil {
-		err = timeoutErr(l, timeout, err)
+	if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
+		var te *timeoutError
+		if !errors.As(err, &te) {
+			err = timeoutErr(l, timeout, err)
+		}
+		// A page busy in a script (while(true){}) would hang every later
+		// command: stop its script.
+		sess.unblock()
 	}
 	res := finish(l, o, err, timeout)
 	if len(res.Stdout) > m.cfg.MaxOutputBytes {
@@ -92,15 +99,14 @@ type timeoutError struct{ msg string }
 func (e *timeoutError) Error() string { return e.msg }
 
 func timeoutErr(l command.Line, timeout time.Duration, cause error) error {
-	what := "the command"
+	_ = cause
 	switch l.Name {
 	case "open", "back", "forward", "reload":
-		what = "the page to load"
-	case "wait":
-		what = "the wait condition"
+		return &timeoutError{msg: fmt.Sprintf("timed out after %s waiting for the page to load (`%s`); loading was stopped. The server may be slow or not answering: check with `get url` / `snapshot -i`, or call again with a larger timeout", fmtDur(timeout), l.Name)}
+	case "eval":
+		return &timeoutError{msg: fmt.Sprintf("timed out after %s running the script; it was stopped. Make it finish sooner (an endless loop never returns), or call again with a larger timeout", fmtDur(timeout))}
 	}
-	_ = cause
-	return &timeoutError{msg: fmt.Sprintf("timed out after %s waiting for %s (`%s`). The page may still be loading or the condition never became true: check with `get url` / `snapshot -i`, or call again with a larger timeout", fmtDur(timeout), what, l.Name)}
+	return &timeoutError{msg: fmt.Sprintf("timed out after %s (`%s`); a script that kept the page busy was stopped. Check the page with `snapshot -i`, or call again with a larger timeout", fmtDur(timeout), l.Name)}
 }
 
 func fmtDur(d time.Duration) string {
@@ -236,7 +242,8 @@ func (s *session) noTabs() bool {
 	return len(s.tabs) == 0
 }
 
-// pageInfo returns the title and URL of the tab.
+// pageInfo returns the title and URL of the tab ("" when the page does not
+// answer: it is for messages; `get title` and `get url` report errors).
 func pageInfo(ctx context.Context) (string, string) {
 	v, err := evalValue[[2]string](ctx, `[document.title, location.href]`)
 	if err != nil {
@@ -329,4 +336,18 @@ func do(ctx context.Context, f func(ctx context.Context, t *chromedp.Target) err
 		return cdp.Empty{}, f(ctx, t)
 	})
 	return err
+}
+
+// unblock ends a script that keeps the current page busy (after a timeout).
+func (s *session) unblock() {
+	t, err := s.current()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, 2*time.Second)
+	defer cancel()
+	_ = do(ctx, func(ctx context.Context, tt *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tt, runtime.TerminateExecution, cdp.Empty{})
+		return err
+	})
 }

@@ -19,6 +19,9 @@ import (
 // maxRequests bounds the request log of `network requests`.
 const maxRequests = 500
 
+// maxTabs bounds the tabs a session keeps (each is a renderer's worth of memory).
+const maxTabs = 16
+
 // session is the state of one browser: its tabs, the refs of the last
 // snapshot, network routes, the request log and the dialog policy.
 type session struct {
@@ -35,6 +38,7 @@ type session struct {
 	dialogAccept *bool
 	dialogText   string
 	lastDialog   string
+	closedTabs   int         // tabs past maxTabs closed since the last `tab` listing
 	frame        *frameScope // set by `frame "<css>"`; nil = main frame
 }
 
