@@ -326,6 +326,13 @@ var routes = []route{
 	{method: "DELETE", path: "/v1/cargos/{cid}", destructive: true},
 	{method: "POST", path: "/v1/admin/gc/run", body: true, strs: []string{"tasks"}},
 	{method: "GET", path: "/v1/admin/gc/status"},
+	{method: "POST", path: "/v1/admin/keys", body: true, strs: []string{"owner", "label", "admin"}},
+	{method: "GET", path: "/v1/admin/keys"},
+	{method: "POST", path: "/v1/admin/keys/{id}/rotate", destructive: true},
+	{method: "DELETE", path: "/v1/admin/keys/{id}", destructive: true},
+	{method: "GET", path: "/v1/admin/quotas/{id}"},
+	{method: "PUT", path: "/v1/admin/quotas/{id}", body: true, ints: []string{"max_sandboxes", "max_cargo_mb"}},
+	{method: "DELETE", path: "/v1/admin/quotas/{id}"},
 }
 
 var (

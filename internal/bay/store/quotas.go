@@ -109,19 +109,18 @@ func (s *Store) ownerQuota(ctx context.Context, q querier, owner string) (Overri
 	return o, nil
 }
 
-// SetOwnerQuota stores owner's override (replacing any stored one).
+// SetOwnerQuota stores owner's override (replacing any stored one): one
+// upsert, so concurrent sets of one owner never conflict (the last one wins).
 func (s *Store) SetOwnerQuota(ctx context.Context, owner string, o Override, now time.Time) error {
-	return s.Tx(ctx, func(tx *Tx) error {
-		if _, err := s.exec(ctx, tx.tx, `DELETE FROM owner_quotas WHERE owner = ?`, owner); err != nil {
-			return fmt.Errorf("store: set owner quota: %w", err)
-		}
-		_, err := s.exec(ctx, tx.tx, `INSERT INTO owner_quotas (owner, max_sandboxes, max_running_sessions, max_cargos,
-			max_cargo_mb, updated_at) VALUES (?,?,?,?,?,?)`, owner, o.Sandboxes, o.RunningSessions, o.Cargos, o.CargoMB, us(now))
-		if err != nil {
-			return fmt.Errorf("store: set owner quota: %w", err)
-		}
-		return nil
-	})
+	_, err := s.exec(ctx, s.q, `INSERT INTO owner_quotas (owner, max_sandboxes, max_running_sessions, max_cargos,
+		max_cargo_mb, updated_at) VALUES (?,?,?,?,?,?) ON CONFLICT (owner) DO UPDATE SET
+		max_sandboxes = excluded.max_sandboxes, max_running_sessions = excluded.max_running_sessions,
+		max_cargos = excluded.max_cargos, max_cargo_mb = excluded.max_cargo_mb, updated_at = excluded.updated_at`,
+		owner, o.Sandboxes, o.RunningSessions, o.Cargos, o.CargoMB, us(now))
+	if err != nil {
+		return fmt.Errorf("store: set owner quota: %w", err)
+	}
+	return nil
 }
 
 // DeleteOwnerQuota drops owner's stored override (the configured limits apply again).

@@ -171,3 +171,22 @@ func TestClaimWarmRespectsQuota(t *testing.T) {
 		}
 	})
 }
+
+// Regression (found by the PostgreSQL corpus): concurrent sets of one owner's
+// override conflicted (delete + insert under READ COMMITTED) and answered 500.
+func TestSetOwnerQuotaConcurrent(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		stores := []*store.Store{e.s, e.replica(t)}
+		parallel(16, func(i int) {
+			v := int64(i)
+			if err := stores[i%2].SetOwnerQuota(e.ctx, "alice", store.Override{Sandboxes: &v}, t0); err != nil {
+				t.Errorf("SetOwnerQuota %d: %v", i, err)
+			}
+		})
+		o, err := e.s.OwnerQuota(e.ctx, "alice")
+		must(t, "OwnerQuota", err)
+		if o.Sandboxes == nil || *o.Sandboxes < 0 || *o.Sandboxes > 15 || o.Cargos != nil {
+			t.Fatalf("override after concurrent sets: %s", show(o))
+		}
+	})
+}
