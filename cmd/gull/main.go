@@ -5,7 +5,8 @@
 //
 // Settings (environment):
 //
-//	GULL_HOST / GULL_PORT      listen address (0.0.0.0:8115)
+//	GULL_HOST / GULL_PORT      listen address (0.0.0.0:8115; the port falls back to SHIP_PORT,
+//	                           which Bay sets to the profile's runtime_port)
 //	GULL_TOKEN                 bearer token for every route but /health (falls
 //	                           back to SHIP_TOKEN, which Bay sets on a session's containers)
 //	GULL_WORKSPACE             workspace directory (/workspace)
@@ -94,7 +95,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 	mgr := browser.New(browser.Config{ExecPath: exe, Workspace: ws, ProfileDir: os.Getenv("GULL_PROFILE_DIR"),
 		NoSandbox: !sandbox, Logger: log})
 	srv := server.New(server.Options{Browser: mgr, Workspace: ws, Token: token, DefaultTimeout: def, MaxTimeout: maxT, Logger: log})
-	ln, err := net.Listen("tcp", net.JoinHostPort(env("GULL_HOST", "0.0.0.0"), env("GULL_PORT", "8115")))
+	// Bay tells every runtime container its port as SHIP_PORT (the profile's
+	// runtime_port); GULL_PORT wins when set.
+	ln, err := net.Listen("tcp", net.JoinHostPort(env("GULL_HOST", "0.0.0.0"), env("GULL_PORT", env("SHIP_PORT", "8115"))))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

@@ -47,7 +47,6 @@ docker commit \
   --change 'WORKDIR /workspace' \
   --change 'ENV HOME=/workspace' \
   --change 'ENV LANG=C.UTF-8' \
-  --change 'ENV GULL_PORT=8115' \
   --change 'EXPOSE 8115' \
   --change 'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/gull"]' \
   --change 'CMD []' \

@@ -501,3 +501,14 @@ func TestCommandGroups(t *testing.T) {
 	fails("open file:///etc/passwd", "file:// URLs are not opened")
 	want("help", "snapshot")
 }
+
+// TestRefusesRoot: Chromium runs without its own sandbox, so Gull never runs
+// as root.
+func TestRefusesRoot(t *testing.T) {
+	requireE2E(t)
+	env := NewEnv(t)
+	code, logs := env.RunToExit(t, "0:0")
+	if code == 0 || !strings.Contains(logs, "refuses to run as root") {
+		t.Errorf("gull as root: exit %d, logs %s", code, logs)
+	}
+}

@@ -406,3 +406,40 @@ func Sweep(ctx context.Context) error {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// RunToExit runs gull:latest as user (e.g. "0:0") with the env's security
+// options and returns its exit code and logs once it stops (within 30 s).
+func (e *Env) RunToExit(tb testing.TB, user string) (int64, string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	image := os.Getenv("GULL_IMAGE")
+	if image == "" {
+		image = "gull:latest"
+	}
+	hc := &container.HostConfig{CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges"},
+		Resources: container.Resources{Memory: 256 << 20, PidsLimit: ptr(int64(64))}}
+	c, err := e.cli.ContainerCreate(ctx, &container.Config{Image: image, User: user, Labels: labels()}, hc, nil, nil, "gulltest-"+randomHex(6))
+	if err != nil {
+		tb.Fatalf("create: %v", err)
+	}
+	tb.Cleanup(func() {
+		_ = e.cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+	})
+	waitC, errC := e.cli.ContainerWait(ctx, c.ID, container.WaitConditionNextExit)
+	if err := e.cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		tb.Fatalf("start: %v", err)
+	}
+	var code int64
+	select {
+	case w := <-waitC:
+		code = w.StatusCode
+	case err := <-errC:
+		tb.Fatalf("wait: %v", err)
+	case <-time.After(30 * time.Second):
+		tb.Fatal("gull as root did not exit")
+	}
+	g := &Gull{ID: c.ID, env: e}
+	logs, _ := g.Logs(ctx)
+	return code, logs
+}
