@@ -104,6 +104,7 @@ func TestReport(t *testing.T) {
 	phase("MCP vs /v1 (7)", func() { r.mcpFigure(r.sandboxes[0]) })
 	phase("port preview (8)", func() { r.previewFigure(r.sandboxes[0]) })
 	phase("gVisor vs runc (9)", r.gvisorFigure)
+	phase("streamed output (11)", func() { r.streamFigure(r.sandboxes[0]) })
 	if _, err := cli.ImageInspect(ctx, gullImage); err == nil {
 		phase("browser (12)", r.browserFigure)
 	} else {
