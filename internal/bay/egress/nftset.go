@@ -24,6 +24,14 @@ type NFTSet struct {
 	expires map[netip.Addr]time.Time // what this process set, to avoid shortening and needless batches
 }
 
+// Use switches to other sets (a changed allow list gets new ones).
+func (s *NFTSet) Use(set4, set6 string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Set4, s.Set6 = set4, set6
+	s.expires = nil
+}
+
 // maxRemembered bounds the expiry map; past it, expired entries are dropped.
 const maxRemembered = 4096
 

@@ -42,6 +42,7 @@ type egressNet struct {
 	network string
 	gateway netip.Addr
 	allow   []string
+	sink    *egress.NFTSet
 	fwd     *egress.Forwarder // nil when another process already serves the policy's DNS
 }
 
@@ -100,18 +101,26 @@ func (d *Driver) ensureEgress(ctx context.Context, e driver.Egress) (netName, dn
 	if err := installEgress(t, id, set4, set6, bridgeName(name), gw, pol, d.extraIfaces); err != nil {
 		return "", "", fmt.Errorf("docker: egress policy %q needs Bay's nftables rules and cannot install them: %w (run Bay with CAP_NET_ADMIN, as root)", e.Policy, err)
 	}
+	if n != nil && n.gateway == gw && n.fwd != nil {
+		// Same address: the running forwarder takes the new list and sets.
+		n.sink.Use(set4, set6)
+		n.fwd.SetPolicy(pol)
+		n.allow = slices.Clone(e.Allow)
+		d.log.InfoContext(ctx, "egress policy changed", "egress_policy", e.Policy, "allow", pol.Entries())
+		return name, gw.String(), nil
+	}
 	if n != nil && n.fwd != nil {
 		_ = n.fwd.Close()
 	}
-	n = &egressNet{network: name, gateway: gw, allow: slices.Clone(e.Allow)}
+	n = &egressNet{network: name, gateway: gw, allow: slices.Clone(e.Allow),
+		sink: &egress.NFTSet{Table: t, Set4: set4, Set6: set6}}
 	ups := d.cfg.EgressUpstreams
 	if len(ups) == 0 {
 		if ups, err = egress.HostResolvers("/etc/resolv.conf"); err != nil {
 			return "", "", fmt.Errorf("docker: egress policy %q: %w", e.Policy, err)
 		}
 	}
-	fwd := &egress.Forwarder{Upstreams: ups, Clients: subnet, Log: d.log.With("egress_policy", e.Policy),
-		Sink: &egress.NFTSet{Table: t, Set4: set4, Set6: set6}}
+	fwd := &egress.Forwarder{Upstreams: ups, Clients: subnet, Log: d.log.With("egress_policy", e.Policy), Sink: n.sink}
 	fwd.SetPolicy(pol)
 	addr := net.JoinHostPort(gw.String(), "53")
 	switch err := fwd.ListenAndServe(addr); {

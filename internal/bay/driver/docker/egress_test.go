@@ -156,7 +156,6 @@ func TestEgressPolicy(t *testing.T) {
 	net0 := internet(t, run)
 	resolver := testResolver(t, net0.Addr())
 	d, run2 := newDriver(t, Config{EgressUpstreams: []string{resolver}})
-	_ = run2
 	ctx := t.Context()
 	if err := d.Prepare(ctx); err != nil {
 		t.Fatalf("Prepare: %v", err)
@@ -281,6 +280,10 @@ func TestEgressPolicy(t *testing.T) {
 	if got := run1(named, "resolve", "allowed.test"); !strings.HasPrefix(got, "error:") {
 		t.Errorf("allowed.test resolved after it left the list: %q", got)
 	}
+	if got := run1(named, "resolve", "denied.test"); got != net0.Addr().String() {
+		t.Errorf("denied.test, now listed, resolved to %q", got)
+	}
+	expect(named, "a name the new list allows", net.JoinHostPort("denied.test", "8080"), true)
 	if _, sets := egressObjects(t, dnsPolicy); len(sets) != 2 {
 		t.Errorf("the former list's sets stayed: %v", sets)
 	}
