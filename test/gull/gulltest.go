@@ -213,6 +213,11 @@ func (e *Env) StartGull(tb testing.TB, opts Options) *Gull {
 	tb.Cleanup(func() {
 		rctx, rcancel := context.WithTimeout(context.Background(), time.Minute)
 		defer rcancel()
+		// A gull built with -race (GULL_IMAGE=gull:race, see docs/browser.md)
+		// reports data races in its log.
+		if logs, err := g.Logs(rctx); err == nil && strings.Contains(logs, "WARNING: DATA RACE") {
+			tb.Errorf("gull reported a data race:\n%s", logs)
+		}
 		if err := e.cli.ContainerRemove(rctx, g.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			tb.Errorf("remove gull: %v", err)
 		}
