@@ -3,6 +3,8 @@ package cli_test
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +72,37 @@ func TestCLIStreamAndProcesses(t *testing.T) {
 	}
 	if code, _, errOut := e.run(t, "", "kill", "--signal", "BOGUS", id, pid); code != 1 || !strings.Contains(errOut, "signal") {
 		t.Fatalf("bad signal: %d %q", code, errOut)
+	}
+}
+
+// Ctrl-C on exec: the CLI exits 130 and, by default, the command is killed;
+// with --no-kill it runs on.
+func TestCLIExecInterrupt(t *testing.T) {
+	e := setup(t)
+	id := strings.TrimSpace(e.must(t, "create"))
+	for _, noKill := range []bool{false, true} {
+		marker := fmt.Sprintf("interrupted-%v", noKill)
+		args := []string{"exec", id, "--", "echo go; sleep 2; touch " + marker}
+		if noKill {
+			args = append([]string{"exec", "--no-kill"}, args[1:]...)
+		}
+		cmd := e.command(args...)
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "go\n" {
+			t.Fatalf("first line %q %v", line, err)
+		}
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); code != 130 {
+			t.Fatalf("exit code after Ctrl-C: %d", code)
+		}
+		time.Sleep(3 * time.Second)
+		code, _, _ := e.run(t, "", "exec", id, "--", "test -e "+marker)
+		if ran := code == 0; ran != noKill {
+			t.Fatalf("--no-kill=%v: the command ran to the end: %v", noKill, ran)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package sdk_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +73,33 @@ func TestSDKStreaming(t *testing.T) {
 	if err != nil || r.ExitCode == nil || *r.ExitCode != 7 || out.String() != "a\n" || errOut.String() != "b\n" {
 		t.Fatalf("shell stream: %+v %v out %q err %q", r, err, out.String(), errOut.String())
 	}
+	// A client that goes away mid-stream: the command runs on by default,
+	// and is killed with KillOnDisconnect.
+	for _, kill := range []bool{false, true} {
+		marker := fmt.Sprintf("/workspace/after-disconnect-%v", kill)
+		cctx, cancel := context.WithCancel(ctx)
+		s, err := c.StreamShell(cctx, sb.ID, shipyard.ShellExecRequest{
+			Command: "echo started; sleep 2; touch " + marker, KillOnDisconnect: kill})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Next() || s.Event().Text != "started\n" {
+			t.Fatalf("first event %+v %v", s.Event(), s.Err())
+		}
+		cancel()
+		if s.Next() || !errors.Is(s.Err(), context.Canceled) {
+			t.Fatalf("after cancel: %+v %v", s.Event(), s.Err())
+		}
+		time.Sleep(3 * time.Second)
+		r, err := c.ExecShell(ctx, sb.ID, shipyard.ShellExecRequest{Command: "test -e " + marker})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ran := *r.ExitCode == 0; ran == kill {
+			t.Fatalf("kill_on_disconnect=%v: the command ran to the end: %v", kill, ran)
+		}
+	}
+
 	// An error answered before the stream starts is a typed error.
 	if _, err := c.StreamShell(ctx, "sandbox-000000000000", shipyard.ShellExecRequest{Command: "true"}); !errors.Is(err, shipyard.ErrNotFound) {
 		t.Fatalf("unknown sandbox: %v", err)
