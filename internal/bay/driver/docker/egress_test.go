@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -268,6 +269,22 @@ func TestEgressPolicy(t *testing.T) {
 	expect(named, "allowed name", net.JoinHostPort("allowed.test", "8080"), true)
 	if got := run1(named, "resolve", "other.invalid"); !strings.HasPrefix(got, "error:") {
 		t.Errorf("other.invalid resolved: %q", got)
+	}
+
+	// Under gVisor (runsc, its own network stack off: the container's netns)
+	// the same rules and DNS apply.
+	if rts, err := d.Runtimes(ctx); err == nil && slices.Contains(rts, "runsc") {
+		secure := start("dns-runsc", func(s *driver.InstanceSpec) {
+			s.Runtime = "runsc"
+			s.Egress = &driver.Egress{Policy: dnsPolicy, Allow: []string{"allowed.test"}}
+		})
+		if got := run1(secure, "resolve", "denied.test"); !strings.HasPrefix(got, "error:") {
+			t.Errorf("runsc: denied.test resolved: %q", got)
+		}
+		expect(secure, "runsc: allowed name", net.JoinHostPort("allowed.test", "8080"), true)
+		expect(secure, "runsc: host via the policy gateway", net.JoinHostPort(d.egressDNSFor(egressNetwork(dnsPolicy)), fmt.Sprint(hostPort)), false)
+	} else {
+		t.Log("no runsc runtime registered: gVisor case skipped (make docker registers it)")
 	}
 
 	// A changed list (a Bay restarted with another config) takes effect for
