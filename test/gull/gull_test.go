@@ -310,6 +310,10 @@ func TestCrashedBrowserRestarts(t *testing.T) {
 	}
 	snap := g.MustExec(t, "snapshot -i")
 	refOf(t, snap, "button", "Log In")
+	// The browser keeps its files (profile, caches) under .browser only.
+	if ls, err := g.Shell(ctx, "ls -A /workspace"); err != nil || strings.TrimSpace(ls) != ".browser" {
+		t.Errorf("workspace after browsing: %q %v", ls, err)
+	}
 }
 
 // TestCookiesSurviveRebuild: the profile is on the workspace volume, so a new

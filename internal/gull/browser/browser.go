@@ -182,11 +182,14 @@ func (m *Manager) start(ctx context.Context, proxy string) error {
 	for _, f := range []string{"SingletonLock", "SingletonSocket", "SingletonCookie"} {
 		_ = os.Remove(filepath.Join(m.cfg.ProfileDir, f))
 	}
+	home := filepath.Dir(m.cfg.ProfileDir)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(m.cfg.ExecPath),
 		chromedp.UserDataDir(m.cfg.ProfileDir),
 		chromedp.WindowSize(m.cfg.Width, m.cfg.Height),
-		chromedp.Env("HOME="+m.cfg.Workspace),
+		// Chromium's own files (font cache, NSS db) stay beside the profile,
+		// not among the user's files in the workspace.
+		chromedp.Env("HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, "cache"), "XDG_CONFIG_HOME="+filepath.Join(home, "config")),
 	)
 	if m.cfg.NoSandbox {
 		opts = append(opts, chromedp.NoSandbox)
