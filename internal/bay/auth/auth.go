@@ -216,13 +216,19 @@ func (a *Authenticator) Identify(r *http.Request) (Identity, error) {
 	return Identity{Owner: owner, Anonymous: true}, nil
 }
 
-// ParseOwner validates an X-Owner value; "" is DefaultOwner.
+// ParseOwner validates an X-Owner value; "" is DefaultOwner; the warm pool's
+// owner is refused.
 func ParseOwner(o string) (string, error) {
 	if o == "" {
 		return DefaultOwner, nil
 	}
 	if !validOwner(o) {
 		return "", errs.New(errs.Validation, "X-Owner must be 1-128 printable characters")
+	}
+	if o == model.WarmOwner {
+		// The warm pool's sandboxes are handed to tenants later: nobody may act
+		// as their owner (and plant something in one before it is claimed).
+		return "", errs.Newf(errs.Validation, "X-Owner %q is reserved", o)
 	}
 	return o, nil
 }

@@ -84,6 +84,7 @@ func TestOwner(t *testing.T) {
 		{"X-Owner too long", anon, local, http.Header{"X-Owner": {strings.Repeat("x", 129)}}, "", errs.Validation},
 		{"X-Owner control char", anon, local, http.Header{"X-Owner": {"a\tb"}}, "", errs.Validation},
 		{"X-Owner invalid UTF-8", anon, local, http.Header{"X-Owner": {"a\xffb"}}, "", errs.Validation},
+		{"X-Owner of the warm pool", anon, local, http.Header{"X-Owner": {model.WarmOwner}}, "", errs.Validation},
 		{"no anonymous", strict, local, nil, "", errs.Unauthorized},
 		{"no anonymous, X-Owner", strict, local, http.Header{"X-Owner": {"bob"}}, "", errs.Unauthorized},
 		{"revoked key", anon, local, bearer("Bearer sk-gone"), "", errs.Unauthorized},
@@ -271,7 +272,7 @@ func FuzzParseOwner(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if v == "" && o != DefaultOwner || v != "" && o != v || !validOwner(o) {
+		if v == "" && o != DefaultOwner || v != "" && o != v || !validOwner(o) || o == model.WarmOwner {
 			t.Fatalf("%q → %q", v, o)
 		}
 	})

@@ -42,11 +42,11 @@ func ValidOwner(owner string) error {
 	if owner == "" {
 		return errs.New(errs.Validation, "owner is required")
 	}
-	if _, err := auth.ParseOwner(owner); err != nil {
-		return errs.New(errs.Validation, "owner must be 1-128 printable characters")
-	}
 	if owner == model.WarmOwner {
 		return errs.Newf(errs.Validation, "owner %q is reserved", owner)
+	}
+	if _, err := auth.ParseOwner(owner); err != nil {
+		return errs.New(errs.Validation, "owner must be 1-128 printable characters")
 	}
 	return nil
 }
