@@ -283,7 +283,16 @@ func TestHistorySurvivesSIGKILL(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(2 * time.Second)
+	// Kill once enough calls have answered (a loaded machine is slow), with
+	// others still in flight.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		n := len(answered)
+		mu.Unlock()
+		if n >= 40 {
+			break
+		}
+	}
 	p.kill()
 	wg.Wait()
 	if len(answered) < 10 {

@@ -37,16 +37,10 @@ func scanExecution(sc scanner) (*model.Execution, error) {
 	return &e, nil
 }
 
-// CreateExecution appends a history entry.
+// CreateExecution appends a history entry. It returns once the entry is
+// committed; concurrent calls share one insert (see execBatcher).
 func (s *Store) CreateExecution(ctx context.Context, e *model.Execution) error {
-	_, err := s.exec(ctx, s.q, `INSERT INTO executions (`+execCols+`, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-		e.ID, e.SandboxID, e.Owner, e.SessionID, e.ExecType, e.Code, e.Success, e.ExecutionTimeMs,
-		e.Output, e.Error, e.PayloadRef, e.Description, e.Tags, e.Notes, e.LearnEnabled, e.LearnStatus,
-		e.LearnError, usPtr(e.LearnProcessedAt), us(e.CreatedAt), s.nextSeq(e.CreatedAt))
-	if err != nil {
-		return fmt.Errorf("store: insert execution: %w", err)
-	}
-	return nil
+	return s.writeExecution(ctx, e, s.nextSeq(e.CreatedAt))
 }
 
 // nextSeq returns the tie-breaker of entries stored at the same created_at (one

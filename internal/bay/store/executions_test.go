@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -193,6 +194,40 @@ func TestListExecutionsManyTags(t *testing.T) {
 			if err != nil || total != 1 || len(list) != 1 || list[0].ID != x.ID {
 				t.Fatalf("%d tags: %v total %d err %v", n, execIDs(list), total, err)
 			}
+		}
+	})
+}
+
+// TestCreateExecutionConcurrent: many callers at once (they share group
+// inserts) each get their own outcome, and every row is stored once.
+func TestCreateExecutionConcurrent(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		const sb, n = "sandbox-cccccccccccc", 300
+		errs := make(chan error, n)
+		ids := make([]string, n)
+		for i := range n {
+			x := newExecution(sb, "shell", true, t0)
+			ids[i] = x.ID
+			if i == n/2 {
+				x.ID = ids[0] // a duplicate: only this call may fail
+			}
+			go func() { errs <- e.s.CreateExecution(e.ctx, x) }()
+		}
+		failed := 0
+		for range n {
+			if err := <-errs; err != nil {
+				if !errors.Is(err, store.ErrConflict) {
+					t.Errorf("CreateExecution: %v", err)
+				}
+				failed++
+			}
+		}
+		if failed != 1 {
+			t.Fatalf("%d calls failed, want exactly the duplicate's", failed)
+		}
+		list, total, err := e.s.ListExecutions(e.ctx, store.ExecFilter{SandboxID: sb, Limit: n})
+		if err != nil || total != n-1 || len(list) != n-1 {
+			t.Fatalf("stored %d (total %d, err %v), want %d", len(list), total, err, n-1)
 		}
 	})
 }

@@ -50,6 +50,7 @@ type Store struct {
 	dialect string
 	seq     atomic.Int64                // last executions.seq handed out (see nextSeq)
 	quotas  atomic.Pointer[QuotaConfig] // see SetQuotas
+	hist    execBatcher                 // group commit of history rows
 }
 
 // Open connects, applies pending migrations and returns the store.
