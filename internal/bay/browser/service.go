@@ -141,18 +141,11 @@ func (s *Service) exec(ctx context.Context, t *target, cmd string, timeout int) 
 	in := ExecRequest{Cmd: cmd, Timeout: timeout, SandboxID: t.sandbox.ID}
 	if t.shared {
 		in.CargoID = t.sandbox.CargoID
-		ctx, cancel := context.WithTimeout(ctx, time.Duration(timeout+10)*time.Second)
-		defer cancel()
-		r, err := s.Gull.Exec(ctx, t.rt, in)
-		if e, ok := errs.As(err); ok && e.Details["status"] != nil {
-			return &Result{Error: ptr(fmt.Sprintf("Gull returned HTTP %v", e.Details["status"])), ExitCode: -1}, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &Result{Output: r.Stdout, Error: nonEmpty(r.Stderr), ExitCode: r.ExitCode, Success: r.ExitCode == 0}, nil
 	}
 	r, err := s.Gull.Exec(ctx, t.rt, in)
+	if e, ok := errs.As(err); ok && t.shared && e.Details["status"] != nil {
+		return &Result{Error: ptr(fmt.Sprintf("Gull returned HTTP %v", e.Details["status"])), ExitCode: -1}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
