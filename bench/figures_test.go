@@ -89,7 +89,7 @@ func (r *run) gcSetup(n int) *gcRig {
 	}
 	took := time.Since(t0)
 	// A serving Bay reconciles once at start-up before its first pass (app.Run does).
-	if err := a.GC.Reconcile(r.ctx, 0); err != nil {
+	if err := a.GC.Reconcile(r.ctx); err != nil {
 		t.Fatalf("gc reconcile: %v", err)
 	}
 	return &gcRig{app: a, n: n, took: took}
