@@ -54,21 +54,39 @@ func (c *Client) DeleteSandbox(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, sandboxPath(id, ""), nil, nil, nil)
 }
 
-// ProfileContainer is one container of a profile (detail=true).
-type ProfileContainer struct {
-	Name         string   `json:"name"`
-	RuntimeType  string   `json:"runtime_type"`
-	Capabilities []string `json:"capabilities"`
+// Resources are a profile's or container's limits.
+type Resources struct {
+	CPUs   float64 `json:"cpus"`
+	Memory string  `json:"memory"` // e.g. "1g"
 }
 
-// Profile is a runtime profile.
+// ProfileContainer is one container of a profile (detail=true).
+type ProfileContainer struct {
+	Name         string    `json:"name"`
+	RuntimeType  string    `json:"runtime_type"`
+	Capabilities []string  `json:"capabilities"`
+	Resources    Resources `json:"resources"`
+}
+
+// Profile is a runtime profile. (Bay writes CPUs the Python way, "1.0", so
+// its encoder has a type of its own; test/sdk checks this one decodes all
+// of Bay's answer.)
 type Profile struct {
 	ID           string             `json:"id"`
 	Image        string             `json:"image"`
+	Resources    Resources          `json:"resources"`
 	Capabilities []string           `json:"capabilities"`
 	IdleTimeout  int                `json:"idle_timeout"`
 	Description  *string            `json:"description"`
 	Containers   []ProfileContainer `json:"containers"`
+	// Runtime is the OCI runtime ("" = the engine's default, "runsc" = gVisor).
+	Runtime string `json:"runtime,omitempty"`
+	// Available is false when this deployment cannot start the profile
+	// (UnavailableReason says why, e.g. its runtime is not installed).
+	Available         bool   `json:"available"`
+	UnavailableReason string `json:"unavailable_reason,omitempty"`
+	// Network is the egress policy: "full", "none" or {"allow": [...]}.
+	Network json.RawMessage `json:"network"`
 }
 
 // ListProfiles lists the profiles (with descriptions and containers when detail).
@@ -332,21 +350,23 @@ func (c *Client) DownloadTo(ctx context.Context, id, path string, w io.Writer) (
 
 // Execution is one execution history entry.
 type Execution struct {
-	ID              string  `json:"id"`
-	SessionID       string  `json:"session_id"`
-	ExecType        string  `json:"exec_type"`
-	Code            string  `json:"code"`
-	Success         bool    `json:"success"`
-	ExecutionTimeMs int64   `json:"execution_time_ms"`
-	Output          *string `json:"output"`
-	Error           *string `json:"error"`
-	PayloadRef      *string `json:"payload_ref"`
-	Description     *string `json:"description"`
-	Tags            *string `json:"tags"`
-	Notes           *string `json:"notes"`
-	LearnEnabled    bool    `json:"learn_enabled"`
-	LearnStatus     *string `json:"learn_status"`
-	CreatedAt       string  `json:"created_at"`
+	ID               string  `json:"id"`
+	SessionID        string  `json:"session_id"`
+	ExecType         string  `json:"exec_type"`
+	Code             string  `json:"code"`
+	Success          bool    `json:"success"`
+	ExecutionTimeMs  int64   `json:"execution_time_ms"`
+	Output           *string `json:"output"`
+	Error            *string `json:"error"`
+	PayloadRef       *string `json:"payload_ref"`
+	Description      *string `json:"description"`
+	Tags             *string `json:"tags"`
+	Notes            *string `json:"notes"`
+	LearnEnabled     bool    `json:"learn_enabled"`
+	LearnStatus      *string `json:"learn_status"`
+	LearnError       *string `json:"learn_error"`
+	LearnProcessedAt *string `json:"learn_processed_at"`
+	CreatedAt        string  `json:"created_at"`
 }
 
 // HistoryFilter filters GET …/history.

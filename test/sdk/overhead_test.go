@@ -65,7 +65,7 @@ func TestSDKOverhead(t *testing.T) {
 		timeIt(raw)
 		timeIt(sdk)
 	}
-	const n = 200
+	const n = 100
 	var rs, ss, diffs []time.Duration
 	for i := range n {
 		var r, s time.Duration
