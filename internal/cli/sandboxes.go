@@ -198,9 +198,13 @@ func (a *app) profiles(ctx context.Context, args []string) error {
 	}
 	var rows [][]string
 	for _, p := range ps {
-		rows = append(rows, []string{p.ID, p.Image, strings.Join(p.Capabilities, ","), strconv.Itoa(p.IdleTimeout), deref(p.Description, "")})
+		avail := "yes"
+		if !p.Available {
+			avail = "no: " + p.UnavailableReason
+		}
+		rows = append(rows, []string{p.ID, p.Image, strings.Join(p.Capabilities, ","), strconv.Itoa(p.IdleTimeout), avail, deref(p.Description, "")})
 	}
-	return a.table([]string{"PROFILE", "IMAGE", "CAPABILITIES", "IDLE TIMEOUT", "DESCRIPTION"}, rows)
+	return a.table([]string{"PROFILE", "IMAGE", "CAPABILITIES", "IDLE TIMEOUT", "AVAILABLE", "DESCRIPTION"}, rows)
 }
 
 func (a *app) cargo(ctx context.Context, args []string) error {
