@@ -256,3 +256,21 @@ func (s *Store) checkClaimQuota(ctx context.Context, tx *sql.Tx, owner string, s
 	}
 	return s.checkQuota(ctx, tx, owner, add)
 }
+
+// checkRestartQuota: a session row that is not live (failed, stopped) and
+// is about to start again counts against its owner's max_running_sessions.
+func (s *Store) checkRestartQuota(ctx context.Context, tx *sql.Tx, sessionID string) error {
+	var state, owner string
+	err := tx.QueryRowContext(ctx, s.rebind(`SELECT se.observed_state, sb.owner FROM sessions se
+		JOIN sandboxes sb ON sb.id = se.sandbox_id WHERE se.id = ?`), sessionID).Scan(&state, &owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // gone: the caller's conditional update says so
+	}
+	if err != nil {
+		return fmt.Errorf("store: session owner: %w", err)
+	}
+	if state == model.SessionPending || state == model.SessionStarting || state == model.SessionRunning {
+		return nil // already counted
+	}
+	return s.checkQuota(ctx, tx, owner, Limits{RunningSessions: 1})
+}

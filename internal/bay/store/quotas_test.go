@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/store"
@@ -188,5 +189,30 @@ func TestSetOwnerQuotaConcurrent(t *testing.T) {
 		if o.Sandboxes == nil || *o.Sandboxes < 0 || *o.Sandboxes > 15 || o.Cargos != nil {
 			t.Fatalf("override after concurrent sets: %s", show(o))
 		}
+	})
+}
+
+// A failed session restarted in place counts like a new one (else an owner
+// could hold more containers than max_running_sessions by letting sessions
+// fail and restarting them).
+func TestRestartInPlaceRespectsQuota(t *testing.T) {
+	eachBackend(t, func(t *testing.T, e *env) {
+		e.s.SetQuotas(store.QuotaConfig{Defaults: store.Limits{RunningSessions: 1}})
+		a, b := createSandbox(t, e, "alice"), createSandbox(t, e, "alice")
+		failed := newSession(b.ID, model.SessionFailed)
+		must(t, "CreateSession failed", e.s.CreateSession(e.ctx, failed)) // not live: not counted
+		must(t, "CreateSession live", e.s.CreateSession(e.ctx, newSession(a.ID, model.SessionRunning)))
+		restart := *failed
+		restart.ObservedState = model.SessionStarting
+		qe := quotaErr(t, e.s.ClaimSessionStart(e.ctx, &restart, "r1", t0.Add(time.Minute)))
+		mustEqual(t, "restart quota", qe.Quota, store.QuotaRunningSessions)
+		got, err := e.s.GetSession(e.ctx, failed.ID)
+		must(t, "GetSession", err)
+		mustEqual(t, "refused row unchanged", got.ObservedState, model.SessionFailed)
+		// A live row moving on (pending → starting) is not counted twice.
+		must(t, "lift", e.s.SetOwnerQuota(e.ctx, "alice", store.Override{RunningSessions: ptr[int64](2)}, t0))
+		must(t, "restart within quota", e.s.ClaimSessionStart(e.ctx, &restart, "r1", t0.Add(time.Minute)))
+		again := restart
+		must(t, "claim of a live row at the limit", e.s.ClaimSessionStart(e.ctx, &again, "r1", t0.Add(time.Minute)))
 	})
 }

@@ -106,12 +106,26 @@ func (s *Store) SessionClaim(ctx context.Context, id string, now time.Time) (Cla
 // ss.Version. It is the database guard of "one start at a time": of several
 // replicas (or requests) claiming one version, one wins and the others get
 // ErrConflict (ErrNotFound when the row is gone).
+//
+// Restarting a failed or stopped row in place counts against the owner's
+// max_running_sessions like a new session (*QuotaError, the row unchanged).
 func (s *Store) ClaimSessionStart(ctx context.Context, ss *model.Session, replica string, until time.Time) error {
-	n, err := s.exec(ctx, s.q, `UPDATE sessions SET profile_id = ?, container_id = ?, endpoint = ?, network = ?,
-		desired_state = ?, observed_state = ?, containers = ?, started_at = ?, last_active_at = ?,
-		claimed_by = ?, claim_expires_at = ?, version = version + 1 WHERE id = ? AND version = ?`,
-		ss.ProfileID, ss.ContainerID, ss.Endpoint, ss.Network, ss.DesiredState, ss.ObservedState,
-		containersJSON(ss.Containers), usPtr(ss.StartedAt), us(ss.LastActiveAt), replica, us(until), ss.ID, ss.Version)
+	var n int64
+	err := s.Tx(ctx, func(tx *Tx) error {
+		if err := s.checkRestartQuota(ctx, tx.tx, ss.ID); err != nil {
+			return err
+		}
+		var err error
+		n, err = s.exec(ctx, tx.tx, `UPDATE sessions SET profile_id = ?, container_id = ?, endpoint = ?, network = ?,
+			desired_state = ?, observed_state = ?, containers = ?, started_at = ?, last_active_at = ?,
+			claimed_by = ?, claim_expires_at = ?, version = version + 1 WHERE id = ? AND version = ?`,
+			ss.ProfileID, ss.ContainerID, ss.Endpoint, ss.Network, ss.DesiredState, ss.ObservedState,
+			containersJSON(ss.Containers), usPtr(ss.StartedAt), us(ss.LastActiveAt), replica, us(until), ss.ID, ss.Version)
+		return err
+	})
+	if _, over := errors.AsType[*QuotaError](err); over {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("store: claim session: %w", err)
 	}
