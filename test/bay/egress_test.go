@@ -1,6 +1,7 @@
 package bay_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -20,10 +21,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
 	"golang.org/x/sys/unix"
 
 	"github.com/shipyard/shipyard/internal/bay/driver/docker"
+	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/test/baytest"
 )
 
@@ -250,4 +254,96 @@ except OSError as e:
 		}
 		t.Logf("probes from %s: %v (%s)", id, res, time.Since(t0).Round(time.Millisecond))
 	}
+}
+
+// resolveProbe prints how the sandbox's resolver answers an unlisted name:
+// "nxdomain" (Bay's DNS answered: not allowed) or the resolver's error.
+const resolveProbe = `
+import socket
+try:
+    socket.getaddrinfo("unlisted.invalid", 80)
+    print("resolved")
+except socket.gaierror as e:
+    print("nxdomain" if e.errno == socket.EAI_NONAME else "error %d" % e.errno)
+`
+
+// TestEgressSurvivesBayRestart: a sandbox of an allow profile outlives a Bay
+// restart with its policy whole: while Bay is down its DNS does not answer
+// (fails closed, the rules stay), and once Bay is back the same container's
+// DNS answers again and the listed range is reached. Only unlisted names are
+// asked, so no query leaves this machine.
+func TestEgressSurvivesBayRestart(t *testing.T) {
+	baytest.Skip(t)
+	out := outsideServer(t)
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	profile := "egress-restart-" + hex.EncodeToString(suffix)
+	t.Cleanup(func() { // after both Bays' clean-up
+		d, err := docker.New(docker.Config{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer d.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := d.RemoveEgress(ctx, profile); err != nil {
+			t.Errorf("RemoveEgress: %v", err)
+		}
+	})
+	opts := baytest.Options{DataDir: t.TempDir(), InstanceID: model.NewID("test"), ConfigYAML: fmt.Sprintf(`
+profiles:
+  - id: %s
+    image: ship:latest
+    network: {allow: ["%s"]}
+`, profile, netip.PrefixFrom(out.Addr(), 30).Masked()), Env: map[string]string{"BAY_DRIVER__IMAGE_PULL_POLICY": "never"}}
+	fetch := fmt.Sprintf("import urllib.request\nprint(urllib.request.urlopen('http://%s/', timeout=3).read().decode())", out)
+
+	b1 := baytest.Start(t, opts)
+	id := b1.CreateSandbox(t, map[string]any{"profile": profile})
+	if r := b1.Python(t, id, resolveProbe); strings.TrimSpace(fmt.Sprint(r["output"])) != "nxdomain" {
+		t.Fatalf("before the restart: %v", r)
+	}
+	b1.Stop()
+
+	// Bay down: the container runs on, its DNS is silent.
+	cid := sandboxContainer(t, id)
+	if got := dockerPython(t, cid, resolveProbe); got == "nxdomain" || got == "resolved" {
+		t.Fatalf("with Bay stopped the sandbox's DNS still answered: %q", got)
+	} else {
+		t.Logf("with Bay stopped: %s", got)
+	}
+
+	b2 := baytest.Start(t, opts)
+	if got := dockerPython(t, cid, resolveProbe); got != "nxdomain" {
+		t.Errorf("after the restart, before any call: %q (Bay readies its policies at start-up)", got)
+	}
+	if r := b2.Python(t, id, fetch); strings.TrimSpace(fmt.Sprint(r["output"])) != "outside" {
+		t.Errorf("listed range after the restart: %v", r)
+	}
+	if n := len(containersOf(t, "bay.sandbox_id="+id)); n != 1 {
+		t.Fatalf("%d containers after restart", n)
+	}
+}
+
+// dockerPython runs python3 code in a container as uid 1000 and returns its
+// trimmed stdout (Bay need not be running).
+func dockerPython(t *testing.T, containerID, code string) string {
+	t.Helper()
+	cli := baytest.Docker(t)
+	ctx := t.Context()
+	ex, err := cli.ContainerExecCreate(ctx, containerID, container.ExecOptions{User: "1000:1000", Cmd: []string{"python3", "-c", code}, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := cli.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer att.Close()
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, att.Reader); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(stdout.String() + stderr.String())
 }
