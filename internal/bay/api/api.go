@@ -129,7 +129,7 @@ func (a *API) identified(h func(w http.ResponseWriter, r *http.Request, id auth.
 			a.writeError(w, r, err)
 			return
 		}
-		if ok, wait := a.RateLimit.Allow(id.Owner, time.Now()); !ok {
+		if ok, wait := a.RateLimit.Allow(id.Owner, a.Now()); !ok {
 			e := errs.New(errs.RateLimited, "Too many requests: this owner's rate limit is reached").
 				With(map[string]any{"retry_after_ms": wait.Milliseconds()})
 			e.RetryAfter = wait
