@@ -274,11 +274,17 @@ func TestStreamDisconnect(t *testing.T) {
 	leave(sb+"/shell/exec", map[string]any{"command": "echo started; sleep 2; echo done > shell-kept", "description": "left"})
 	leave(sb+"/shell/exec", map[string]any{"command": "echo started; sleep 2; echo done > shell-killed", "kill_on_disconnect": true})
 	leave(sb+"/python/exec", map[string]any{"code": "import time\nprint('started', flush=True)\ntime.sleep(2)\nopen('py-kept', 'w').write('x')"})
+	// This cell starts once the one before has ended (one kernel): it is interrupted.
+	leave(sb+"/python/exec", map[string]any{"code": "import time\nprint('started', flush=True)\ntime.sleep(2)\nopen('py-killed', 'w').write('x')",
+		"kill_on_disconnect": true})
 	time.Sleep(3 * time.Second)
-	// The python cell ran after the shell commands (they were in parallel), so wait for it too.
-	ls := b.Must(t, 200, baytest.Req{Method: "POST", Path: sb + "/shell/exec", Body: map[string]any{"command": "sleep 1; ls"}})
-	if out := ls["output"].(string); !strings.Contains(out, "shell-kept") || strings.Contains(out, "shell-killed") || !strings.Contains(out, "py-kept") {
+	ls := b.Must(t, 200, baytest.Req{Method: "POST", Path: sb + "/shell/exec", Body: map[string]any{"command": "ls"}})
+	if out := ls["output"].(string); !strings.Contains(out, "shell-kept") || strings.Contains(out, "shell-killed") ||
+		!strings.Contains(out, "py-kept") || strings.Contains(out, "py-killed") {
 		t.Fatalf("files: %q", out)
+	}
+	if r := b.Python(t, id, "1+1"); r["output"] != "2" {
+		t.Fatalf("kernel after an interrupted cell: %v", r)
 	}
 	h := b.Must(t, 200, baytest.Req{Method: "GET", Path: sb + "/history?exec_type=shell"})
 	found := false
