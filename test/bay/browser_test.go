@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 
+	"github.com/shipyard/shipyard/internal/bay/app"
 	"github.com/shipyard/shipyard/test/baytest"
 )
 
@@ -99,7 +100,8 @@ func ref(t *testing.T, snapshot, role, name string) string {
 // container over the session network.
 func TestBrowser(t *testing.T) {
 	skipWithoutGull(t)
-	b := baytest.Start(t, baytest.Options{})
+	clk := newClock()
+	b := baytest.Start(t, baytest.Options{App: app.Options{Now: clk.Now}})
 	s := browserSandbox{t: t, b: b, id: b.CreateSandbox(t, map[string]any{"profile": "browser-python"})}
 	for name, content := range map[string]string{"site/index.html": loginPage, "site/welcome.html": welcomePage} {
 		b.Must(t, 200, baytest.Req{Method: "PUT", Path: s.path("filesystem/files"), Body: map[string]any{"path": name, "content": content}})
@@ -251,19 +253,32 @@ func TestBrowser(t *testing.T) {
 		t.Logf("MEASURE idle browser container memory: %.1f MiB", float64(browserMemory(t, s.id))/(1<<20))
 	})
 
-	t.Run("cookies survive an idle reclaim", func(t *testing.T) {
-		s.ok(`eval "document.cookie = 'sid=ada42; max-age=86400; path=/'"`)
+	t.Run("cookies survive a stop and an idle reclaim", func(t *testing.T) {
+		s.ok(`eval "document.cookie = 'sid=ada42; max-age=864000; path=/'"`)
 		if c := s.ok("cookies"); !strings.Contains(c, "ada42") {
 			t.Fatalf("cookie not set: %q", c)
 		}
-		b.Must(t, 200, baytest.Req{Method: "POST", Path: s.path("stop")})
-		if n := len(sessionContainers(t, s.id)); n != 0 {
-			t.Fatalf("%d containers after stop", n)
-		}
-		s.serve() // the next call rebuilds the session
-		s.ok("open http://ship:8000/index.html")
-		if c := s.ok("cookies"); !strings.Contains(c, "ada42") {
-			t.Fatalf("cookie lost across the reclaim: %q", c)
+		for _, reclaim := range []struct {
+			name string
+			do   func()
+		}{
+			{"stop", func() { b.Must(t, 200, baytest.Req{Method: "POST", Path: s.path("stop")}) }},
+			{"idle reclaim", func() {
+				clk.Add(31 * time.Minute) // past browser-python's idle_timeout
+				if res := gcRun(t, b, "idle_session"); cleaned(res) != 1 {
+					t.Fatalf("idle GC: %v", res)
+				}
+			}},
+		} {
+			reclaim.do()
+			if n := len(sessionContainers(t, s.id)); n != 0 {
+				t.Fatalf("%s: %d containers left", reclaim.name, n)
+			}
+			s.serve() // the next call rebuilds the session
+			s.ok("open http://ship:8000/index.html")
+			if c := s.ok("cookies"); !strings.Contains(c, "ada42") {
+				t.Fatalf("cookie lost across the %s: %q", reclaim.name, c)
+			}
 		}
 	})
 }
@@ -337,4 +352,3 @@ func browserMemory(t *testing.T, sandboxID string) uint64 {
 	t.Fatal("no browser container")
 	return 0
 }
-
