@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -284,5 +286,63 @@ func TestLoopback(t *testing.T) {
 		if got := Loopback(addr); got != want {
 			t.Errorf("%q: %v", addr, got)
 		}
+	}
+}
+
+// Provision keeps upstream's start-up rules; the configured and the generated
+// key are admin keys of DefaultOwner; a configured key an admin revoked stays
+// revoked across restarts.
+func TestProvision(t *testing.T) {
+	ctx := t.Context()
+	now := time.Now().UTC()
+	identify := func(st *store.Store, key string) (Identity, error) {
+		r := httptest.NewRequest("GET", "/v1/sandboxes", nil)
+		r.Header.Set("Authorization", "Bearer "+key)
+		return New(st, Policy{}).Identify(r)
+	}
+
+	// Nothing configured, nothing stored: one key is generated into credentials.json (0600).
+	st := storetest.Open(t, store.SQLite)
+	dir := t.TempDir()
+	path, revoked, err := Provision(ctx, st, "", dir, "http://127.0.0.1:8114", now)
+	if err != nil || revoked || path == "" {
+		t.Fatalf("Provision: %q %v %v", path, revoked, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials file: %v %v", fi, err)
+	}
+	var cred struct {
+		APIKey string `json:"api_key"`
+	}
+	data, _ := os.ReadFile(path)
+	if err := json.Unmarshal(data, &cred); err != nil || !strings.HasPrefix(cred.APIKey, KeyPrefix) {
+		t.Fatalf("credentials: %s %v", data, err)
+	}
+	if id, err := identify(st, cred.APIKey); err != nil || id.Owner != DefaultOwner || !id.Admin {
+		t.Fatalf("generated key: %+v %v", id, err)
+	}
+	// A restart generates nothing more.
+	if path, _, err := Provision(ctx, st, "", dir, "", now); err != nil || path != "" {
+		t.Fatalf("second Provision: %q %v", path, err)
+	}
+
+	// A configured key: stored as the default owner's admin key.
+	st = storetest.Open(t, store.SQLite)
+	if path, revoked, err := Provision(ctx, st, "sk-configured", t.TempDir(), "", now); err != nil || path != "" || revoked {
+		t.Fatalf("Provision configured: %q %v %v", path, revoked, err)
+	}
+	id, err := identify(st, "sk-configured")
+	if err != nil || id.Owner != DefaultOwner || !id.Admin {
+		t.Fatalf("configured key: %+v %v", id, err)
+	}
+	if _, err := st.RevokeAPIKey(ctx, id.KeyID, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, revoked, err := Provision(ctx, st, "sk-configured", t.TempDir(), "", now); err != nil || !revoked {
+		t.Fatalf("Provision of a revoked configured key: %v %v", revoked, err)
+	}
+	if _, err := identify(st, "sk-configured"); !errs.Is(err, errs.Unauthorized) {
+		t.Fatalf("revoked configured key after a restart: %v", err)
 	}
 }
