@@ -1,0 +1,77 @@
+package session_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shipyard/shipyard/internal/bay/keylock"
+	"github.com/shipyard/shipyard/internal/bay/runtime"
+	"github.com/shipyard/shipyard/internal/bay/session"
+	"github.com/shipyard/shipyard/internal/bay/session/sessiontest"
+)
+
+// stopRecorder records which containers were stopped gracefully before
+// being destroyed.
+type stopRecorder struct {
+	*sessiontest.Driver
+	mu        sync.Mutex
+	stopped   []string
+	destroyed map[string]bool
+	early     []string // stopped after being destroyed: wrong order
+}
+
+func (d *stopRecorder) Stop(ctx context.Context, id string) error {
+	d.mu.Lock()
+	d.stopped = append(d.stopped, id)
+	if d.destroyed[id] {
+		d.early = append(d.early, id)
+	}
+	d.mu.Unlock()
+	return d.Driver.Stop(ctx, id)
+}
+
+func (d *stopRecorder) Destroy(ctx context.Context, id string) error {
+	d.mu.Lock()
+	d.destroyed[id] = true
+	d.mu.Unlock()
+	return d.Driver.Destroy(ctx, id)
+}
+
+// A session's Gull container is stopped gracefully (Chromium saves its
+// cookies to the cargo) before the session is destroyed; Ship's is not
+// waited for.
+func TestDestroyAllStopsBrowserGracefully(t *testing.T) {
+	e := newEnv(t, 0)
+	drv := &stopRecorder{Driver: sessiontest.NewDriver(), destroyed: map[string]bool{}}
+	t.Cleanup(drv.Close)
+	rt := runtime.New(runtime.Config{})
+	t.Cleanup(rt.Close)
+	m := session.New(e.st, drv, rt, keylock.New(), session.Config{InstanceID: "test", ReadyTimeout: 5 * time.Second,
+		HealthTimeout: 200 * time.Millisecond, SingleInstance: true}, slog.New(slog.NewTextHandler(io.Discard, nil)), session.Hooks{})
+	p := &session.Profile{ID: "p", IdleTimeout: time.Hour, Containers: []session.ContainerSpec{
+		{Name: "ship", Image: "ship:latest", RuntimeType: "ship", Port: 8123},
+		{Name: "browser", Image: "gull:latest", RuntimeType: "gull", Port: 8115}}}
+	ss, release, err := m.EnsureRunning(context.Background(), e.sb.ID, p, time.Now().UTC())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	var browser string
+	for _, c := range ss.Containers {
+		if c.Name == "browser" {
+			browser = c.ContainerID
+		}
+	}
+	if err := m.DestroyAll(context.Background(), e.sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	drv.mu.Lock()
+	defer drv.mu.Unlock()
+	if len(drv.stopped) != 1 || drv.stopped[0] != browser || len(drv.early) != 0 || len(drv.destroyed) != 2 {
+		t.Fatalf("stopped %v (want only the browser %s, before destroy), destroyed %v", drv.stopped, browser, drv.destroyed)
+	}
+}
