@@ -28,7 +28,8 @@ import (
 //     interface bay<hash>, so the host rules of isolateHost cover it);
 //   - a base chain egress-<id> on the forward hook of Bay's table drops
 //     everything from that bridge except replies, the allowed CIDRs and the
-//     addresses in the sets egress-<id>-4/-6 that Bay's DNS forwarder fills;
+//     addresses in the sets egress-<id>-<list hash>-4/-6 that Bay's DNS
+//     forwarder fills (a changed list gets new sets);
 //     other Bay bridges (other sandboxes) and AlwaysBlocked (cloud metadata)
 //     are refused before any allow rule, so no allow entry opens them; the
 //     host itself is the input hook's business (isolateHost), where only DNS
