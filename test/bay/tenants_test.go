@@ -385,11 +385,12 @@ func create2(t *testing.T, bay *baytest.Bay, key string) int {
 }
 
 // TestTenantRateLimit: over its rate an owner gets 429 rate_limited with
-// Retry-After; other owners are not slowed by it.
+// Retry-After; other owners are not slowed by it. Also what anonymous
+// requests may do on /v1/admin.
 func TestTenantRateLimit(t *testing.T) {
 	baytest.Skip(t)
 	b := baytest.Start(t, baytest.Options{Env: map[string]string{
-		"BAY_RATE_LIMIT__REQUESTS_PER_SECOND": "0.5", "BAY_RATE_LIMIT__BURST": "3"}})
+		"BAY_RATE_LIMIT__REQUESTS_PER_SECOND": "0.5", "BAY_RATE_LIMIT__BURST": "3", "BAY_SECURITY__ALLOW_ANONYMOUS": "true"}})
 	gina, _ := mint(t, b, "gina", false)
 	var got []int
 	for range 4 {
@@ -408,5 +409,22 @@ func TestTenantRateLimit(t *testing.T) {
 	// Unauthenticated routes are not limited.
 	for range 5 {
 		b.Must(t, http.StatusOK, baytest.Req{Method: "GET", Path: "/v1/profiles", Key: gina})
+	}
+
+	// Anonymous requests (allowed here, from loopback): GC as before tenants,
+	// but no key or quota management, and never as the warm pool's owner.
+	anon := func(path, owner string) *baytest.Response {
+		return b.Do(t, baytest.Req{Method: "GET", Path: path, NoAuth: true, Headers: map[string]string{"X-Owner": owner}})
+	}
+	if r := anon("/v1/admin/gc/status", "ops"); r.Status != http.StatusOK {
+		t.Fatalf("anonymous GC status: %d %s", r.Status, r.Body)
+	}
+	for _, path := range []string{"/v1/admin/keys", "/v1/admin/quotas/ops"} {
+		if r := anon(path, "ops"); r.Status != http.StatusForbidden || r.Code() != "admin_required" {
+			t.Fatalf("anonymous %s: %d %s", path, r.Status, r.Body)
+		}
+	}
+	if r := anon("/v1/sandboxes", model.WarmOwner); r.Status != http.StatusBadRequest {
+		t.Fatalf("anonymous as the warm pool: %d %s", r.Status, r.Body)
 	}
 }
