@@ -183,7 +183,7 @@ func TestLoadUpstreamFile(t *testing.T) {
 		{"security", c.Security, SecurityConfig{APIKey: "sk-bay-from-file", AllowAnonymous: false, BlockedHosts: []string{"169.254.0.0/16", "10.0.0.0/8"}}},
 		{"idempotency", c.Idempotency, IdempotencyConfig{Enabled: true, TTLHours: 24}},
 		{"gc", c.GC, GCConfig{Enabled: true, RunOnStartup: false, IntervalSeconds: 600, InstanceID: "bay-prod-1",
-			IdleSession: GCTaskConfig{true}, ExpiredSandbox: GCTaskConfig{false}, OrphanCargo: GCTaskConfig{true}, OrphanContainer: GCTaskConfig{true}}},
+			IdleSession: IdleSessionConfig{Enabled: true, KeepBusy: true}, ExpiredSandbox: GCTaskConfig{false}, OrphanCargo: GCTaskConfig{true}, OrphanContainer: GCTaskConfig{true}}},
 		{"warm_pool", c.WarmPool, WarmPoolConfig{Enabled: true, WarmupQueueWorkers: 4, WarmupQueueMaxSize: 512,
 			WarmupQueueDropPolicy: DropOldest, WarmupQueueDropAlertThreshold: 10, IntervalSeconds: 15}},
 		{"browser_learning", c.BrowserLearning, BrowserLearningConfig{IntervalSeconds: 120, BatchSize: 10, ScoreThreshold: 0.9,
