@@ -311,6 +311,7 @@ profiles:
 	if r.Status < 500 || !strings.Contains(body.Error.Message, missing) {
 		t.Fatalf("missing image: %d %s", r.Status, r.Body)
 	}
+	t.Logf("first call on a profile whose image is missing: %d %s", r.Status, r.Body)
 	if n := len(sessionContainers(t, id)); n != 0 {
 		t.Fatalf("%d containers left by the failed start", n)
 	}
