@@ -219,6 +219,32 @@ func TestCLIShell(t *testing.T) {
 	}
 }
 
+// cp on a terminal shows progress for a large file; piped, it shows none.
+func TestCLICopyProgress(t *testing.T) {
+	e := setup(t)
+	id := strings.TrimSpace(e.must(t, "create"))
+	blob := make([]byte, 8<<20)
+	_, _ = rand.Read(blob)
+	local := filepath.Join(e.dir, "big.bin")
+	os.WriteFile(local, blob, 0o644)
+	cmd := e.command("cp", local, id+":big.bin")
+	ptmx, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	s := &screen{}
+	go func() { _, _ = io.Copy(s, ptmx) }()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, s.String())
+	}
+	s.waitFor(t, "100.0%  8.0 MiB / 8.0 MiB")
+	s.waitFor(t, "big.bin → "+id+":big.bin (8.0 MiB)")
+	if _, _, errOut := e.run(t, "", "cp", local, id+":big2.bin"); strings.Contains(errOut, "%") {
+		t.Fatalf("progress on a pipe: %q", errOut)
+	}
+}
+
 // screen collects what the PTY shows.
 type screen struct {
 	mu  sync.Mutex
