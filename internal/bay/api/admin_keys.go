@@ -204,8 +204,6 @@ func (a *API) getQuota(w http.ResponseWriter, r *http.Request, _ auth.Identity) 
 	writeJSON(w, http.StatusOK, quotaView(q))
 }
 
-var zero = int64(0)
-
 // putQuota replaces the owner's stored override: each limit an integer >= 0
 // (0 = unlimited), or null/absent to inherit the configured value.
 func (a *API) putQuota(w http.ResponseWriter, r *http.Request, _ auth.Identity) {
@@ -214,6 +212,7 @@ func (a *API) putQuota(w http.ResponseWriter, r *http.Request, _ auth.Identity) 
 		a.fail(w, r, err)
 		return
 	}
+	zero := int64(0)
 	o := store.Override{
 		Sandboxes:       b.integer(store.QuotaSandboxes, false, &zero, nil),
 		RunningSessions: b.integer(store.QuotaRunningSessions, false, &zero, nil),
