@@ -362,12 +362,18 @@ func egressObjects(t *testing.T, policy string) (chains, sets []string) {
 // destination prefix p and accepts (accept) or rejects (!accept); -1 if none.
 func ruleFor(t *testing.T, policy string, p netip.Prefix, accept bool) int {
 	t.Helper()
+	return chainRuleFor(t, "egress-"+egressID(policy), p, accept)
+}
+
+// chainRuleFor is ruleFor on any chain of Bay's table.
+func chainRuleFor(t *testing.T, chain string, p netip.Prefix, accept bool) int {
+	t.Helper()
 	c, err := nftables.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	tbl := &nftables.Table{Family: nftables.TableFamilyINet, Name: firewallTable}
-	rules, err := c.GetRules(tbl, &nftables.Chain{Table: tbl, Name: "egress-" + egressID(policy)})
+	rules, err := c.GetRules(tbl, &nftables.Chain{Table: tbl, Name: chain})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/shipyard/shipyard/internal/bay/egress"
 )
 
 // Every bridge this driver creates gets an interface name starting with
@@ -20,8 +22,9 @@ const bridgePrefix = "bay"
 // base chain on the input hook. Docker's rules live in other tables and are
 // never touched.
 const (
-	firewallTable = "bay"
-	firewallChain = "sandbox-input"
+	firewallTable        = "bay"
+	firewallChain        = "sandbox-input"
+	firewallForwardChain = "sandbox-forward"
 )
 
 // bridgeName is the host interface name of the Bay network called name:
@@ -36,7 +39,8 @@ func bridgeName(name string) string {
 // addressed to the host (Bay's API whatever its bind address, the Docker
 // socket if exposed over TCP, any other host service) is rejected unless it
 // answers a connection the host opened (Bay → Ship). Traffic routed through
-// the host (egress) is Docker's FORWARD business and untouched; traffic
+// the host (egress) is Docker's FORWARD business, except that nothing from a
+// sandbox bridge is forwarded to egress.AlwaysBlocked (cloud metadata); traffic
 // between sandboxes is cut by the bridges' enable_icc=false and Docker's
 // isolation between bridges.
 //
@@ -93,6 +97,21 @@ func isolateHost(extra []string) error {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(match[:2:2],
 			&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED},
 		)})
+	}
+	// Whatever a sandbox's egress policy (network: full included), nothing
+	// from a sandbox bridge is forwarded to cloud metadata and the other
+	// always-blocked destinations.
+	fwd := c.AddChain(&nftables.Chain{Name: firewallForwardChain, Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	c.FlushChain(fwd)
+	for _, iface := range ifaces {
+		for _, p := range egress.AlwaysBlocked {
+			c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: append([]expr.Any{
+				&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: iface},
+			}, append(prefixMatch(p),
+				&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})...)})
+		}
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("install nftables rules (table inet %s): %w", firewallTable, err)

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/docker/docker/api/types/network"
+
+	"github.com/shipyard/shipyard/internal/bay/egress"
 )
 
 // TestSandboxIsolation: a sandbox reaches neither the host (a server bound to
@@ -125,4 +127,20 @@ func hostIP(t *testing.T) string {
 		}
 	}
 	return ""
+}
+
+// TestMetadataBlockedForEverySandbox: whatever a sandbox's egress policy
+// (network: full included), the host forwards nothing from a sandbox bridge to
+// cloud metadata and the other always-blocked ranges. Checked on the installed
+// rules, never by sending traffic to those addresses.
+func TestMetadataBlockedForEverySandbox(t *testing.T) {
+	d, _ := newDriver(t, Config{})
+	if err := d.Prepare(t.Context()); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	for _, p := range egress.AlwaysBlocked {
+		if i := chainRuleFor(t, firewallForwardChain, p, false); i < 0 {
+			t.Errorf("no reject of %s in chain %s", p, firewallForwardChain)
+		}
+	}
 }
