@@ -28,7 +28,12 @@ sources=("deb $mirror bookworm main" "deb $mirror bookworm-updates main")
 pkgs=$(grep -vE '^\s*(#|$)' "$here/packages.txt" | paste -sd, -)
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 echo "building $tag (a few minutes)" >&2
+# Chromium runs with the GPU off (no GL, no software rasteriser), so Mesa's GL
+# drivers and the LLVM they link (~160 MB, pulled in by Depends) are left out.
 mmdebstrap --variant=apt --include="$pkgs" \
+  --dpkgopt='path-exclude=/usr/lib/x86_64-linux-gnu/dri/*' \
+  --dpkgopt='path-exclude=/usr/lib/x86_64-linux-gnu/libLLVM*' \
+  --dpkgopt='path-exclude=/usr/lib/x86_64-linux-gnu/libz3.so*' \
   --customize-hook='chroot "$1" groupadd -g 1000 shipyard' \
   --customize-hook='chroot "$1" useradd -u 1000 -g 1000 -d /workspace -s /bin/bash -M shipyard' \
   --customize-hook='mkdir -p "$1/workspace" && chown 1000:1000 "$1/workspace" && chmod 755 "$1/workspace"' \
