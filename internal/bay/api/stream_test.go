@@ -44,8 +44,8 @@ func TestEventStream(t *testing.T) {
 		sink.Event(runtime.Event{Type: "stdout", Data: []byte(`{"text":"dropped: not open"}`)})
 		sink.Open()
 		sink.Event(runtime.Event{Type: "stdout", Data: []byte("{\n \"text\": \"a\\nb\"\n}")}) // compacted to one line
-		sink.Event(runtime.Event{Type: "result", Data: []byte(`{}`)})                        // not an output event: not passed on
-		sink.Event(runtime.Event{Type: "stderr", Data: []byte(`not json`)})                  // dropped
+		sink.Event(runtime.Event{Type: "result", Data: []byte(`{}`)})                         // not an output event: not passed on
+		sink.Event(runtime.Event{Type: "stderr", Data: []byte(`not json`)})                   // dropped
 		<-sent
 		time.Sleep(400 * time.Millisecond)
 		s.event("result", map[string]any{"success": true, "html": "<b>"})

@@ -45,7 +45,7 @@ func TestShellStream(t *testing.T) {
 			": ping\n\n",
 			"event: stdout\ndata: {\"text\":\"a\\n\"}\n\n",
 			"event: stderr\r\ndata: {\"text\":\"b\"}\r\n\r\n", // CRLF lines are SSE too
-			"event: stdout\ndata: {\"te", "xt\":\"c\"}\n\n", // split across writes
+			"event: stdout\ndata: {\"te", "xt\":\"c\"}\n\n",   // split across writes
 			"event: result\ndata: {\"success\":true,\"return_code\":0,\"stdout\":\"a\\nc\"}\n\n",
 		}, events: `stdout={"text":"a\n"};stderr={"text":"b"};stdout={"text":"c"}`},
 		{name: "ends without a result", pieces: []string{"event: stdout\ndata: {\"text\":\"a\"}\n\n"},
