@@ -1,10 +1,12 @@
 package browser
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 )
@@ -157,5 +159,31 @@ func TestClip(t *testing.T) {
 	}
 	if got := clip(strings.Repeat("é", 10), 5); got != "éé…" {
 		t.Errorf("clip cuts inside a rune: %q", got)
+	}
+}
+
+// TestExecUsageErrors: a line that does not parse never starts the browser
+// (the binary here does not exist) and answers exit 2, as JSON with --json.
+func TestExecUsageErrors(t *testing.T) {
+	m := New(Config{ExecPath: "/nonexistent/chromium", Workspace: t.TempDir()})
+	r := m.Exec(t.Context(), `open "http://x`, "sbx", time.Second)
+	if r.ExitCode != 2 || !strings.HasPrefix(r.Stderr, "Error: cannot split") {
+		t.Errorf("unterminated quote: %+v", r)
+	}
+	r = m.Exec(t.Context(), `--json frobnicate`, "sbx", time.Second)
+	var v struct {
+		Success bool   `json:"success"`
+		Error   string `json:"error"`
+	}
+	if r.ExitCode != 2 || json.Unmarshal([]byte(r.Stdout), &v) != nil || v.Success || !strings.Contains(v.Error, "unknown command") {
+		t.Errorf("--json usage error: %+v", r)
+	}
+	if st := m.Status(); st.Active || st.Ready {
+		t.Errorf("status with no browser binary: %+v", st)
+	}
+	// A real command with no browser binary fails with a clear error.
+	r = m.Exec(t.Context(), "open http://127.0.0.1:1/", "sbx", 5*time.Second)
+	if r.ExitCode != 1 || !strings.Contains(r.Stderr, "the browser could not start") {
+		t.Errorf("no browser: %+v", r)
 	}
 }

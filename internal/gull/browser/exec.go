@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -35,6 +36,10 @@ type out struct {
 func (m *Manager) Exec(ctx context.Context, line, sandboxID string, timeout time.Duration) Result {
 	l, err := command.Parse(line)
 	if err != nil {
+		if words, werr := command.Split(line); werr == nil && slices.Contains(words, "--json") {
+			b, _ := json.Marshal(map[string]any{"success": false, "error": err.Error()})
+			return Result{Stdout: string(b), ExitCode: command.ExitUsage}
+		}
 		return Result{Stderr: "Error: " + err.Error(), ExitCode: command.ExitUsage}
 	}
 	deadline := time.Now().Add(timeout)
