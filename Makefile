@@ -69,8 +69,9 @@ unit: deps
 
 # Container tests against the real image, real Docker, real SQLite and PostgreSQL.
 # A failing pg.sh must fail the run, not silently skip the PostgreSQL tests.
-test: lint deps image
-	dsn=$$(scripts/pg.sh) && SHIPYARD_E2E=1 SHIPYARD_TEST_PG_DSN="$$dsn" CGO_ENABLED=1 \
+# test/cluster runs bin/bay as several replicas.
+test: lint deps image bay
+	dsn=$$(scripts/pg.sh) && SHIPYARD_E2E=1 SHIPYARD_TEST_PG_DSN="$$dsn" SHIPYARD_BAY_BIN=$(CURDIR)/bin/bay CGO_ENABLED=1 \
 		$(GO) test $(GOFLAGS_TEST) -timeout 18m ./...
 
 # Every benchmark, side by side with its baseline, into bench/REPORT.md (< 10 min).
