@@ -159,18 +159,7 @@ type ShellExecRequest struct {
 }
 
 // ShellResult is the answer of shell/exec.
-type ShellResult struct {
-	Success         bool    `json:"success"`
-	Output          string  `json:"output"`
-	Error           *string `json:"error"`
-	ExitCode        *int    `json:"exit_code"`
-	ExecutionID     string  `json:"execution_id"`
-	ExecutionTimeMs int64   `json:"execution_time_ms"`
-	Command         *string `json:"command"`
-	TimedOut        bool    `json:"timed_out"`
-	Truncated       bool    `json:"truncated"`
-	Notice          *string `json:"notice"`
-}
+type ShellResult = wire.ShellResult
 
 // ExecShell runs a shell command.
 func (c *Client) ExecShell(ctx context.Context, id string, r ShellExecRequest) (*ShellResult, error) {

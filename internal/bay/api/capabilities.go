@@ -135,20 +135,10 @@ func (a *API) shellExec(w http.ResponseWriter, r *http.Request, owner string) {
 }
 
 // shellBody is shell/exec's answer (and a stream's result event).
-func shellBody(res *capability.ShellResult, echo *string) any {
-	return struct {
-		Success         bool    `json:"success"`
-		Output          string  `json:"output"`
-		Error           *string `json:"error"`
-		ExitCode        *int    `json:"exit_code"`
-		ExecutionID     string  `json:"execution_id"`
-		ExecutionTimeMs int64   `json:"execution_time_ms"`
-		Command         *string `json:"command"`
-		TimedOut        bool    `json:"timed_out"`
-		Truncated       bool    `json:"truncated"`
-		Notice          *string `json:"notice"`
-	}{res.Success, res.Output, res.Error, res.ExitCode, res.ExecutionID, res.ExecutionTimeMs, echo,
-		res.TimedOut, res.Truncated, res.Notice}
+func shellBody(res *capability.ShellResult, echo *string) wire.ShellResult {
+	return wire.ShellResult{Success: res.Success, Output: res.Output, Error: res.Error, ExitCode: res.ExitCode,
+		ExecutionID: res.ExecutionID, ExecutionTimeMs: res.ExecutionTimeMs, Command: echo,
+		TimedOut: res.TimedOut, Truncated: res.Truncated, Notice: res.Notice}
 }
 
 // pathQuery reads and validates the `path` query parameter.

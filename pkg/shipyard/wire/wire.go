@@ -139,6 +139,20 @@ type ProcessOutput struct {
 	ExitCode   *int   `json:"exit_code"`
 }
 
+// ShellResult is the answer of shell/exec (and a streamed call's result event).
+type ShellResult struct {
+	Success         bool    `json:"success"`
+	Output          string  `json:"output"`
+	Error           *string `json:"error"` // stderr, or why the command could not run
+	ExitCode        *int    `json:"exit_code"`
+	ExecutionID     string  `json:"execution_id"`
+	ExecutionTimeMs int64   `json:"execution_time_ms"`
+	Command         *string `json:"command"` // the command, with include_code
+	TimedOut        bool    `json:"timed_out"`
+	Truncated       bool    `json:"truncated"`
+	Notice          *string `json:"notice"`
+}
+
 // Server-Sent Event types of a streamed python/exec or shell/exec.
 const (
 	EventStdout    = "stdout"
