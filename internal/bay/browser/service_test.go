@@ -28,6 +28,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/session/sessiontest"
 	"github.com/shipyard/shipyard/internal/bay/skills"
 	"github.com/shipyard/shipyard/internal/bay/store"
+	"github.com/shipyard/shipyard/internal/bay/store/storetest"
 )
 
 // fakeGull is a Gull runtime: "echo <words>" prints them, "fail" exits 1,
@@ -161,8 +162,13 @@ type env struct {
 // SQLite store and a fake driver whose browser containers answer at a fake Gull.
 func newEnv(t *testing.T, edit func(*config.Config)) *env {
 	t.Helper()
+	return newEnvOn(t, store.SQLite, ":memory:", edit)
+}
+
+func newEnvOn(t *testing.T, dialect, dsn string, edit func(*config.Config)) *env {
+	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, store.SQLite, ":memory:")
+	st, err := store.Open(ctx, dialect, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +195,7 @@ func newEnv(t *testing.T, edit func(*config.Config)) *env {
 	t.Cleanup(gc.Close)
 	bs := &browser.Service{Caps: caps, Store: st, Gull: gc, Config: cfg, Log: log}
 	h := api.New(api.Deps{Config: cfg, Store: st, Auth: auth.New(st, auth.Policy{AllowAnonymous: true, AllowAnonymousRemote: true}),
-		Sandboxes: &sandbox.Service{Store: st, Sessions: sm, Driver: drv, Config: cfg, Profiles: profiles, Log: log},
+		Sandboxes:    &sandbox.Service{Store: st, Sessions: sm, Driver: drv, Config: cfg, Profiles: profiles, Log: log},
 		Capabilities: caps, Browser: bs, Skills: &skills.Service{Store: st}, Idempotency: &idempotency.Guard{Store: st}, Log: log})
 	return &env{h: h, gull: g, drv: drv, st: st, cfg: cfg}
 }
@@ -244,8 +250,9 @@ func history(t *testing.T, e *env, id, execID string) map[string]any {
 	return e.must(t, 200, "GET", "/v1/sandboxes/"+id+"/history/"+execID, nil)
 }
 
-func TestExecHistoryAndTraces(t *testing.T) {
-	e := newEnv(t, nil)
+func TestExecHistoryAndTraces(t *testing.T) { execHistoryAndTraces(t, newEnv(t, nil)) }
+
+func execHistoryAndTraces(t *testing.T, e *env) {
 	id := e.sandbox(t, "browser-python")
 	base := "/v1/sandboxes/" + id + "/browser/"
 
@@ -313,8 +320,9 @@ func TestExecHistoryAndTraces(t *testing.T) {
 	}
 }
 
-func TestBatchStopOnError(t *testing.T) {
-	e := newEnv(t, nil)
+func TestBatchStopOnError(t *testing.T) { batchStopOnError(t, newEnv(t, nil)) }
+
+func batchStopOnError(t *testing.T, e *env) {
 	id := e.sandbox(t, "browser-python")
 	path := "/v1/sandboxes/" + id + "/browser/exec_batch"
 	cmds := []string{"echo a", "fail", "echo b"}
@@ -351,8 +359,9 @@ func TestBatchStopOnError(t *testing.T) {
 	}
 }
 
-func TestSkillRun(t *testing.T) {
-	e := newEnv(t, nil)
+func TestSkillRun(t *testing.T) { skillRun(t, newEnv(t, nil)) }
+
+func skillRun(t *testing.T, e *env) {
 	id := e.sandbox(t, "browser-python")
 	ex := e.must(t, 200, "POST", "/v1/sandboxes/"+id+"/browser/exec", map[string]any{"cmd": "echo seed"})
 	release := func(key string, payload any) string {
@@ -582,5 +591,18 @@ func TestSharedService(t *testing.T) {
 	reqs = e.gull.requests()
 	if last := reqs[len(reqs)-1]; last.Path != "/sessions/"+id {
 		t.Fatalf("delete did not end the shared session: %+v", last)
+	}
+}
+
+// The history rows, trace blobs and skill lookups hold on PostgreSQL too
+// (SHIPYARD_TEST_PG_DSN; make test sets it).
+func TestOnPostgres(t *testing.T) {
+	if storetest.PostgresDSN() == "" {
+		t.Skip("set SHIPYARD_TEST_PG_DSN (make test does, from scripts/pg.sh)")
+	}
+	for name, fn := range map[string]func(*testing.T, *env){
+		"exec history and traces": execHistoryAndTraces, "batch": batchStopOnError, "skill run": skillRun,
+	} {
+		t.Run(name, func(t *testing.T) { fn(t, newEnvOn(t, store.Postgres, storetest.FreshDSN(t, store.Postgres), nil)) })
 	}
 }
