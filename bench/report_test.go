@@ -105,6 +105,7 @@ func TestReport(t *testing.T) {
 	phase("port preview (8)", func() { r.previewFigure(r.sandboxes[0]) })
 	phase("gVisor vs runc (9)", r.gvisorFigure)
 	phase("streamed output (11)", func() { r.streamFigure(r.sandboxes[0]) })
+	phase("Go SDK vs raw HTTP (13)", func() { r.sdkFigure(r.sandboxes[0]) })
 	if _, err := cli.ImageInspect(ctx, gullImage); err == nil {
 		phase("browser (12)", r.browserFigure)
 	} else {
@@ -136,7 +137,7 @@ func TestReport(t *testing.T) {
 		rep.Rows = append(rep.Rows, r.rows[f]...)
 	}
 	rep.Notes = r.notes
-	rep.Method = append(method, mcpMethod, previewMethod, browserMethod)
+	rep.Method = append(method, mcpMethod, previewMethod, browserMethod, sdkMethod)
 	if r.quick {
 		rep.Notes = append([]string{"**Quick run (SHIPYARD_BENCH_QUICK=1): few samples, not a report to keep.**"}, rep.Notes...)
 	}
