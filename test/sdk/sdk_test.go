@@ -156,7 +156,11 @@ func TestSDKEndToEnd(t *testing.T) {
 		t.Fatalf("deleted cargo: %v", err)
 	}
 
-	// Terminal: keys in, screen out, resize, exit.
+	// Terminal: a refused handshake is Bay's typed error...
+	if _, err := c.OpenTerminal(ctx, "sandbox-000000000000", shipyard.TerminalOptions{}); !errors.Is(err, shipyard.ErrNotFound) {
+		t.Fatalf("terminal of an unknown sandbox: %#v", err)
+	}
+	// ...and an open one takes keys, shows the screen, resizes and exits.
 	term, err := c.OpenTerminal(ctx, sb.ID, shipyard.TerminalOptions{Cols: 100, Rows: 30})
 	if err != nil {
 		t.Fatal(err)
