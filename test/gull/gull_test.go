@@ -291,7 +291,8 @@ func TestBrowser(t *testing.T) {
 }
 
 // TestCrashedBrowserRestarts kills Chromium inside the container; the next
-// command starts a new one.
+// command starts a new one. A crashed page (its renderer killed, as the OOM
+// killer would) is reloaded by the next command.
 func TestCrashedBrowserRestarts(t *testing.T) {
 	requireE2E(t)
 	env := NewEnv(t)
@@ -299,12 +300,23 @@ func TestCrashedBrowserRestarts(t *testing.T) {
 	g.MustExec(t, "open http://web:8000/login")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	killed, err := g.Shell(ctx, `n=0; for p in /proc/[0-9]*; do if tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^/usr/lib/chromium/chromium-headless-shell\|^/usr/bin/chromium-headless-shell'; then kill -9 ${p#/proc/} 2>/dev/null && n=$((n+1)); fi; done; echo $n`)
+	killed, err := g.Shell(ctx, `n=0; for p in /proc/[0-9]*; do if tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q -- '--type=renderer'; then kill -9 ${p#/proc/} && n=$((n+1)); fi; done; echo $n`)
+	if err != nil || strings.TrimSpace(killed) == "0" {
+		t.Fatalf("kill the renderer: %q %v", killed, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	t0 := time.Now()
+	r := g.Exec(t, "snapshot -i", 10)
+	if r.ExitCode != 0 || !strings.Contains(r.Stdout, "crashed") || !strings.Contains(r.Stdout, `[button] "Log In"`) || time.Since(t0) > 5*time.Second {
+		t.Fatalf("after the renderer's kill (%v): %+v", time.Since(t0), r)
+	}
+
+	killed, err = g.Shell(ctx, `n=0; for p in /proc/[0-9]*; do if tr '\0' ' ' < $p/cmdline 2>/dev/null | grep -q '^/usr/lib/chromium/chromium-headless-shell\|^/usr/bin/chromium-headless-shell'; then kill -9 ${p#/proc/} 2>/dev/null && n=$((n+1)); fi; done; echo $n`)
 	if err != nil || strings.TrimSpace(killed) == "0" {
 		t.Fatalf("kill chromium: %q %v", killed, err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	r := g.Exec(t, "open http://web:8000/login", 30)
+	r = g.Exec(t, "open http://web:8000/login", 30)
 	if r.ExitCode != 0 || !strings.Contains(r.Stdout, "restarted") || !strings.Contains(r.Stdout, "Title: Login") {
 		t.Fatalf("after the kill: %+v", r)
 	}

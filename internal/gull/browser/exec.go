@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -79,7 +80,9 @@ func (m *Manager) Exec(ctx context.Context, line, sandboxID string, timeout time
 		}
 		// A page busy in a script (while(true){}) would hang every later
 		// command: stop its script.
-		sess.unblock()
+		if t, terr := sess.current(); terr == nil && !t.isCrashed() {
+			sess.unblock()
+		}
 	}
 	res := finish(l, o, err, timeout)
 	if len(res.Stdout) > m.cfg.MaxOutputBytes {
@@ -192,6 +195,17 @@ func (s *session) run(call context.Context, l command.Line, timeout time.Duratio
 	}
 	ctx, cancel := tabCtx(call, t)
 	defer cancel()
+	if t.isCrashed() && l.Name != "open" {
+		// The page's renderer died (out of memory, killed): Chromium lives,
+		// but the tab answers nothing until it loads a page again.
+		o, err := s.reloadCrashed(ctx, t, l, timeout)
+		if err != nil {
+			return out{}, err
+		}
+		if o != nil {
+			return *o, nil
+		}
+	}
 	switch l.Name {
 	case "open":
 		return s.open(ctx, t, l.Arg(0))
@@ -355,4 +369,31 @@ func (s *session) unblock() {
 		_, err := cdp.Call(ctx, tt, runtime.TerminateExecution, cdp.Empty{})
 		return err
 	})
+}
+
+// reloadCrashed reloads a tab whose renderer crashed, then runs the command; its
+// output says what happened. It returns nil when the command is history
+// navigation, which the caller runs as usual.
+func (s *session) reloadCrashed(ctx context.Context, t *tab, l command.Line, timeout time.Duration) (*out, error) {
+	before, u, _, _ := t.state()
+	err := do(ctx, func(ctx context.Context, tt *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tt, page.Reload, page.ReloadParams{})
+		return err
+	})
+	if err == nil {
+		_, err = waitLoaded(ctx, t, before, 5*time.Second)
+	}
+	if err != nil || t.isCrashed() {
+		return nil, userf("the page %s crashed (its renderer ended, e.g. out of memory) and could not be reloaded: open it again with `open <url>`", u)
+	}
+	if l.Name == "reload" {
+		o, err := s.landed(ctx, "The page had crashed (e.g. out of memory) and was reloaded:")
+		return &o, err
+	}
+	o, err := s.run(ctx, l, timeout)
+	if err != nil {
+		return nil, err
+	}
+	o.text = "(the page had crashed, e.g. out of memory, and was reloaded; refs from before are stale)\n" + o.text
+	return &o, nil
 }

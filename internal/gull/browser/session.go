@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/fetch"
+	"github.com/chromedp/cdproto/inspector"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/target"
@@ -101,6 +102,7 @@ type tab struct {
 	loaderID  cdp.LoaderID
 	url       string
 	loading   bool
+	crashed   bool            // the renderer of the page died (OOM, killed)
 	lifecycle map[string]bool // lifecycle events seen for loaderID
 	changed   chan struct{}   // closed and replaced on every page state change
 
@@ -163,6 +165,12 @@ func (t *tab) onEvent(ev any) {
 			t.lifecycle = map[string]bool{}
 		}
 		t.mainFrame, t.loaderID, t.url = e.Frame.ID, e.Frame.LoaderID, e.Frame.URL
+		t.crashed = false
+		t.notify()
+		t.mu.Unlock()
+	case *inspector.EventTargetCrashed:
+		t.mu.Lock()
+		t.crashed, t.loading = true, false
 		t.notify()
 		t.mu.Unlock()
 	case *page.EventNavigatedWithinDocument:
@@ -362,4 +370,10 @@ func globRegexp(glob string) (*regexp.Regexp, error) {
 	}
 	b.WriteString("$")
 	return regexp.Compile(b.String())
+}
+
+func (t *tab) isCrashed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.crashed
 }
