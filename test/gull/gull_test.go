@@ -202,14 +202,15 @@ func TestBrowser(t *testing.T) {
 			want    string
 			within  time.Duration
 		}{
-			{`open "http://web:8000/login`, 30, 2, "Close every quote", 2 * time.Second},
-			{`frobnicate @e1`, 30, 2, `unknown command "frobnicate"`, 2 * time.Second},
-			{`click`, 30, 2, "Usage: click <ref>", 2 * time.Second},
-			{`wait 600000`, 5, 124, "longer than the time this call has left", 2 * time.Second},
-			{`open http://web:8000/hang`, 4, 124, "timed out after 4s", 7 * time.Second},
-			{`wait --text "never on this page"`, 3, 124, "timed out after 3s", 6 * time.Second},
-			{`eval "while (true) {}"`, 3, 124, "running the script; it was stopped", 6 * time.Second},
-			{`get title`, 5, 0, "", 2 * time.Second}, // the endless script no longer blocks the page
+			// within: the call's timeout plus a margin for a loaded machine.
+			{`open "http://web:8000/login`, 30, 2, "Close every quote", 5 * time.Second},
+			{`frobnicate @e1`, 30, 2, `unknown command "frobnicate"`, 5 * time.Second},
+			{`click`, 30, 2, "Usage: click <ref>", 5 * time.Second},
+			{`wait 600000`, 5, 124, "longer than the time this call has left", 5 * time.Second},
+			{`open http://web:8000/hang`, 4, 124, "timed out after 4s", 9 * time.Second},
+			{`wait --text "never on this page"`, 3, 124, "timed out after 3s", 8 * time.Second},
+			{`eval "while (true) {}"`, 3, 124, "running the script; it was stopped", 8 * time.Second},
+			{`get title`, 5, 0, "", 5 * time.Second}, // the endless script no longer blocks the page
 		}
 		for _, c := range cases {
 			t0 := time.Now()
@@ -307,7 +308,7 @@ func TestCrashedBrowserRestarts(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	t0 := time.Now()
 	r := g.Exec(t, "snapshot -i", 10)
-	if r.ExitCode != 0 || !strings.Contains(r.Stdout, "crashed") || !strings.Contains(r.Stdout, `[button] "Log In"`) || time.Since(t0) > 5*time.Second {
+	if r.ExitCode != 0 || !strings.Contains(r.Stdout, "crashed") || !strings.Contains(r.Stdout, `[button] "Log In"`) || time.Since(t0) > 10*time.Second {
 		t.Fatalf("after the renderer's kill (%v): %+v", time.Since(t0), r)
 	}
 
