@@ -526,7 +526,7 @@ down_locked() {
 	# 3. Shims of our containerd (they outlive it by design): by pid, matched on our socket.
 	local p cmd
 	for p in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		cmd=$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
 		[[ $cmd == *containerd-shim* && $cmd == *"$CTRD_SOCK"* ]] && kill -KILL "${p#/proc/}" 2>/dev/null || true
 	done
 	# 4. Mounts under our state directory, deepest first; the CRI's network namespaces.

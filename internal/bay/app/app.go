@@ -96,21 +96,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	a.Store = st
 	a.closers = append(a.closers, st.Close)
 
-	if cfg.Driver.Type != config.DriverDocker {
-		a.Close()
-		return nil, fmt.Errorf("driver.type %q is not supported by this build (docker only)", cfg.Driver.Type)
-	}
-	d, err := docker.New(dockerConfig(cfg, log))
+	// The driver of driver.type, from the registry in drivers.go. An engine
+	// that cannot be reached answers 503 + Retry-After, not 500.
+	d, closeDriver, err := openDriver(ctx, cfg, log)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
 	a.Driver = d
-	a.closers = append(a.closers, d.Close)
-	if err := d.Prepare(ctx); err != nil {
-		a.Close()
-		return nil, err
-	}
+	a.closers = append(a.closers, closeDriver)
 
 	a.Metrics = metrics.New()
 	a.Driver = metrics.InstrumentDriver(a.Driver, a.Metrics)

@@ -661,6 +661,11 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 		go func() {
 			defer wg.Done()
 			ep, err := m.drv.Start(ctx, ss.Containers[i].ContainerID)
+			if errors.Is(err, driver.ErrImageNotFound) { // Kubernetes learns it only when the pod runs
+				errc[i] = errs.Newf(errs.Internal, "Runtime image %s of profile %s could not be pulled where the sandbox "+
+					"was scheduled (load it into the nodes' image store or a registry they reach)", p.Containers[i].Image, p.ID).Wrap(err)
+				return
+			}
 			if err != nil {
 				errc[i] = fmt.Errorf("start %s: %w", ss.Containers[i].Name, err)
 				return

@@ -1,0 +1,304 @@
+// Package k8s_test runs Bay with driver.type k8s against the real test
+// cluster of scripts/kube.sh (SHIPYARD_E2E=1, SHIPYARD_TEST_KUBECONFIG): the
+// client scenario, the pod as the API server stores it, a pod deleted behind
+// Bay's back, a Bay restart, GC of orphans, a missing image.
+package k8s_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"io"
+	"mime/multipart"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/shipyard/shipyard/internal/bay/driver"
+	"github.com/shipyard/shipyard/internal/bay/driver/k8s"
+	"github.com/shipyard/shipyard/internal/bay/driver/k8s/k8stest"
+	"github.com/shipyard/shipyard/internal/bay/model"
+	"github.com/shipyard/shipyard/test/baytest"
+)
+
+const profiles = `
+profiles:
+  - id: python-default
+    image: ship:latest
+    resources: {cpus: 1.0, memory: 512m}
+    env: {GREETING: "ahoy"}
+  - id: missing-image
+    image: shipyard-no-such-image:v0
+`
+
+type env struct {
+	c  *k8stest.Cluster
+	ns string
+	b  *baytest.Bay
+	o  baytest.Options
+}
+
+func start(t *testing.T) *env {
+	c := k8stest.New(t)
+	ns := c.Namespace(t, "bay-e2e")
+	o := baytest.Options{ConfigYAML: profiles, InstanceID: model.NewID("k8s"), DataDir: t.TempDir(), Env: map[string]string{
+		"BAY_DRIVER__TYPE":                     "k8s",
+		"BAY_DRIVER__IMAGE_PULL_POLICY":        "never",
+		"BAY_DRIVER__K8S__KUBECONFIG":          c.Kubeconfig,
+		"BAY_DRIVER__K8S__NAMESPACE":           ns,
+		"BAY_DRIVER__K8S__POD_STARTUP_TIMEOUT": "30",
+		"BAY_GC__ORPHAN_CONTAINER__ENABLED":    "true",
+	}}
+	return &env{c: c, ns: ns, b: baytest.Start(t, o), o: o}
+}
+
+// pods returns the pods of a sandbox, as the API server has them.
+func (e *env) pods(t *testing.T, selector string) []corev1.Pod {
+	t.Helper()
+	l, err := e.c.Client.CoreV1().Pods(e.ns).List(t.Context(), metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Items
+}
+
+func (e *env) pvcs(t *testing.T) []string {
+	t.Helper()
+	l, err := e.c.Client.CoreV1().PersistentVolumeClaims(e.ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range l.Items {
+		if p.DeletionTimestamp == nil {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+func shell(t *testing.T, b *baytest.Bay, id, cmd string) string {
+	t.Helper()
+	r := b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/shell/exec", Body: map[string]any{"command": cmd}})
+	out, _ := r["output"].(string)
+	return out
+}
+
+// TestScenario: the whole life of a sandbox through Bay on Kubernetes.
+func TestScenario(t *testing.T) {
+	e := start(t)
+	b := e.b
+	begin := time.Now()
+	id := b.CreateSandbox(t, map[string]any{"ttl": 3600})
+	sb := "/v1/sandboxes/" + id
+	r := b.Python(t, id, "x = 41\nprint('hi')")
+	t.Logf("create → first python answer: %s", time.Since(begin).Round(time.Millisecond))
+	if r["success"] != true || r["output"] != "hi" {
+		t.Fatalf("python: %v", r)
+	}
+	if r = b.Python(t, id, "x + 1"); r["output"] != "42" {
+		t.Fatalf("state not kept: %v", r)
+	}
+	// The profile's env reaches python and the shell.
+	if r = b.Python(t, id, "import os; os.environ.get('GREETING')"); r["output"] != "'ahoy'" {
+		t.Errorf("profile env in python: %v", r)
+	}
+	if out := shell(t, b, id, "echo $GREETING; id -u; pwd"); out != "ahoy\n1000\n/workspace" {
+		t.Errorf("shell: %q", out)
+	}
+
+	// Files, upload and download.
+	b.Must(t, 200, baytest.Req{Method: "PUT", Path: sb + "/filesystem/files", Body: map[string]any{"path": "dir/a.txt", "content": "hello"}})
+	if f := b.Must(t, 200, baytest.Req{Method: "GET", Path: sb + "/filesystem/files?path=dir/a.txt"}); f["content"] != "hello" {
+		t.Fatalf("read: %v", f)
+	}
+	data := make([]byte, 1<<20)
+	_, _ = rand.Read(data)
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	_ = mw.WriteField("path", "up/blob.bin")
+	fw, _ := mw.CreateFormFile("file", "upload")
+	_, _ = fw.Write(data)
+	_ = mw.Close()
+	b.Must(t, 200, baytest.Req{Method: "POST", Path: sb + "/filesystem/upload", Body: io.Reader(&buf),
+		Headers: map[string]string{"Content-Type": mw.FormDataContentType()}})
+	if dl := b.Do(t, baytest.Req{Method: "GET", Path: sb + "/filesystem/download?path=up/blob.bin"}); dl.Status != 200 ||
+		sha256.Sum256(dl.Body) != sha256.Sum256(data) {
+		t.Fatalf("download: %d, %d bytes", dl.Status, len(dl.Body))
+	}
+
+	// One pod, as strict as the Docker container, read back from the API server.
+	pods := e.pods(t, "bay.sandbox_id="+id)
+	if len(pods) != 1 {
+		t.Fatalf("%d pods for the sandbox", len(pods))
+	}
+	p := pods[0]
+	if !strings.HasPrefix(p.Name, "bay-session-") || p.Labels["bay.managed"] != "true" || p.Labels["bay.instance_id"] != b.InstanceID {
+		t.Errorf("pod %s labels %v", p.Name, p.Labels)
+	}
+	psc, csc := p.Spec.SecurityContext, p.Spec.Containers[0].SecurityContext
+	if !*psc.RunAsNonRoot || *psc.RunAsUser != 1000 || *psc.FSGroup != 1000 || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault ||
+		*csc.AllowPrivilegeEscalation || csc.Capabilities.Drop[0] != "ALL" || *p.Spec.EnableServiceLinks || *p.Spec.AutomountServiceAccountToken ||
+		p.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("pod security: pod %+v container %+v", psc, csc)
+	}
+	if got := p.Spec.Containers[0].Resources.Limits.Memory().Value(); got != 512<<20 {
+		t.Errorf("memory limit %d", got)
+	}
+
+	// Stop: the pod goes, the files stay, the variables do not.
+	b.Must(t, 200, baytest.Req{Method: "POST", Path: sb + "/stop"})
+	if n := len(e.pods(t, "bay.sandbox_id="+id)); n != 0 {
+		t.Fatalf("stop left %d pods", n)
+	}
+	if r = b.Python(t, id, "'x' in globals()"); r["output"] != "False" {
+		t.Fatalf("variables survived a stop: %v", r)
+	}
+	if out := shell(t, b, id, "cat dir/a.txt; echo; wc -c < up/blob.bin"); out != "hello\n1048576" {
+		t.Fatalf("files lost across stop: %q", out)
+	}
+
+	// A pod deleted behind Bay's back: the next call builds a new one.
+	oldPod := e.pods(t, "bay.sandbox_id="+id)[0]
+	old := oldPod.Name
+	// A graceful delete: the pod leaves the API only once the kubelet has
+	// stopped its containers (a forced one could still answer the next call).
+	one := int64(1)
+	if err := e.c.Client.CoreV1().Pods(e.ns).Delete(t.Context(), old, metav1.DeleteOptions{GracePeriodSeconds: &one}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, err := e.c.Client.CoreV1().Pods(e.ns).Get(t.Context(), old, metav1.GetOptions{}); err != nil {
+			break
+		}
+	}
+	if out := shell(t, b, id, "cat dir/a.txt"); out != "hello" {
+		t.Fatalf("after the pod was deleted: %q", out)
+	}
+	if now := e.pods(t, "bay.sandbox_id="+id); len(now) != 1 || now[0].UID == oldPod.UID {
+		t.Fatalf("%d pods after the rebuild (want a new one)", len(now))
+	}
+
+	// Bay restarted: the running sandbox keeps its kernel state.
+	b.Python(t, id, "y = 7")
+	b.Stop()
+	b2 := baytest.Start(t, e.o)
+	if r = b2.Python(t, id, "y * 6"); r["output"] != "42" {
+		t.Fatalf("kernel state after a Bay restart: %v", r)
+	}
+
+	// Delete: pod and PVC go.
+	b2.Must(t, 204, baytest.Req{Method: "DELETE", Path: sb})
+	if n := len(e.pods(t, "bay.sandbox_id="+id)); n != 0 {
+		t.Errorf("delete left %d pods", n)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(e.pvcs(t)) != 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond) // the pvc-protection finalizer goes when the kubelet confirms the pod gone
+	}
+	if left := e.pvcs(t); len(left) != 0 {
+		t.Errorf("delete left PVCs %v", left)
+	}
+}
+
+// TestGCOrphans: GC removes a pod and a PVC of this Bay that no record knows,
+// and touches nothing unlabelled.
+func TestGCOrphans(t *testing.T) {
+	e := start(t)
+	d, err := k8s.New(k8s.Config{Namespace: e.ns, Kubeconfig: e.c.Kubeconfig, PullPolicy: k8s.PullNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	inst := e.b.InstanceID
+	gc := func() map[string]any {
+		return e.b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/admin/gc/run",
+			Body: map[string]any{"tasks": []string{"orphan_cargo", "orphan_container"}}})
+	}
+	// A GC run waits for the start-up reconcile (which removes orphans too):
+	// what is created after it is left to the GC runs below.
+	gc()
+	mine := map[string]string{driver.LabelManaged: "true", driver.LabelInstanceID: inst, driver.LabelCargoID: "ws-orphan",
+		driver.LabelOwner: "default"}
+	if err := d.CreateVolume(ctx, "bay-cargo-ws-orphan", mine, 0); err != nil {
+		t.Fatal(err)
+	}
+	podLabels := map[string]string{driver.LabelManaged: "true", driver.LabelInstanceID: inst, driver.LabelCargoID: "ws-orphan",
+		driver.LabelSandboxID: "sandbox-orphan", driver.LabelSessionID: "sess-orphan"}
+	orphan, err := d.Create(ctx, driver.InstanceSpec{Name: "bay-session-sess-orphan", Image: "ship:latest", Port: 8123,
+		Volume: "bay-cargo-ws-orphan", Labels: podLabels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Start(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	// Unlabelled neighbours: never touched.
+	if err := d.CreateVolume(ctx, "someone-elses-claim", map[string]string{"team": "other"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Create(ctx, driver.InstanceSpec{Name: "someone-elses-pod", Image: "ship:latest", Port: 8123,
+		Labels: map[string]string{"team": "other"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	gc() // the pod goes; its claim is still in use in this pass
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		gc()
+		if pvcs := e.pvcs(t); !contains(pvcs, "bay-cargo-ws-orphan") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if st, _ := d.Status(ctx, orphan); st != driver.StateNotFound {
+		t.Errorf("orphan pod: %s", st)
+	}
+	if contains(e.pvcs(t), "bay-cargo-ws-orphan") {
+		t.Errorf("orphan PVC survived GC: %v", e.pvcs(t))
+	}
+	if !contains(e.pvcs(t), "someone-elses-claim") {
+		t.Error("GC removed an unlabelled PVC")
+	}
+	if st, _ := d.Status(ctx, "someone-elses-pod"); st == driver.StateNotFound {
+		t.Error("GC removed an unlabelled pod")
+	}
+}
+
+// TestMissingImage: a profile whose image the node cannot get fails clearly,
+// and leaves no pod behind.
+func TestMissingImage(t *testing.T) {
+	e := start(t)
+	id := e.b.CreateSandbox(t, map[string]any{"profile": "missing-image"})
+	begin := time.Now()
+	r := e.b.Do(t, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/python/exec", Body: map[string]any{"code": "1"}})
+	took := time.Since(begin)
+	t.Logf("after %s: %d %s", took.Round(time.Millisecond), r.Status, r.Body)
+	if r.Status < 500 || !strings.Contains(string(r.Body), "shipyard-no-such-image") {
+		t.Errorf("status %d body %s: want a 5xx naming the image", r.Status, r.Body)
+	}
+	if took > 20*time.Second {
+		t.Errorf("took %s: the image error must not wait for the start timeout", took)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil && len(e.pods(t, "bay.sandbox_id="+id)) > 0 {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := len(e.pods(t, "bay.sandbox_id="+id)); n != 0 {
+		t.Errorf("%d pods left after the failed start", n)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
