@@ -7,7 +7,7 @@ GO ?= go
 GOFLAGS_TEST ?= -race -count=1
 BAY_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: all build bay ship shipyard-mcp shipyard image image-data run test lint unit bench clean deps docker
+.PHONY: all build bay ship shipyard-mcp shipyard image image-data run test lint unit bench clean deps docker kube kube-build kube-down prereqs
 
 all: build
 
@@ -67,11 +67,32 @@ lint:
 unit: deps
 	CGO_ENABLED=1 $(GO) test $(GOFLAGS_TEST) -short ./...
 
-# Container tests against the real image, real Docker, real SQLite and PostgreSQL.
-# A failing pg.sh must fail the run, not silently skip the PostgreSQL tests.
+# A real single-node Kubernetes cluster (scripts/kube.sh; docs/operations.md):
+# prints its kubeconfig's path. The binaries are built once per version (~15
+# min of CPU on a fresh machine, cached in /var/cache/shipyard/kube); `make
+# kube-down` stops the cluster and cleans up after it.
+kube: docker
+	@scripts/kube.sh up
+
+kube-build:
+	@scripts/kube.sh build
+
+kube-down:
+	@scripts/kube.sh down
+
+# The two slow first-run steps, the images (mostly downloads and dpkg) and the
+# cluster's binaries (CPU), run side by side.
+prereqs: deps
+	@$(MAKE) --no-print-directory -j2 image kube-build
+
+# Container tests against the real image, real Docker, real SQLite and PostgreSQL,
+# and the Kubernetes driver against a real cluster (left running afterwards:
+# loopback-only but for the kubelet's authenticated port; make kube-down stops it).
+# A failing pg.sh or kube.sh must fail the run, not silently skip their tests.
 # test/cluster runs bin/bay as several replicas.
-test: lint deps image bay
-	dsn=$$(scripts/pg.sh) && SHIPYARD_E2E=1 SHIPYARD_TEST_PG_DSN="$$dsn" SHIPYARD_BAY_BIN=$(CURDIR)/bin/bay CGO_ENABLED=1 \
+test: lint prereqs bay
+	dsn=$$(scripts/pg.sh) && kc=$$(scripts/kube.sh up) && SHIPYARD_E2E=1 SHIPYARD_TEST_PG_DSN="$$dsn" \
+		SHIPYARD_TEST_KUBECONFIG="$$kc" SHIPYARD_BAY_BIN=$(CURDIR)/bin/bay CGO_ENABLED=1 \
 		$(GO) test $(GOFLAGS_TEST) -timeout 18m ./...
 
 # Every benchmark, side by side with its baseline, into bench/REPORT.md (< 10 min).
