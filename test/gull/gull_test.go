@@ -517,6 +517,13 @@ func TestCommandGroups(t *testing.T) {
 	want("reload", "/login")
 	fails("open file:///etc/passwd", "file:// URLs are not opened")
 	want("help", "snapshot")
+
+	// --proxy restarts the browser with the proxy, which then sticks: the
+	// fixture server answers absolute-URI (proxy) requests by their path.
+	want("--proxy http://web:8000 open http://through-the-proxy.test/login", "Title: Login")
+	want("open http://still-proxied.test/welcome?email=p", "Title: Welcome")
+	want("--proxy off open http://web:8000/login", "Title: Login")
+	fails("open http://through-the-proxy.test/login", "could not open")
 }
 
 // TestRefusesRoot: Chromium runs without its own sandbox, so Gull never runs

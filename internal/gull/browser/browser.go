@@ -143,11 +143,19 @@ func (m *Manager) acquire(ctx context.Context) error {
 
 func (m *Manager) release() { <-m.sem }
 
-// ensure starts the browser when none runs (or it died), with the proxy asked
-// for. It returns the session. Called with sem held.
+// ensure starts the browser when none runs (or it died). A proxy given
+// (--proxy URL) sticks: the browser is restarted with it and keeps it until
+// another is given ("off" for none); "" keeps the current one. It returns
+// the session. Called with sem held.
 func (m *Manager) ensure(ctx context.Context, proxy string) (*session, bool, error) {
 	m.mu.Lock()
 	alive := m.bctx != nil && m.bctx.Err() == nil
+	switch proxy {
+	case "":
+		proxy = m.proxy
+	case "off", "none":
+		proxy = ""
+	}
 	sameProxy := m.proxy == proxy
 	m.mu.Unlock()
 	if alive && sameProxy {

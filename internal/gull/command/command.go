@@ -9,6 +9,7 @@ package command
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -294,6 +295,11 @@ func ParseWords(words []string) (Line, error) {
 			return Line{}, usagef("unknown global flag %q (global flags: --json, --proxy URL); the command name comes next, e.g. open <url>", w)
 		}
 	}
+	if l.Proxy != "" {
+		if err := checkProxy(l.Proxy); err != nil {
+			return Line{}, err
+		}
+	}
 	if len(words) == 0 {
 		return Line{}, usagef("empty command: give a command such as `open <url>` or `snapshot -i` (`help` lists all)")
 	}
@@ -522,4 +528,16 @@ func ParseInt(s string, lo, hi int) (int, error) {
 		return 0, fmt.Errorf("%d is out of range %d..%d", n, lo, hi)
 	}
 	return n, nil
+}
+
+// checkProxy accepts "off"/"none" or a proxy URL with a host.
+func checkProxy(p string) error {
+	if p == "off" || p == "none" {
+		return nil
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "socks4", "socks5"}, u.Scheme) || strings.ContainsAny(p, " ,;") {
+		return usagef("--proxy %q is not a proxy URL: use http://host:port, https://, socks4:// or socks5:// (or off)", p)
+	}
+	return nil
 }

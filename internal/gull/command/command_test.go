@@ -57,6 +57,8 @@ func TestParse(t *testing.T) {
 		{`state save /workspace/s.json`, Line{Name: "state", Sub: "save", Args: []string{"/workspace/s.json"}}},
 		{`--proxy http://p:3128 open http://x/`, Line{Proxy: "http://p:3128", Name: "open", Args: []string{"http://x/"}}},
 		{`click -- -weird`, Line{Name: "click", Args: []string{"-weird"}}},
+		{`--proxy socks5://p:1080 get url`, Line{Proxy: "socks5://p:1080", Name: "get", Sub: "url"}},
+		{`--proxy off get url`, Line{Proxy: "off", Name: "get", Sub: "url"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
@@ -101,6 +103,9 @@ func TestParseErrors(t *testing.T) {
 		{`--session s open x`, "drop the flag"},
 		{`--proxy`, "needs a URL"},
 		{`--bogus open x`, "unknown global flag"},
+		{`--proxy proxy:3128 open x`, "not a proxy URL"},
+		{`--proxy "http://p:1 --no-sandbox" open x`, "not a proxy URL"},
+		{`--proxy file:///x open x`, "not a proxy URL"},
 		{"open \x00", "NUL"},
 		{"open \xff", "UTF-8"},
 		{`storage local set k`, "set needs a key and a value"},
