@@ -446,6 +446,8 @@ func TestCommandGroups(t *testing.T) {
 	want("wait --load networkidle", "Done waiting")
 	want(`wait --fn "document.title === 'Kitchen'"`, "Done waiting")
 	want("wait 50", "Waited 50 ms")
+	want("wait button", "Done waiting")
+	fails("wait 5s", "JavaScript error: SyntaxError")
 
 	// cursor-interactive elements get refs with -C.
 	snap := must("snapshot -i -C")

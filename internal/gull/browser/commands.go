@@ -553,11 +553,7 @@ func (s *session) is(ctx context.Context, t *tab, l command.Line) (out, error) {
 }
 
 func (s *session) wait(ctx context.Context, t *tab, l command.Line, timeout time.Duration) (out, error) {
-	if ms := l.Arg(0); ms != "" && !isRef(ms) && !strings.ContainsAny(ms, "#.[ >:") {
-		n, err := command.ParseInt(ms, 0, 24*3600*1000)
-		if err != nil {
-			return out{}, userf("wait takes a ref (@e3), a number of milliseconds or a flag: %v", err)
-		}
+	if n, err := command.ParseInt(l.Arg(0), 0, 24*3600*1000); err == nil {
 		d := time.Duration(n) * time.Millisecond
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 			return out{}, &timeoutError{msg: fmt.Sprintf("wait %d ms is longer than the time this call has left (timeout %s). Wait less, or call with a larger timeout", n, fmtDur(timeout))}
@@ -578,8 +574,8 @@ func (s *session) wait(ctx context.Context, t *tab, l command.Line, timeout time
 		cond = func() (bool, error) {
 			el, err := s.resolveTarget(ctx, t, target)
 			if err != nil {
-				if errors.Is(err, ErrStaleRef) {
-					return false, err
+				if errors.Is(err, ErrStaleRef) || strings.Contains(err.Error(), "JavaScript error") || strings.Contains(err.Error(), "unknown ref") {
+					return false, err // a stale/unknown ref or a bad selector never matches
 				}
 				return false, nil
 			}
