@@ -222,6 +222,20 @@ func TestStreamedExecution(t *testing.T) {
 		}
 	})
 
+	t.Run("large output streams whole, the result stays capped", func(t *testing.T) {
+		s, _ := openStream(t, context.Background(), b, sb+"/shell/exec",
+			map[string]any{"command": "head -c 5000000 /dev/zero | tr '\\0' x; echo; echo tail >&2"})
+		evs := s.all(t)
+		out := texts(evs, "stdout")
+		if len(out) != 5000001 || strings.Trim(out, "x\n") != "" || texts(evs, "stderr") != "tail\n" {
+			t.Fatalf("streamed %d bytes of stdout, stderr %q", len(out), texts(evs, "stderr"))
+		}
+		res := evs[len(evs)-1]
+		if res.Type != "result" || res.Data["truncated"] != true || len(res.Data["output"].(string)) > 2<<20 {
+			t.Fatalf("result %s truncated=%v, %d bytes", res.Type, res.Data["truncated"], len(res.Data["output"].(string)))
+		}
+	})
+
 	t.Run("errors before the stream are JSON", func(t *testing.T) {
 		for _, tt := range []struct {
 			path   string
