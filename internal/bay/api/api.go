@@ -11,6 +11,7 @@ import (
 	"path"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -83,6 +84,12 @@ type API struct {
 	Deps
 	log *slog.Logger
 	mux *http.ServeMux
+	// patterns are the registered patterns, in order (the OpenAPI
+	// conformance test compares them with the operations table).
+	patterns []string
+	specOnce sync.Once
+	spec     []byte
+	specErr  error
 }
 
 // New builds the handler.
@@ -107,6 +114,7 @@ func (a *API) handle(pattern string, h func(w http.ResponseWriter, r *http.Reque
 	if i := strings.IndexByte(pattern, ' '); i >= 0 {
 		route = pattern[i+1:]
 	}
+	a.patterns = append(a.patterns, pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if rp, ok := r.Context().Value(routeKey).(*string); ok {
 			*rp = route
@@ -248,6 +256,8 @@ func canonicalPath(r *http.Request) bool {
 func (a *API) routes() {
 	a.handle("GET /health", a.health)
 	a.handle("GET /healthz", a.liveness)
+	a.handle("GET /openapi.json", a.serveSpec)
+	a.handle("GET /docs", a.serveDocs)
 	if a.Metrics != nil {
 		h := a.Metrics.Handler()
 		a.handle("GET /metrics", h.ServeHTTP)
