@@ -2,8 +2,8 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"reflect"
@@ -33,9 +33,9 @@ import (
 type access int
 
 const (
-	public access = iota // no credentials
-	owner                // an API key (or anonymous when allowed)
-	adminOnly            // an admin key
+	public    access = iota // no credentials
+	owner                   // an API key (or anonymous when allowed)
+	adminOnly               // an admin key
 )
 
 // param is a query or header parameter.
@@ -44,8 +44,8 @@ type param struct {
 	Required             bool
 }
 
-func q(name, typ, desc string) param  { return param{Name: name, In: "query", Type: typ, Desc: desc} }
-func hdr(name, desc string) param     { return param{Name: name, In: "header", Type: "string", Desc: desc} }
+func q(name, typ, desc string) param { return param{Name: name, In: "query", Type: typ, Desc: desc} }
+func hdr(name, desc string) param    { return param{Name: name, In: "header", Type: "string", Desc: desc} }
 func reqQ(name, typ, desc string) param {
 	return param{Name: name, In: "query", Type: typ, Desc: desc, Required: true}
 }
@@ -249,7 +249,7 @@ var operations = []operation{
 		Responses: map[int]any{200: jsonOrStream{wire.ShellResult{}}}, Errors: sessionErrs, Invalid: true},
 
 	{Pattern: "GET /v1/sandboxes/{id}/filesystem/files", Tag: "filesystem", Summary: "Read a text file", Access: owner,
-		Params: []param{reqQ("path", "string", "path relative to /workspace (or absolute inside it)")},
+		Params:    []param{reqQ("path", "string", "path relative to /workspace (or absolute inside it)")},
 		Responses: map[int]any{200: fileContent{}}, Errors: fileErrs, Invalid: true},
 	{Pattern: "PUT /v1/sandboxes/{id}/filesystem/files", Tag: "filesystem", Summary: "Write a text file", Access: owner,
 		Request: writeFileRequest{}, Responses: map[int]any{200: statusBody{}}, Errors: fileErrs, Invalid: true},
