@@ -54,6 +54,7 @@ func TestShipStatusMapping(t *testing.T) {
 		{"missing file, no detail", 404, "", true, errs.FileNotFound, "File not found"},
 		{"missing process", 404, "Process not found", false, errs.NotFound, "Process not found"},
 		{"conflict", 409, "busy", false, errs.Conflict, "busy"},
+		{"a runtime limit", 429, "too many background processes running (64 of 64); kill some first", false, errs.QuotaExceeded, "too many background processes running (64 of 64); kill some first"},
 		{"too large", 413, "File too large to read (33554433 bytes; limit 33554432)", true, errs.TooLarge, "File too large to read (33554433 bytes; limit 33554432)"},
 		{"request validation", 422, "bad", true, errs.Validation, "Invalid request to the runtime"},
 		{"a long message is capped", 400, long, true, errs.Validation, long[:maxDetailBytes] + "…"},
