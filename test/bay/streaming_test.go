@@ -312,3 +312,33 @@ func TestStreamDisconnect(t *testing.T) {
 		t.Fatalf("no history row for the detached command: %v", h)
 	}
 }
+
+// TestStreamErrorEvent: when the runtime dies mid-stream the stream ends
+// with an error event carrying Bay's error body, and the next call gets a
+// new session.
+func TestStreamErrorEvent(t *testing.T) {
+	baytest.Skip(t)
+	b := baytest.Start(t, baytest.Options{})
+	id := b.CreateSandbox(t, nil)
+	s, resp := openStream(t, context.Background(), b, "/v1/sandboxes/"+id+"/shell/exec", map[string]any{"command": "echo started; sleep 60"})
+	if s == nil {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if ev, ok := s.next(t); !ok || ev.Type != "stdout" {
+		t.Fatalf("first event %v", ev)
+	}
+	if err := baytest.Docker(t).ContainerKill(context.Background(), sandboxContainer(t, id), "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	evs := s.all(t)
+	if len(evs) != 1 || evs[0].Type != "error" {
+		t.Fatalf("events after the kill: %s", eventTypes(evs))
+	}
+	e, _ := evs[0].Data["error"].(map[string]any)
+	if e["code"] != "ship_error" || e["request_id"] == "" {
+		t.Fatalf("error event %v", evs[0].Data)
+	}
+	if r := b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/shell/exec", Body: map[string]any{"command": "echo back"}}); r["output"] != "back" {
+		t.Fatalf("after the failure: %v", r)
+	}
+}
