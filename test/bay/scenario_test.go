@@ -53,7 +53,7 @@ func multipartBody(t *testing.T, path string, data []byte) (io.Reader, string) {
 // TestClientScenario walks the whole life of a sandbox as the upstream SDK would.
 func TestClientScenario(t *testing.T) {
 	baytest.Skip(t)
-	clientScenario(t, baytest.Start(t, baytest.Options{}))
+	clientScenario(t, baytest.Start(t, baytest.Options{ValidateSpec: true}))
 }
 
 // TestClientScenarioOnPostgres runs the same scenario with PostgreSQL as the store.
@@ -62,7 +62,7 @@ func TestClientScenarioOnPostgres(t *testing.T) {
 	if storetest.PostgresDSN() == "" {
 		t.Skip("set SHIPYARD_TEST_PG_DSN (make test does, from scripts/pg.sh)")
 	}
-	clientScenario(t, baytest.Start(t, baytest.Options{Postgres: storetest.FreshDSN(t, store.Postgres)}))
+	clientScenario(t, baytest.Start(t, baytest.Options{ValidateSpec: true, Postgres: storetest.FreshDSN(t, store.Postgres)}))
 }
 
 func clientScenario(t *testing.T, b *baytest.Bay) {

@@ -45,6 +45,10 @@ type Options struct {
 	InstanceID string // reuse an instance id (restart tests)
 	LogWriter  io.Writer
 	Listen     string // address to serve on; "" = 127.0.0.1:0
+	// ValidateSpec checks every answer of Do and Must against Bay's OpenAPI
+	// document (status declared, JSON body matching its schema); a
+	// mismatch fails the test.
+	ValidateSpec bool
 }
 
 // Bay is a running test Bay.
@@ -56,6 +60,7 @@ type Bay struct {
 	Client     *http.Client
 	stop       func()
 	stopped    sync.Once
+	spec       *SpecChecker // nil: answers are not checked
 }
 
 // Skip skips unless container tests are enabled (make test sets SHIPYARD_E2E=1).
@@ -135,6 +140,11 @@ func Start(t testing.TB, o Options) *Bay {
 	}
 	b := &Bay{URL: url, InstanceID: inst, DataDir: dir, App: a,
 		Client: &http.Client{Timeout: 5 * time.Minute}}
+	if o.ValidateSpec {
+		if b.spec, err = Spec(); err != nil {
+			t.Fatalf("openapi: %v", err)
+		}
+	}
 	b.stop = func() { cancel(); <-done; _ = a.Close() }
 	t.Cleanup(func() {
 		b.Stop()
@@ -258,6 +268,11 @@ func (b *Bay) Do(t testing.TB, r Req) *Response {
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
+	if b.spec != nil {
+		if err := b.spec.Check(req, resp.StatusCode, resp.Header, data); err != nil {
+			t.Error(err)
+		}
+	}
 	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
 }
 
