@@ -148,9 +148,18 @@ type replica struct {
 	id   string
 	url  string
 	port int
-	cmd  *exec.Cmd
 	log  string
+
+	mu   sync.Mutex // a replica may be restarted while requests look at it
+	cmd  *exec.Cmd
 	done chan struct{}
+}
+
+// proc returns the replica's current process and the channel closed when it exits.
+func (r *replica) proc() (*exec.Cmd, chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cmd, r.done
 }
 
 func newCluster(t *testing.T, dsn string, n int) *cluster {
@@ -170,7 +179,9 @@ func newCluster(t *testing.T, dsn string, n int) *cluster {
 	t.Cleanup(func() { db.Close() })
 	c.db = db
 	for i := 0; i < n; i++ {
-		c.reps = append(c.reps, &replica{id: fmt.Sprintf("r%d", i), port: freePort(t)})
+		port := freePort(t)
+		c.reps = append(c.reps, &replica{id: fmt.Sprintf("r%d", i), port: port,
+			url: fmt.Sprintf("http://127.0.0.1:%d", port), log: filepath.Join(c.dir, fmt.Sprintf("r%d.log", i))})
 	}
 	// Start them together: several replicas on an empty database migrate it once.
 	var wg sync.WaitGroup
@@ -213,25 +224,26 @@ func (c *cluster) env(r *replica) []string {
 }
 
 func (c *cluster) start(r *replica) error {
-	r.log = filepath.Join(c.dir, r.id+".log")
 	f, err := os.OpenFile(r.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
-	r.cmd = exec.Command(bay(c.t), "serve")
-	r.cmd.Env = c.env(r)
-	r.cmd.Stdout, r.cmd.Stderr = f, f
-	if err := r.cmd.Start(); err != nil {
+	cmd := exec.Command(bay(c.t), "serve")
+	cmd.Env = c.env(r)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
 		f.Close()
 		return err
 	}
-	r.done = make(chan struct{})
-	go func() { _ = r.cmd.Wait(); f.Close(); close(r.done) }()
-	r.url = fmt.Sprintf("http://127.0.0.1:%d", r.port)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
+	r.mu.Lock()
+	r.cmd, r.done = cmd, done
+	r.mu.Unlock()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
-		case <-r.done:
+		case <-done:
 			return fmt.Errorf("replica %s exited at start (log %s)", r.id, r.log)
 		default:
 		}
@@ -248,33 +260,38 @@ func (c *cluster) start(r *replica) error {
 
 // kill SIGKILLs the replica (no shutdown of any kind).
 func (r *replica) kill() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		<-r.done
+	if cmd, done := r.proc(); cmd != nil && cmd.Process != nil {
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
 
 // stop shuts the replica down gracefully (SIGTERM), then kills it.
 func (r *replica) stop() {
-	if r.cmd == nil || r.cmd.Process == nil {
+	cmd, done := r.proc()
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
 	select {
-	case <-r.done:
+	case <-done:
 		return
 	default:
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-r.done:
+	case <-done:
 	case <-time.After(20 * time.Second):
 		r.kill()
 	}
 }
 
 func (r *replica) alive() bool {
+	_, done := r.proc()
+	if done == nil {
+		return false
+	}
 	select {
-	case <-r.done:
+	case <-done:
 		return false
 	default:
 		return true
