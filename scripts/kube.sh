@@ -423,6 +423,8 @@ up() {
 	build
 	ip=$(host_ip)
 	pki "$ip"
+	# kubectl beside the kubeconfig, for people and tests (kubectl apply -k deploy/k8s).
+	ln -sfn "$BIN/kubectl" "$STATE/kubectl"
 	pause_image
 	containerd_config
 	kubelet_config "$ip"

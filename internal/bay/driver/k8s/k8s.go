@@ -78,6 +78,8 @@ func New(cfg Config) (*Driver, error) {
 	// user agent that names it in audit logs.
 	rc.QPS, rc.Burst = 50, 100
 	rc.UserAgent = "shipyard-bay"
+	// API warnings (e.g. Pod Security "warn" levels) go to the log, not to stderr.
+	rc.WarningHandler = warningLogger{log: c.Logger.With("component", "driver.k8s")}
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("k8s: client: %w", err)
@@ -93,6 +95,13 @@ func NewWithClient(cfg Config, cs kubernetes.Interface, rc *rest.Config) *Driver
 	}
 	return &Driver{cfg: cfg, cs: cs, rest: rc, log: cfg.Logger.With("component", "driver.k8s"),
 		labels: labelCodec{prefix: cfg.LabelPrefix}}
+}
+
+// warningLogger logs the API server's warnings at debug level.
+type warningLogger struct{ log *slog.Logger }
+
+func (w warningLogger) HandleWarningHeader(code int, agent, text string) {
+	w.log.Debug("api server warning", "code", code, "warning", text)
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

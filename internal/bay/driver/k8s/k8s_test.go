@@ -197,7 +197,7 @@ func TestPodReadBack(t *testing.T) {
 // the start timeout; Destroy then leaves nothing.
 func TestStartFailures(t *testing.T) {
 	c := k8stest.New(t)
-	d := newDriver(t, c, k8s.Config{StartTimeout: 15 * time.Second})
+	d := newDriver(t, c, k8s.Config{StartTimeout: 8 * time.Second})
 	ns := d.Config().Namespace
 	cases := []struct {
 		name    string
@@ -207,8 +207,8 @@ func TestStartFailures(t *testing.T) {
 		within  time.Duration
 	}{
 		{"image missing", func(s *driver.InstanceSpec) { s.Image = "shipyard-no-such-image:v0" }, driver.ErrImageNotFound, "ErrImageNeverPull", 10 * time.Second},
-		{"unschedulable", func(s *driver.InstanceSpec) { s.Resources.MemoryBytes = 1 << 50 }, nil, "Insufficient memory", 25 * time.Second},
-		{"volume claim missing", func(s *driver.InstanceSpec) { s.Volume = "bay-cargo-missing" }, nil, "bay-cargo-missing", 25 * time.Second},
+		{"unschedulable", func(s *driver.InstanceSpec) { s.Resources.MemoryBytes = 1 << 50 }, nil, "Insufficient memory", 20 * time.Second},
+		{"volume claim missing", func(s *driver.InstanceSpec) { s.Volume = "bay-cargo-missing" }, nil, "bay-cargo-missing", 20 * time.Second},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

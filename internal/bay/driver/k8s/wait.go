@@ -43,23 +43,23 @@ func (d *Driver) watchPod(ctx context.Context, name string, pod *corev1.Pod, che
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	for {
 		if rv != "" {
-			w, err := pods.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: rv, AllowWatchBookmarks: true})
+			w, err := pods.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: rv})
 			if err != nil && ctx.Err() == nil && !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) {
 				return wrap("watch pod", name, err)
 			}
 			if err == nil {
-				done, next, err := consume(w, check)
+				done, err := consume(w, check)
 				w.Stop()
 				if done || err != nil {
 					return err
 				}
-				rv = next
 			}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		// The watch ended (server timeout, expired version): read the pod again.
+		// The watch ended (server timeout, expired version): read the pod
+		// again, and watch on from its version.
 		cur, err := pods.Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
@@ -86,9 +86,9 @@ func (d *Driver) watchPod(ctx context.Context, name string, pod *corev1.Pod, che
 	}
 }
 
-// consume feeds the events of w to check. It returns the last resource
-// version seen ("" when the version expired and a fresh read is needed).
-func consume(w watch.Interface, check checkFunc) (done bool, rv string, err error) {
+// consume feeds the events of w to check until it is done, fails, or the
+// watch ends (closed by the server, or an error event such as 410 Gone).
+func consume(w watch.Interface, check checkFunc) (bool, error) {
 	for ev := range w.ResultChan() {
 		switch ev.Type {
 		case watch.Added, watch.Modified, watch.Deleted:
@@ -96,30 +96,17 @@ func consume(w watch.Interface, check checkFunc) (done bool, rv string, err erro
 			if !ok {
 				continue
 			}
-			rv = pod.ResourceVersion
 			if ev.Type == watch.Deleted {
 				pod = nil
 			}
 			if done, err := check(pod); done || err != nil {
-				return done, rv, err
-			}
-		case watch.Bookmark:
-			if m, err := metaAccessor(ev.Object); err == nil {
-				rv = m
+				return done, err
 			}
 		case watch.Error:
-			// Usually 410 Gone: the version is too old; read afresh.
-			return false, "", nil
+			return false, nil
 		}
 	}
-	return false, rv, nil
-}
-
-func metaAccessor(obj any) (string, error) {
-	if o, ok := obj.(interface{ GetResourceVersion() string }); ok {
-		return o.GetResourceVersion(), nil
-	}
-	return "", errors.New("no resource version")
+	return false, nil
 }
 
 // waitRunning waits until the runtime container of pod runs with a pod IP and

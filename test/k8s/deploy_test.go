@@ -1,0 +1,97 @@
+package k8s_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/shipyard/shipyard/internal/bay/driver/drivertest"
+	"github.com/shipyard/shipyard/internal/bay/driver/k8s"
+	"github.com/shipyard/shipyard/internal/bay/driver/k8s/k8stest"
+)
+
+// TestDeployManifests applies deploy/k8s to the test cluster with kubectl
+// (kustomize), then runs the driver conformance suite as Bay's service
+// account in the sandbox namespace: the Role grants what the driver needs,
+// and the namespace's Pod Security level admits its pods (the workspace init
+// container included). The namespaces are deleted afterwards.
+func TestDeployManifests(t *testing.T) {
+	c := k8stest.New(t)
+	kubectl := os.Getenv("SHIPYARD_TEST_KUBECTL")
+	if kubectl == "" {
+		kubectl = filepath.Join(filepath.Dir(c.Kubeconfig), "kubectl") // scripts/kube.sh puts it there
+	}
+	if _, err := os.Stat(kubectl); err != nil {
+		t.Skipf("no kubectl (%v): set SHIPYARD_TEST_KUBECTL", err)
+	}
+	run := func(stdin []byte, args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+		}
+		return out.String()
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, ns := range []string{"shipyard", "bay"} {
+			_ = c.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+		}
+	})
+	built := run(nil, "kustomize", "../../deploy/k8s")
+	for _, want := range []string{"kind: Deployment", "replicas: 2", "kind: Role", "kind: NetworkPolicy", "type: k8s"} {
+		if !strings.Contains(built, want) {
+			t.Errorf("kustomize output lacks %q", want)
+		}
+	}
+	// Server-side validation of every object, then the real thing (Bay's own
+	// pods cannot run here: bay:latest is not built; it is scaled to 0).
+	run([]byte(built), "apply", "-f", "-")
+	run(nil, "-n", "shipyard", "scale", "deployment/bay", "--replicas=0")
+
+	rc := rest.CopyConfig(c.Rest)
+	rc.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:shipyard:bay"}
+	rc.WarningHandler = rest.NoWarnings{} // Pod Security "warn: restricted" on every sandbox pod
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The service account may not act outside the sandbox namespace.
+	if _, err := cs.CoreV1().Pods("default").List(t.Context(), metav1.ListOptions{}); err == nil {
+		t.Error("Bay's service account can list pods in namespace default")
+	}
+	if _, err := cs.CoreV1().Secrets("bay").List(t.Context(), metav1.ListOptions{}); err == nil {
+		t.Error("Bay's service account can list secrets")
+	}
+	d := k8s.NewWithClient(k8s.Config{Namespace: "bay", PullPolicy: k8s.PullNever, StartTimeout: 90 * time.Second}, cs, rc)
+	drivertest.Run(t, d, drivertest.Options{
+		Image: shipImage(), HealthPath: "/health", ReadyTimeout: 90 * time.Second,
+		WriteFile: func(ctx context.Context, id, path, data string) error {
+			_, err := c.Exec(ctx, "bay", id, k8s.ContainerName, "sh", "-c", `printf %s "$1" > "$2"`, "sh", data, path)
+			return err
+		},
+		ReadFile: func(ctx context.Context, id, path string) (string, error) {
+			return c.Exec(ctx, "bay", id, k8s.ContainerName, "cat", path)
+		},
+	})
+}
+
+func shipImage() string {
+	if img := os.Getenv("BAY_TEST_SHIP_IMAGE"); img != "" {
+		return img
+	}
+	return "ship:latest"
+}
