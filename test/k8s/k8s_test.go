@@ -11,10 +11,12 @@ import (
 	"crypto/sha256"
 	"io"
 	"mime/multipart"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -33,6 +35,15 @@ profiles:
     env: {GREETING: "ahoy"}
   - id: missing-image
     image: shipyard-no-such-image:v0
+  - id: duo
+    idle_timeout: 1
+    containers:
+      - name: ship
+        image: ship:latest
+        capabilities: [python, filesystem]
+      - name: sidecar
+        image: ship:latest
+        capabilities: [shell]
 `
 
 type env struct {
@@ -301,4 +312,61 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestTerminal: the WebSocket terminal reaches the pod through Bay.
+func TestTerminal(t *testing.T) {
+	e := start(t)
+	id := e.b.CreateSandbox(t, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	url := "ws" + strings.TrimPrefix(e.b.URL, "http") + "/v1/sandboxes/" + id + "/terminal?cols=100&rows=30"
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + baytest.APIKey}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte("echo term-$((6*7)) && id -u\n")); err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	for !strings.Contains(got.String(), "term-42") || !strings.Contains(got.String(), "1000") {
+		_, data, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v (so far %q)", err, got.String())
+		}
+		got.Write(data)
+	}
+	_ = c.Close(websocket.StatusNormalClosure, "")
+}
+
+// TestIdleReclaimAndMultiContainer: GC's idle reclaim removes the pods of an
+// idle sandbox and keeps its files; a two-container profile is two pods on
+// the same claim, each with its container's hostname; delete removes both.
+func TestIdleReclaimAndMultiContainer(t *testing.T) {
+	e := start(t)
+	b := e.b
+	id := b.CreateSandbox(t, map[string]any{"profile": "duo"})
+	if r := b.Python(t, id, "import socket; open('note.txt', 'w').write('kept'); socket.gethostname()"); r["output"] != "'ship'" {
+		t.Fatalf("python ran on %v", r["output"])
+	}
+	if out := shell(t, b, id, "hostname; cat note.txt"); out != "sidecar\nkept" {
+		t.Fatalf("shell: %q", out)
+	}
+	if n := len(e.pods(t, "bay.sandbox_id="+id)); n != 2 {
+		t.Fatalf("%d pods, want 2", n)
+	}
+	time.Sleep(1500 * time.Millisecond) // idle_timeout: 1
+	r := b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/admin/gc/run", Body: map[string]any{"tasks": []string{"idle_session"}}})
+	t.Logf("gc: %v", r)
+	if n := len(e.pods(t, "bay.sandbox_id="+id)); n != 0 {
+		t.Fatalf("idle reclaim left %d pods", n)
+	}
+	if out := shell(t, b, id, "cat note.txt"); out != "kept" {
+		t.Fatalf("files after idle reclaim: %q", out)
+	}
+	b.Must(t, 204, baytest.Req{Method: "DELETE", Path: "/v1/sandboxes/" + id})
+	if n := len(e.pods(t, "bay.sandbox_id="+id)); n != 0 {
+		t.Fatalf("%d pods after delete", n)
+	}
 }
