@@ -140,7 +140,7 @@ func Start(t testing.TB, o Options) *Bay {
 	}
 	b := &Bay{URL: url, InstanceID: inst, DataDir: dir, App: a,
 		Client: &http.Client{Timeout: 5 * time.Minute}}
-	if o.ValidateSpec {
+	if o.ValidateSpec || os.Getenv("SHIPYARD_VALIDATE_SPEC") != "" {
 		if b.spec, err = Spec(); err != nil {
 			t.Fatalf("openapi: %v", err)
 		}
@@ -269,7 +269,8 @@ func (b *Bay) Do(t testing.TB, r Req) *Response {
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	if b.spec != nil {
-		if err := b.spec.Check(req, resp.StatusCode, resp.Header, data); err != nil {
+		// resp.Request is the last request when redirects were followed.
+		if err := b.spec.Check(resp.Request, resp.StatusCode, resp.Header, data); err != nil {
 			t.Error(err)
 		}
 	}

@@ -80,6 +80,9 @@ type operation struct {
 	Responses   map[int]any
 	Errors      []errs.Code // domain codes answered (status from statusOf)
 	Invalid     bool        // 422 with FastAPI's {"detail":[...]} on a bad body or query
+	// Passthrough: the answer is another server's, any status (the port
+	// proxy); only a default response is documented.
+	Passthrough bool
 }
 
 // Doc-only shapes: what handlers write as maps with fixed keys, and request
@@ -319,18 +322,18 @@ var operations = []operation{
 		Responses: map[int]any{200: freeForm("{ports: [{port, url, ...}]}")}, Errors: sessionErrs},
 	{Pattern: "POST /v1/sandboxes/{id}/ports/tokens", Tag: "ports", Summary: "A signed preview URL for a port", Access: byOwner,
 		Request: portTokenRequest{}, Responses: map[int]any{201: freeForm("{token, url, expires_at, ...}")},
-		Errors: append(slices.Clone(sandboxErrs), errs.Conflict), Invalid: true},
+		Errors: append(slices.Clone(sessionErrs), errs.Forbidden), Invalid: true},
 	{Pattern: "DELETE /v1/sandboxes/{id}/ports/tokens", Tag: "ports", Summary: "Revoke preview tokens (of one port with ?port=)", Access: byOwner,
 		Params: []param{q("port", "integer", "only this port's tokens")}, Responses: map[int]any{204: noBody("revoked")},
 		Errors: sandboxErrs, Invalid: true},
 	{Pattern: "/v1/sandboxes/{id}/ports/{port}", Methods: []string{http.MethodGet}, Tag: "ports",
 		Summary: "Redirect to the port's root (…/{port}/)", Access: byOwner,
-		Responses: map[int]any{308: noBody("to the same path with a trailing slash")}, Errors: sandboxErrs},
+		Responses: map[int]any{308: noBody("to the same path with a trailing slash")}, Errors: []errs.Code{errs.NotFound, errs.Validation, errs.Forbidden}},
 	{Pattern: "/v1/sandboxes/{id}/ports/{port}/{path...}", Methods: []string{http.MethodGet, http.MethodPost, http.MethodPut,
 		http.MethodPatch, http.MethodDelete}, Tag: "ports", Summary: "Proxy to a server in the sandbox (any method, WebSocket too)",
 		Description: "Authenticated with an API key or a preview token (?shipyard_token=, then a cookie). The answer is the app's.",
-		Access:      byOwner, Request: raw{"*/*", "passed to the app"},
-		Responses: map[int]any{200: raw{"*/*", "the app's answer (any status)"}}, Errors: sessionErrs},
+		Access:      byOwner, Request: raw{"*/*", "passed to the app"}, Passthrough: true,
+		Responses: map[int]any{}},
 
 	{Pattern: "POST /v1/sandboxes/{id}/processes", Tag: "processes", Summary: "Start a background process", Access: byOwner,
 		Request: wire.StartProcessRequest{}, Responses: map[int]any{201: wire.Process{}}, Errors: processErrs, Invalid: true},
@@ -623,6 +626,13 @@ func (g *schemaGen) operation(op operation, method string) (*openapi3.Operation,
 		}
 		o.RequestBody = &openapi3.RequestBodyRef{Value: &openapi3.RequestBody{Content: content}}
 	}
+	if op.Passthrough {
+		desc := "the app's answer, any status; Bay's own refusals (401, 403 forbidden, 404 not_found, " +
+			"502 ship_error, 503 session_not_ready) carry the error body"
+		o.Responses.Set("default", &openapi3.ResponseRef{Value: &openapi3.Response{Description: &desc,
+			Content: openapi3.Content{"*/*": openapi3.NewMediaType()}}})
+		return o, nil
+	}
 	for status, v := range op.Responses {
 		r := &openapi3.Response{}
 		desc := http.StatusText(status)
@@ -651,9 +661,9 @@ func (g *schemaGen) errors(op operation, o *openapi3.Operation) error {
 	codes := append([]errs.Code{errs.Internal}, op.Errors...)
 	switch op.Access {
 	case byOwner:
-		codes = append(codes, errs.Unauthorized, errs.RateLimited, errs.DatabaseUnavailable)
+		codes = append(codes, errs.Unauthorized, errs.RateLimited, errs.DatabaseUnavailable, errs.Validation)
 	case adminOnly:
-		codes = append(codes, errs.Unauthorized, errs.AdminRequired, errs.DatabaseUnavailable)
+		codes = append(codes, errs.Unauthorized, errs.AdminRequired, errs.DatabaseUnavailable, errs.Validation)
 	}
 	if len(pathParams(op.Pattern)) > 0 {
 		codes = append(codes, errs.NotFound) // an id no row can have
@@ -697,6 +707,11 @@ func (g *schemaGen) errors(op operation, o *openapi3.Operation) error {
 func (g *schemaGen) content(v any, strict bool) (openapi3.Content, error) {
 	switch v := v.(type) {
 	case raw:
+		if v.Type == "*/*" {
+			mt := openapi3.NewMediaType()
+			mt.Extensions = map[string]any{"x-description": v.Desc}
+			return openapi3.Content{v.Type: mt}, nil
+		}
 		s := openapi3.NewSchema()
 		if v.Type != "application/json" {
 			s = openapi3.NewStringSchema()
