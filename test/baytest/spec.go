@@ -1,114 +1,28 @@
 package baytest
 
 import (
-	"bytes"
-	"context"
-	"fmt"
-	"io"
-	"mime"
-	"net/http"
-	"path"
-	"strings"
 	"sync"
 
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-
+	"github.com/shipyard/shipyard/internal/apispec"
 	"github.com/shipyard/shipyard/internal/bay/api"
 )
 
-// SpecChecker checks Bay's answers against its OpenAPI document (the one
-// served at /openapi.json): the status is one the operation declares, the
-// media type is declared, and a JSON body matches the schema (required
-// fields present, no undeclared field, types and nullability right).
-type SpecChecker struct {
-	mux    *http.ServeMux
-	routes map[string]*routers.Route // method + " " + pattern
-}
-
 var (
 	specOnce    sync.Once
-	specChecker *SpecChecker
+	specChecker *apispec.Checker
 	specErr     error
 )
 
-// Spec returns the checker for Bay's document (built once per test binary).
-func Spec() (*SpecChecker, error) {
-	specOnce.Do(func() { specChecker, specErr = newSpecChecker() })
+// Spec returns the checker of Bay's OpenAPI document (the one served at
+// /openapi.json), built once per test binary.
+func Spec() (*apispec.Checker, error) {
+	specOnce.Do(func() {
+		doc, err := api.OpenAPI()
+		if err != nil {
+			specErr = err
+			return
+		}
+		specChecker, specErr = apispec.NewChecker(doc)
+	})
 	return specChecker, specErr
-}
-
-func newSpecChecker() (*SpecChecker, error) {
-	doc, err := api.OpenAPI()
-	if err != nil {
-		return nil, err
-	}
-	c := &SpecChecker{mux: http.NewServeMux(), routes: map[string]*routers.Route{}}
-	patterns := map[string]bool{}
-	for p, item := range doc.Paths.Map() {
-		for method, op := range item.Operations() {
-			pattern, _ := op.Extensions[api.PatternExtension].(string)
-			if pattern == "" {
-				return nil, fmt.Errorf("%s %s: no %s", method, p, api.PatternExtension)
-			}
-			key := method + " " + pattern
-			if _, seen := c.routes[key]; seen {
-				return nil, fmt.Errorf("%s documented twice", key)
-			}
-			if !patterns[pattern] {
-				patterns[pattern] = true
-				c.mux.HandleFunc(pattern, func(http.ResponseWriter, *http.Request) {})
-			}
-			c.routes[key] = &routers.Route{Spec: doc, Path: p, PathItem: item, Method: method, Operation: op}
-		}
-	}
-	return c, nil
-}
-
-// Check validates one answer to req. Requests no documented route matches
-// (Bay's own 404/405 for unknown paths) are not checked.
-func (c *SpecChecker) Check(req *http.Request, status int, header http.Header, body []byte) error {
-	p := req.URL.EscapedPath()
-	clean := path.Clean(p)
-	if strings.HasSuffix(p, "/") && clean != "/" {
-		clean += "/"
-	}
-	if clean != p {
-		return nil // Bay answers a non-canonical path 404 before routing
-	}
-	_, pattern := c.mux.Handler(req)
-	if pattern == "" {
-		return nil
-	}
-	method := req.Method
-	if method == http.MethodHead {
-		method = http.MethodGet
-	}
-	route := c.routes[method+" "+pattern]
-	if route == nil {
-		return fmt.Errorf("%s %s: method %s of %q is not documented", req.Method, p, method, pattern)
-	}
-	ctype := header.Get("Content-Type")
-	mt, _, _ := mime.ParseMediaType(ctype)
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, Route: route},
-		Status:                 status,
-		Header:                 header,
-		Body:                   io.NopCloser(bytes.NewReader(body)),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	}
-	if mt != "application/json" {
-		// Not JSON (a stream, a file, a redirect): the status and media type
-		// must be documented; the body has no schema to check.
-		in.Options.ExcludeResponseBody = true
-		r := route.Operation.Responses.Status(status)
-		if r != nil && len(r.Value.Content) > 0 && len(body) > 0 && r.Value.Content.Get(ctype) == nil {
-			return fmt.Errorf("%s %s: %d answered %q, not documented", req.Method, p, status, ctype)
-		}
-	}
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		return fmt.Errorf("%s %s (%s %s): %d does not match the OpenAPI document: %w\nbody: %.600s",
-			req.Method, p, route.Method, route.Path, status, err, body)
-	}
-	return nil
 }

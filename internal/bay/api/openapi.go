@@ -2,21 +2,18 @@ package api
 
 import (
 	"context"
-	_ "embed"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
-	"reflect"
-	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3gen"
 
+	"github.com/shipyard/shipyard/internal/apispec"
+	"github.com/shipyard/shipyard/internal/bay/capability"
 	"github.com/shipyard/shipyard/internal/bay/errs"
 	"github.com/shipyard/shipyard/pkg/shipyard"
 	"github.com/shipyard/shipyard/pkg/shipyard/wire"
@@ -38,34 +35,19 @@ const (
 	adminOnly               // an admin key
 )
 
-// param is a query or header parameter.
-type param struct {
-	Name, In, Type, Desc string
-	Required             bool
-}
+type (
+	param        = apispec.Param
+	raw          = apispec.Raw
+	freeForm     = apispec.FreeForm
+	noBody       = apispec.NoBody
+	jsonOrStream = apispec.JSONOrStream
+)
 
-func q(name, typ, desc string) param { return param{Name: name, In: "query", Type: typ, Desc: desc} }
-func hdr(name, desc string) param    { return param{Name: name, In: "header", Type: "string", Desc: desc} }
-func reqQ(name, typ, desc string) param {
-	return param{Name: name, In: "query", Type: typ, Desc: desc, Required: true}
-}
-
-// raw is a body that is not JSON (or not JSON only).
-type raw struct {
-	Type string // media type
-	Desc string
-}
-
-// freeForm is a JSON object whose shape the text describes (a handler that
-// writes a map or an anonymous struct).
-type freeForm string
-
-// noBody is an answer without a body.
-type noBody string
-
-// jsonOrStream is python/exec and shell/exec's answer: JSON, or Server-Sent
-// Events with Accept: text/event-stream.
-type jsonOrStream struct{ JSON any }
+var (
+	q    = apispec.Query
+	hdr  = apispec.Header
+	reqQ = apispec.RequiredQuery
+)
 
 // operation documents one pattern registered in routes().
 type operation struct {
@@ -209,16 +191,16 @@ var operations = []operation{
 	{Pattern: "GET /healthz", Tag: "meta", Summary: "Liveness (no I/O)", Access: public,
 		Responses: map[int]any{200: statusBody{}}},
 	{Pattern: "GET /metrics", Tag: "meta", Summary: "Prometheus metrics (when enabled)", Access: public,
-		Responses: map[int]any{200: raw{"text/plain", "Prometheus text exposition format"}}},
+		Responses: map[int]any{200: raw{Type: "text/plain", Desc: "Prometheus text exposition format"}}},
 	{Pattern: "GET /openapi.json", Tag: "meta", Summary: "This document", Access: public,
 		Responses: map[int]any{200: freeForm("an OpenAPI 3.0 document")}},
 	{Pattern: "GET /docs", Tag: "meta", Summary: "Browsable API documentation (self-contained HTML)", Access: public,
-		Responses: map[int]any{200: raw{"text/html", "a page that renders /openapi.json"}}},
+		Responses: map[int]any{200: raw{Type: "text/html", Desc: "a page that renders /openapi.json"}}},
 	{Pattern: "/mcp", Methods: []string{http.MethodGet, http.MethodPost, http.MethodDelete}, Tag: "mcp",
 		Summary: "MCP server (streamable HTTP transport)", Access: byOwner,
 		Description: "JSON-RPC messages of the Model Context Protocol; its tools call this API with the caller's credentials.",
-		Request:     raw{"application/json", "a JSON-RPC message (POST)"},
-		Responses: map[int]any{200: raw{"application/json", "a JSON-RPC answer, or text/event-stream"},
+		Request:     raw{Type: "application/json", Desc: "a JSON-RPC message (POST)"},
+		Responses: map[int]any{200: raw{Type: "application/json", Desc: "a JSON-RPC answer, or text/event-stream"},
 			202: noBody("notification accepted")}, Errors: []errs.Code{errs.Validation}},
 
 	{Pattern: "GET /v1/profiles", Tag: "profiles", Summary: "List profiles", Access: public,
@@ -245,11 +227,13 @@ var operations = []operation{
 		Responses: map[int]any{200: statusBody{}}, Errors: append(slices.Clone(sandboxErrs), errs.DriverUnavailable)},
 
 	{Pattern: "POST /v1/sandboxes/{id}/python/exec", Tag: "execution", Summary: "Run Python in the sandbox's kernel",
-		Description: execDescr, Access: byOwner, Request: shipyard.PythonExecRequest{},
-		Responses: map[int]any{200: jsonOrStream{shipyard.PythonResult{}}}, Errors: sessionErrs, Invalid: true},
+		Description: "data is {execution_count, output}: output is the kernel's rich output as Ship gives it " +
+			"({text, images: [{mime: base64}]}; {} when the kernel could not start). " + execDescr,
+		Access: byOwner, Request: shipyard.PythonExecRequest{},
+		Responses: map[int]any{200: jsonOrStream{JSON: pythonBody(&capability.PythonResult{}, nil)}}, Errors: sessionErrs, Invalid: true},
 	{Pattern: "POST /v1/sandboxes/{id}/shell/exec", Tag: "execution", Summary: "Run a shell command",
 		Description: execDescr, Access: byOwner, Request: shipyard.ShellExecRequest{},
-		Responses: map[int]any{200: jsonOrStream{wire.ShellResult{}}}, Errors: sessionErrs, Invalid: true},
+		Responses: map[int]any{200: jsonOrStream{JSON: wire.ShellResult{}}}, Errors: sessionErrs, Invalid: true},
 
 	{Pattern: "GET /v1/sandboxes/{id}/filesystem/files", Tag: "filesystem", Summary: "Read a text file", Access: byOwner,
 		Params:    []param{reqQ("path", "string", "path relative to /workspace (or absolute inside it)")},
@@ -263,11 +247,11 @@ var operations = []operation{
 		Params:    []param{q("path", "string", "directory (default the workspace)")},
 		Responses: map[int]any{200: dirListing{}}, Errors: fileErrs, Invalid: true},
 	{Pattern: "POST /v1/sandboxes/{id}/filesystem/upload", Tag: "filesystem", Summary: "Upload a file (streamed)", Access: byOwner,
-		Request:   raw{"multipart/form-data", "fields: path (destination), file (the content)"},
+		Request:   raw{Type: "multipart/form-data", Desc: "fields: path (destination), file (the content)"},
 		Responses: map[int]any{200: uploadResult{}}, Errors: fileErrs, Invalid: true},
 	{Pattern: "GET /v1/sandboxes/{id}/filesystem/download", Tag: "filesystem", Summary: "Download a file (streamed)", Access: byOwner,
 		Params:    []param{reqQ("path", "string", "file inside /workspace")},
-		Responses: map[int]any{200: raw{"application/octet-stream", "the file's bytes"}}, Errors: fileErrs, Invalid: true},
+		Responses: map[int]any{200: raw{Type: "application/octet-stream", Desc: "the file's bytes"}}, Errors: fileErrs, Invalid: true},
 	{Pattern: "GET /v1/sandboxes/{id}/terminal", Tag: "execution", Summary: "Interactive terminal (WebSocket)", Access: byOwner,
 		Description: "Upgrades to a WebSocket carrying a PTY's bytes; see docs/api.md.",
 		Responses:   map[int]any{101: noBody("switching to the WebSocket protocol")}, Errors: sessionErrs},
@@ -332,7 +316,7 @@ var operations = []operation{
 	{Pattern: "/v1/sandboxes/{id}/ports/{port}/{path...}", Methods: []string{http.MethodGet, http.MethodPost, http.MethodPut,
 		http.MethodPatch, http.MethodDelete}, Tag: "ports", Summary: "Proxy to a server in the sandbox (any method, WebSocket too)",
 		Description: "Authenticated with an API key or a preview token (?shipyard_token=, then a cookie). The answer is the app's.",
-		Access:      byOwner, Request: raw{"*/*", "passed to the app"}, Passthrough: true,
+		Access:      byOwner, Request: raw{Type: "*/*", Desc: "passed to the app"}, Passthrough: true,
 		Responses: map[int]any{}},
 
 	{Pattern: "POST /v1/sandboxes/{id}/processes", Tag: "processes", Summary: "Start a background process", Access: byOwner,
@@ -394,82 +378,23 @@ var operations = []operation{
 }
 
 // PatternExtension names the operation extension that carries the ServeMux
-// pattern an OpenAPI operation documents (test/baytest routes with it).
-const PatternExtension = "x-pattern"
-
-var wildcardRe = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}`)
-
-// specPath turns a ServeMux pattern into its method (or "") and OpenAPI path.
-func specPath(pattern string) (method, p string) {
-	method, p, ok := strings.Cut(pattern, " ")
-	if !ok {
-		method, p = "", pattern
-	}
-	return method, wildcardRe.ReplaceAllString(p, "{$1}")
-}
-
-// pathParams lists the wildcards of a pattern.
-func pathParams(pattern string) []string {
-	var out []string
-	for _, m := range wildcardRe.FindAllStringSubmatch(pattern, -1) {
-		out = append(out, m[1])
-	}
-	return out
-}
+// pattern an OpenAPI operation documents.
+const PatternExtension = apispec.PatternExtension
 
 // OpenAPI builds Bay's OpenAPI document from the operations table.
 func OpenAPI() (*openapi3.T, error) {
-	g := newSchemaGen()
-	doc := &openapi3.T{
-		OpenAPI: "3.0.3",
-		Info: &openapi3.Info{Title: "Shipyard Bay", Version: Version,
-			Description: "Bay's HTTP API. Errors are {\"error\":{code,message,request_id,details}}; " +
-				"request validation errors are FastAPI's 422 {\"detail\":[...]}. Every answer carries X-Request-Id."},
-		Paths: openapi3.NewPaths(),
-		Components: &openapi3.Components{
-			Schemas: openapi3.Schemas{},
-			SecuritySchemes: openapi3.SecuritySchemes{"bearer": &openapi3.SecuritySchemeRef{Value: &openapi3.SecurityScheme{
-				Type: "http", Scheme: "bearer", Description: "an API key (or the configured token)"}}},
-		},
-	}
+	ops := make([]apispec.Operation, 0, len(operations))
 	for _, op := range operations {
-		method, p := specPath(op.Pattern)
-		methods := op.Methods
-		if method != "" {
-			methods = []string{method}
+		o, err := op.spec()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op.Pattern, err)
 		}
-		if len(methods) == 0 {
-			return nil, fmt.Errorf("%s: a method-less pattern needs Methods", op.Pattern)
-		}
-		for _, m := range methods {
-			o, err := g.operation(op, m)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", op.Pattern, err)
-			}
-			item := doc.Paths.Value(p)
-			if item == nil {
-				item = &openapi3.PathItem{}
-				doc.Paths.Set(p, item)
-			}
-			if item.GetOperation(m) != nil {
-				return nil, fmt.Errorf("%s %s documented twice", m, p)
-			}
-			item.SetOperation(m, o)
-		}
+		ops = append(ops, o)
 	}
-	if err := g.err(); err != nil {
-		return nil, err
-	}
-	for name, s := range g.components {
-		doc.Components.Schemas[name] = s
-	}
-	// The generator leaves $refs unresolved; a round trip through the loader
-	// resolves them (validation and response checks need the values).
-	b, err := json.Marshal(doc)
-	if err != nil {
-		return nil, err
-	}
-	return openapi3.NewLoader().LoadFromData(b)
+	return apispec.Build(apispec.Info{Title: "Shipyard Bay", Version: Version,
+		Description: "Bay's HTTP API. Errors are {\"error\":{code,message,request_id,details}}; " +
+			"request validation errors are FastAPI's 422 {\"detail\":[...]}. Every answer carries X-Request-Id.",
+		Bearer: "an API key (or the configured token)"}, ops)
 }
 
 // OpenAPIJSON is the document as served at /openapi.json.
@@ -484,180 +409,20 @@ func OpenAPIJSON() ([]byte, error) {
 	return json.Marshal(doc)
 }
 
-// schemaGen turns Go values into schemas: named structs become components.
-type schemaGen struct {
-	components openapi3.Schemas
-	names      map[string]reflect.Type
-	errs       []error
-}
-
-func newSchemaGen() *schemaGen {
-	return &schemaGen{components: openapi3.Schemas{}, names: map[string]reflect.Type{}}
-}
-
-func (g *schemaGen) err() error {
-	if len(g.errs) == 0 {
-		return nil
-	}
-	return g.errs[0]
-}
-
-// typeName names a component: the Go name without a JSON suffix, capitalised.
-func (g *schemaGen) typeName(t reflect.Type) string {
-	n := strings.TrimSuffix(t.Name(), "JSON")
-	if n == "" {
-		return ""
-	}
-	n = strings.ToUpper(n[:1]) + n[1:]
-	if prev, ok := g.names[n]; ok && prev != t {
-		g.errs = append(g.errs, fmt.Errorf("schema name %s for both %v and %v", n, prev, t))
-	}
-	g.names[n] = t
-	return n
-}
-
-var timeType = reflect.TypeFor[time.Time]()
-
-// customize adds what openapi3gen leaves out: required (a field without
-// omitempty is always written), nullable slices, maps and interfaces (Go
-// encodes nil ones as null), and closed response objects.
-func customize(strict bool) openapi3gen.SchemaCustomizerFn {
-	return func(_ string, t reflect.Type, _ reflect.StructTag, s *openapi3.Schema) error {
-		switch t.Kind() {
-		case reflect.Slice, reflect.Map, reflect.Interface:
-			if t != reflect.TypeFor[[]byte]() {
-				s.Nullable = true
-			}
-		case reflect.Struct:
-			if t == timeType {
-				return nil
-			}
-			s.Required = nil
-			for _, f := range reflect.VisibleFields(t) {
-				tag, ok := f.Tag.Lookup("json")
-				if !ok || !f.IsExported() || tag == "-" {
-					continue
-				}
-				name, opts, _ := strings.Cut(tag, ",")
-				if name == "" {
-					name = f.Name
-				}
-				if !slices.Contains(strings.Split(opts, ","), "omitempty") && !slices.Contains(s.Required, name) {
-					s.Required = append(s.Required, name)
-				}
-			}
-			if s.Type == nil {
-				s.Type = &openapi3.Types{"object"}
-			}
-			if strict {
-				no := false
-				s.AdditionalProperties = openapi3.AdditionalProperties{Has: &no}
-			}
-		}
-		return nil
-	}
-}
-
-// schema generates v's schema; strict closes objects (responses: a field
-// the handler writes but the type lacks is drift).
-func (g *schemaGen) schema(v any, strict bool) (*openapi3.SchemaRef, error) {
-	gen := openapi3gen.NewGenerator(
-		openapi3gen.SchemaCustomizer(customize(strict)),
-		openapi3gen.CreateTypeNameGenerator(func(t reflect.Type) string {
-			n := g.typeName(t)
-			if !strict && n != "" {
-				n += "Input"
-				if strings.HasSuffix(n, "RequestInput") {
-					n = strings.TrimSuffix(n, "Input")
-				}
-			}
-			return n
-		}),
-		openapi3gen.CreateComponentSchemas(openapi3gen.ExportComponentSchemasOptions{
-			ExportComponentSchemas: true, ExportTopLevelSchema: true}),
-	)
-	schemas := openapi3.Schemas{}
-	ref, err := gen.NewSchemaRefForValue(v, schemas)
-	if err != nil {
-		return nil, err
-	}
-	for name, s := range schemas {
-		g.components[name] = s
-	}
-	return ref, nil
-}
-
-func (g *schemaGen) operation(op operation, method string) (*openapi3.Operation, error) {
-	o := &openapi3.Operation{
-		Summary:     op.Summary,
-		Description: op.Description,
-		Tags:        []string{op.Tag},
-		OperationID: operationID(method, op.Pattern),
-		Responses:   openapi3.NewResponses(),
-		Extensions:  map[string]any{PatternExtension: op.Pattern},
-	}
-	if op.Access == public {
-		o.Security = &openapi3.SecurityRequirements{}
-	} else {
-		o.Security = &openapi3.SecurityRequirements{{"bearer": []string{}}}
-	}
-	for _, name := range pathParams(op.Pattern) {
-		o.Parameters = append(o.Parameters, &openapi3.ParameterRef{Value: openapi3.NewPathParameter(name).
-			WithSchema(openapi3.NewStringSchema())})
-	}
-	for _, p := range op.Params {
-		var s *openapi3.Schema
-		switch p.Type {
-		case "integer":
-			s = openapi3.NewIntegerSchema()
-		case "boolean":
-			s = openapi3.NewBoolSchema()
-		default:
-			s = openapi3.NewStringSchema()
-		}
-		o.Parameters = append(o.Parameters, &openapi3.ParameterRef{Value: &openapi3.Parameter{
-			Name: p.Name, In: p.In, Description: p.Desc, Required: p.Required,
-			Schema: &openapi3.SchemaRef{Value: s}}})
-	}
-	if op.Request != nil {
-		content, err := g.content(op.Request, false)
-		if err != nil {
-			return nil, err
-		}
-		o.RequestBody = &openapi3.RequestBodyRef{Value: &openapi3.RequestBody{Content: content}}
+// spec is the operation with its error answers: its codes and the ones every
+// route of its kind can answer, each under the status statusOf gives it.
+func (op operation) spec() (apispec.Operation, error) {
+	o := apispec.Operation{Pattern: op.Pattern, Methods: op.Methods, Tag: op.Tag, Summary: op.Summary,
+		Description: op.Description, Public: op.Access == public, Params: op.Params, Request: op.Request,
+		Responses: maps.Clone(op.Responses)}
+	if o.Responses == nil {
+		o.Responses = map[int]any{}
 	}
 	if op.Passthrough {
-		desc := "the app's answer, any status; Bay's own refusals (401, 403 forbidden, 404 not_found, " +
-			"502 ship_error, 503 session_not_ready) carry the error body"
-		o.Responses.Set("default", &openapi3.ResponseRef{Value: &openapi3.Response{Description: &desc,
-			Content: openapi3.Content{"*/*": openapi3.NewMediaType()}}})
+		o.Responses = map[int]any{0: raw{Type: "*/*", Desc: "the app's answer, any status; Bay's own refusals (401, " +
+			"403 forbidden, 404 not_found, 502 ship_error, 503 session_not_ready) carry the error body"}}
 		return o, nil
 	}
-	for status, v := range op.Responses {
-		r := &openapi3.Response{}
-		desc := http.StatusText(status)
-		switch v := v.(type) {
-		case noBody:
-			desc = string(v)
-		case raw:
-			desc = v.Desc
-		}
-		r.Description = &desc
-		if _, empty := v.(noBody); !empty {
-			content, err := g.content(v, true)
-			if err != nil {
-				return nil, err
-			}
-			r.Content = content
-		}
-		o.Responses.Set(strconv.Itoa(status), &openapi3.ResponseRef{Value: r})
-	}
-	return o, g.errors(op, o)
-}
-
-// errors documents the operation's error answers: its codes, the ones every
-// route of its kind can answer, each under the status statusOf gives it.
-func (g *schemaGen) errors(op operation, o *openapi3.Operation) error {
 	codes := append([]errs.Code{errs.Internal}, op.Errors...)
 	switch op.Access {
 	case byOwner:
@@ -665,101 +430,32 @@ func (g *schemaGen) errors(op operation, o *openapi3.Operation) error {
 	case adminOnly:
 		codes = append(codes, errs.Unauthorized, errs.AdminRequired, errs.DatabaseUnavailable, errs.Validation)
 	}
-	if len(pathParams(op.Pattern)) > 0 {
+	if len(apispec.PathParams(op.Pattern)) > 0 {
 		codes = append(codes, errs.NotFound) // an id no row can have
 	}
 	byStatus := map[int][]string{}
 	for _, c := range codes {
 		st, ok := statusOf[c]
 		if !ok {
-			return fmt.Errorf("error code %s has no status in statusOf", c)
+			return o, fmt.Errorf("error code %s has no status in statusOf", c)
 		}
 		if !slices.Contains(byStatus[st], string(c)) {
 			byStatus[st] = append(byStatus[st], string(c))
 		}
 	}
-	ref, err := g.schema(wire.ErrorBody{}, true)
-	if err != nil {
-		return err
-	}
 	for st, cs := range byStatus {
-		if o.Responses.Status(st) != nil {
+		if _, own := o.Responses[st]; own {
 			continue // the route answers this status itself (e.g. GC's 503)
 		}
 		sort.Strings(cs)
-		desc := "error: " + strings.Join(cs, ", ")
-		o.Responses.Set(strconv.Itoa(st), &openapi3.ResponseRef{Value: &openapi3.Response{Description: &desc,
-			Content: openapi3.NewContentWithJSONSchemaRef(ref)}})
+		o.Responses[st] = apispec.Described{Desc: "error: " + strings.Join(cs, ", "), Body: wire.ErrorBody{}}
 	}
 	if op.Invalid {
-		vref, err := g.schema(validationBody{}, true)
-		if err != nil {
-			return err
-		}
-		desc := "invalid body or query (FastAPI's shape)"
-		o.Responses.Set("422", &openapi3.ResponseRef{Value: &openapi3.Response{Description: &desc,
-			Content: openapi3.NewContentWithJSONSchemaRef(vref)}})
+		o.Responses[http.StatusUnprocessableEntity] = apispec.Described{
+			Desc: "invalid body or query (FastAPI's shape)", Body: validationBody{}}
 	}
-	return nil
+	return o, nil
 }
-
-// content is a request or response body's media types.
-func (g *schemaGen) content(v any, strict bool) (openapi3.Content, error) {
-	switch v := v.(type) {
-	case raw:
-		if v.Type == "*/*" {
-			mt := openapi3.NewMediaType()
-			mt.Extensions = map[string]any{"x-description": v.Desc}
-			return openapi3.Content{v.Type: mt}, nil
-		}
-		s := openapi3.NewSchema()
-		if v.Type != "application/json" {
-			s = openapi3.NewStringSchema()
-			s.Format = "binary"
-		}
-		s.Description = v.Desc
-		return openapi3.Content{v.Type: openapi3.NewMediaType().WithSchema(s)}, nil
-	case freeForm:
-		s := openapi3.NewObjectSchema()
-		s.Description = string(v)
-		return openapi3.NewContentWithJSONSchema(s), nil
-	case jsonOrStream:
-		c, err := g.content(v.JSON, strict)
-		if err != nil {
-			return nil, err
-		}
-		ev := openapi3.NewStringSchema()
-		ev.Description = "Server-Sent Events (with Accept: text/event-stream)"
-		c["text/event-stream"] = openapi3.NewMediaType().WithSchema(ev)
-		return c, nil
-	}
-	ref, err := g.schema(v, strict)
-	if err != nil {
-		return nil, err
-	}
-	return openapi3.NewContentWithJSONSchemaRef(ref), nil
-}
-
-// operationID is a stable id: method and path words, e.g. post_v1_sandboxes_id_python_exec.
-func operationID(method, pattern string) string {
-	_, p := specPath(pattern)
-	var b strings.Builder
-	b.WriteString(strings.ToLower(method))
-	for _, r := range p {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-			b.WriteRune(r)
-		case r == '/' || r == '_' || r == '-' || r == '.':
-			if !strings.HasSuffix(b.String(), "_") {
-				b.WriteByte('_')
-			}
-		}
-	}
-	return strings.TrimSuffix(b.String(), "_")
-}
-
-//go:embed docs.html
-var docsHTML []byte
 
 // serveSpec answers /openapi.json (built once per API; no auth, like upstream's).
 func (a *API) serveSpec(w http.ResponseWriter, r *http.Request) {
@@ -771,9 +467,5 @@ func (a *API) serveSpec(w http.ResponseWriter, r *http.Request) {
 	writeRaw(w, http.StatusOK, a.spec)
 }
 
-// serveDocs answers /docs: a self-contained page (no CDN) rendering /openapi.json.
-func (a *API) serveDocs(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
-	_, _ = w.Write(docsHTML)
-}
+// serveDocs answers /docs: a self-contained page rendering /openapi.json.
+func (a *API) serveDocs(w http.ResponseWriter, r *http.Request) { apispec.ServeDocs(w, r) }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
+	"github.com/shipyard/shipyard/internal/apispec"
 	"github.com/shipyard/shipyard/internal/bay/browser"
 	"github.com/shipyard/shipyard/internal/bay/config"
 )
@@ -65,7 +66,7 @@ func TestOpenAPIDocumentValidates(t *testing.T) {
 	// Every wildcard of every pattern is a declared path parameter, and
 	// every operation documents a success and the common error body.
 	for _, op := range operations {
-		method, p := specPath(op.Pattern)
+		method, p := apispec.SpecPath(op.Pattern)
 		item := doc.Paths.Value(p)
 		if item == nil {
 			t.Errorf("%s: path %s missing", op.Pattern, p)
@@ -81,7 +82,7 @@ func TestOpenAPIDocumentValidates(t *testing.T) {
 				t.Errorf("%s: %s %s missing", op.Pattern, m, p)
 				continue
 			}
-			for _, name := range pathParams(op.Pattern) {
+			for _, name := range apispec.PathParams(op.Pattern) {
 				if prm := o.Parameters.GetByInAndName("path", name); prm == nil || !prm.Required {
 					t.Errorf("%s %s: path parameter %q not declared", m, p, name)
 				}

@@ -1,0 +1,399 @@
+// Package apispec builds an OpenAPI 3.0 document from a table of operations
+// and the Go types a server's handlers encode, checks answers against it, and
+// serves a self-contained page that renders it. Bay and Ship both describe
+// their routes with it.
+//
+// Schemas come from reflection over json tags (kin-openapi's openapi3gen)
+// with what it leaves out added: a field without omitempty is required; a
+// pointer, slice, map or interface is nullable (Go writes nil ones as null);
+// answer objects are closed (additionalProperties: false), so a field written
+// but not in the type, or in the type but not written, is drift.
+package apispec
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3gen"
+)
+
+// PatternExtension names the operation extension that carries the ServeMux
+// pattern an OpenAPI operation documents (the Checker routes with it).
+const PatternExtension = "x-pattern"
+
+// Param is a query or header parameter.
+type Param struct {
+	Name, In, Type, Desc string // In: query or header; Type: string, integer or boolean
+	Required             bool
+}
+
+// Query is an optional query parameter.
+func Query(name, typ, desc string) Param {
+	return Param{Name: name, In: "query", Type: typ, Desc: desc}
+}
+
+// RequiredQuery is a query parameter that must be present.
+func RequiredQuery(name, typ, desc string) Param {
+	return Param{Name: name, In: "query", Type: typ, Desc: desc, Required: true}
+}
+
+// Header is an optional string header.
+func Header(name, desc string) Param {
+	return Param{Name: name, In: "header", Type: "string", Desc: desc}
+}
+
+// Raw is a body that is not (only) JSON. Type "*/*" is any body (no schema).
+type Raw struct {
+	Type string // media type
+	Desc string
+}
+
+// FreeForm is a JSON object whose shape the text describes (a handler that
+// writes a map or an anonymous struct).
+type FreeForm string
+
+// NoBody is an answer without a body; the text describes it.
+type NoBody string
+
+// JSONOrStream is JSON, or Server-Sent Events when asked for with Accept.
+type JSONOrStream struct{ JSON any }
+
+// Described is a body with its own description (an error answer).
+type Described struct {
+	Desc string
+	Body any
+}
+
+// Operation documents one pattern registered on a ServeMux.
+type Operation struct {
+	Pattern     string   // exactly as registered
+	Methods     []string // documented methods of a method-less pattern
+	Tag         string
+	Summary     string
+	Description string
+	Public      bool // no credentials (else the bearer scheme)
+	Params      []Param
+	Request     any // JSON body: a Go value of its shape, a Raw, a FreeForm, or nil
+	// Responses by status: a Go value the handler encodes, or Raw, FreeForm,
+	// NoBody, JSONOrStream, Described. Status 0 is "default".
+	Responses map[int]any
+}
+
+// Info is the document's header.
+type Info struct {
+	Title, Version, Description string
+	Bearer                      string // description of the bearer scheme ("" = none)
+}
+
+var wildcardRe = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}`)
+
+// SpecPath turns a ServeMux pattern into its method (or "") and OpenAPI path.
+func SpecPath(pattern string) (method, p string) {
+	method, p, ok := strings.Cut(pattern, " ")
+	if !ok {
+		method, p = "", pattern
+	}
+	p = strings.ReplaceAll(p, "{$}", "")
+	return method, wildcardRe.ReplaceAllString(p, "{$1}")
+}
+
+// PathParams lists the wildcards of a pattern.
+func PathParams(pattern string) []string {
+	var out []string
+	for _, m := range wildcardRe.FindAllStringSubmatch(pattern, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+// Methods are the methods an operation documents.
+func (op Operation) methods() []string {
+	if m, _ := SpecPath(op.Pattern); m != "" {
+		return []string{m}
+	}
+	return op.Methods
+}
+
+// Build makes the document; its $refs are resolved (ready to validate).
+func Build(info Info, ops []Operation) (*openapi3.T, error) {
+	g := newGen()
+	doc := &openapi3.T{
+		OpenAPI:    "3.0.3",
+		Info:       &openapi3.Info{Title: info.Title, Version: info.Version, Description: info.Description},
+		Paths:      openapi3.NewPaths(),
+		Components: &openapi3.Components{Schemas: openapi3.Schemas{}},
+	}
+	if info.Bearer != "" {
+		doc.Components.SecuritySchemes = openapi3.SecuritySchemes{"bearer": &openapi3.SecuritySchemeRef{
+			Value: &openapi3.SecurityScheme{Type: "http", Scheme: "bearer", Description: info.Bearer}}}
+	}
+	for _, op := range ops {
+		_, p := SpecPath(op.Pattern)
+		methods := op.methods()
+		if len(methods) == 0 {
+			return nil, fmt.Errorf("%s: a method-less pattern needs Methods", op.Pattern)
+		}
+		for _, m := range methods {
+			o, err := g.operation(op, m, info.Bearer != "")
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", op.Pattern, err)
+			}
+			item := doc.Paths.Value(p)
+			if item == nil {
+				item = &openapi3.PathItem{}
+				doc.Paths.Set(p, item)
+			}
+			if item.GetOperation(m) != nil {
+				return nil, fmt.Errorf("%s %s documented twice", m, p)
+			}
+			item.SetOperation(m, o)
+		}
+	}
+	if len(g.errs) > 0 {
+		return nil, g.errs[0]
+	}
+	for name, s := range g.components {
+		doc.Components.Schemas[name] = s
+	}
+	// The generator leaves $refs unresolved; a round trip through the loader
+	// resolves them (validation and answer checks need the values).
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	return openapi3.NewLoader().LoadFromData(b)
+}
+
+// gen turns Go values into schemas: named structs become components.
+type gen struct {
+	components openapi3.Schemas
+	names      map[string]reflect.Type
+	errs       []error
+}
+
+func newGen() *gen {
+	return &gen{components: openapi3.Schemas{}, names: map[string]reflect.Type{}}
+}
+
+// typeName names a component: the Go name without a JSON suffix, capitalised.
+func (g *gen) typeName(t reflect.Type) string {
+	n := strings.TrimSuffix(t.Name(), "JSON")
+	if n == "" {
+		return ""
+	}
+	n = strings.ToUpper(n[:1]) + n[1:]
+	if prev, ok := g.names[n]; ok && prev != t {
+		g.errs = append(g.errs, fmt.Errorf("schema name %s for both %v and %v", n, prev, t))
+	}
+	g.names[n] = t
+	return n
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+func customize(strict bool) openapi3gen.SchemaCustomizerFn {
+	return func(_ string, t reflect.Type, _ reflect.StructTag, s *openapi3.Schema) error {
+		switch t.Kind() {
+		case reflect.Slice, reflect.Map, reflect.Interface:
+			if t != reflect.TypeFor[[]byte]() && t != reflect.TypeFor[json.RawMessage]() {
+				s.Nullable = true
+			}
+		case reflect.Struct:
+			if t == timeType {
+				return nil
+			}
+			s.Required = nil
+			for _, f := range reflect.VisibleFields(t) {
+				tag, ok := f.Tag.Lookup("json")
+				if !ok || !f.IsExported() || tag == "-" {
+					continue
+				}
+				name, opts, _ := strings.Cut(tag, ",")
+				if name == "" {
+					name = f.Name
+				}
+				if !slices.Contains(strings.Split(opts, ","), "omitempty") && !slices.Contains(s.Required, name) {
+					s.Required = append(s.Required, name)
+				}
+			}
+			if s.Type == nil {
+				s.Type = &openapi3.Types{"object"}
+			}
+			if strict {
+				no := false
+				s.AdditionalProperties = openapi3.AdditionalProperties{Has: &no}
+			}
+		}
+		return nil
+	}
+}
+
+// schema generates v's schema; strict (answers) closes objects. Request
+// types get their own components (suffix Input unless named …Request), open.
+func (g *gen) schema(v any, strict bool) (*openapi3.SchemaRef, error) {
+	og := openapi3gen.NewGenerator(
+		openapi3gen.SchemaCustomizer(customize(strict)),
+		openapi3gen.CreateTypeNameGenerator(func(t reflect.Type) string {
+			n := g.typeName(t)
+			if !strict && n != "" && !strings.HasSuffix(n, "Request") {
+				n += "Input"
+			}
+			return n
+		}),
+		openapi3gen.CreateComponentSchemas(openapi3gen.ExportComponentSchemasOptions{
+			ExportComponentSchemas: true, ExportTopLevelSchema: true}),
+	)
+	schemas := openapi3.Schemas{}
+	ref, err := og.NewSchemaRefForValue(v, schemas)
+	if err != nil {
+		return nil, err
+	}
+	for name, s := range schemas {
+		g.components[name] = s
+	}
+	return ref, nil
+}
+
+func (g *gen) operation(op Operation, method string, bearer bool) (*openapi3.Operation, error) {
+	o := &openapi3.Operation{
+		Summary:     op.Summary,
+		Description: op.Description,
+		Tags:        []string{op.Tag},
+		OperationID: operationID(method, op.Pattern),
+		Responses:   openapi3.NewResponses(),
+		Extensions:  map[string]any{PatternExtension: op.Pattern},
+	}
+	if bearer {
+		if op.Public {
+			o.Security = &openapi3.SecurityRequirements{}
+		} else {
+			o.Security = &openapi3.SecurityRequirements{{"bearer": []string{}}}
+		}
+	}
+	for _, name := range PathParams(op.Pattern) {
+		o.Parameters = append(o.Parameters, &openapi3.ParameterRef{Value: openapi3.NewPathParameter(name).
+			WithSchema(openapi3.NewStringSchema())})
+	}
+	for _, p := range op.Params {
+		var s *openapi3.Schema
+		switch p.Type {
+		case "integer":
+			s = openapi3.NewIntegerSchema()
+		case "boolean":
+			s = openapi3.NewBoolSchema()
+		case "number":
+			s = openapi3.NewFloat64Schema()
+		default:
+			s = openapi3.NewStringSchema()
+		}
+		o.Parameters = append(o.Parameters, &openapi3.ParameterRef{Value: &openapi3.Parameter{
+			Name: p.Name, In: p.In, Description: p.Desc, Required: p.Required,
+			Schema: &openapi3.SchemaRef{Value: s}}})
+	}
+	if op.Request != nil {
+		content, err := g.content(op.Request, false)
+		if err != nil {
+			return nil, err
+		}
+		o.RequestBody = &openapi3.RequestBodyRef{Value: &openapi3.RequestBody{Content: content}}
+	}
+	for status, v := range op.Responses {
+		desc := http.StatusText(status)
+		switch b := v.(type) {
+		case NoBody:
+			desc = string(b)
+		case Raw:
+			desc = b.Desc
+		case Described:
+			desc, v = b.Desc, b.Body
+		}
+		r := &openapi3.Response{Description: &desc}
+		if _, empty := v.(NoBody); !empty {
+			content, err := g.content(v, true)
+			if err != nil {
+				return nil, err
+			}
+			r.Content = content
+		}
+		key := strconv.Itoa(status)
+		if status == 0 {
+			key = "default"
+		}
+		o.Responses.Set(key, &openapi3.ResponseRef{Value: r})
+	}
+	return o, nil
+}
+
+// content is a request or answer body's media types.
+func (g *gen) content(v any, strict bool) (openapi3.Content, error) {
+	switch v := v.(type) {
+	case Raw:
+		if v.Type == "*/*" {
+			return openapi3.Content{v.Type: openapi3.NewMediaType()}, nil
+		}
+		s := openapi3.NewSchema()
+		if v.Type != "application/json" {
+			s = openapi3.NewStringSchema()
+			s.Format = "binary"
+		}
+		s.Description = v.Desc
+		return openapi3.Content{v.Type: openapi3.NewMediaType().WithSchema(s)}, nil
+	case FreeForm:
+		s := openapi3.NewObjectSchema()
+		s.Description = string(v)
+		return openapi3.NewContentWithJSONSchema(s), nil
+	case JSONOrStream:
+		c, err := g.content(v.JSON, strict)
+		if err != nil {
+			return nil, err
+		}
+		ev := openapi3.NewStringSchema()
+		ev.Description = "Server-Sent Events (with Accept: text/event-stream)"
+		c["text/event-stream"] = openapi3.NewMediaType().WithSchema(ev)
+		return c, nil
+	}
+	ref, err := g.schema(v, strict)
+	if err != nil {
+		return nil, err
+	}
+	return openapi3.NewContentWithJSONSchemaRef(ref), nil
+}
+
+// operationID is a stable id of method and path words, e.g. post_v1_sandboxes_id_python_exec.
+func operationID(method, pattern string) string {
+	_, p := SpecPath(pattern)
+	var b strings.Builder
+	b.WriteString(strings.ToLower(method))
+	for _, r := range p {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case r == '/' || r == '_' || r == '-' || r == '.':
+			if !strings.HasSuffix(b.String(), "_") {
+				b.WriteByte('_')
+			}
+		}
+	}
+	return strings.TrimSuffix(b.String(), "_")
+}
+
+//go:embed docs.html
+var docsHTML []byte
+
+// ServeDocs answers with the self-contained page (no outside assets; it
+// fetches openapi.json beside it).
+func ServeDocs(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy",
+		"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
+	_, _ = w.Write(docsHTML)
+}

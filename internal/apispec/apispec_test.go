@@ -1,0 +1,92 @@
+package apispec
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSpecPathAndParams(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, method, path string
+		params                []string
+	}{
+		{"GET /v1/x/{id}", "GET", "/v1/x/{id}", []string{"id"}},
+		{"/v1/p/{id}/ports/{port}/{path...}", "", "/v1/p/{id}/ports/{port}/{path}", []string{"id", "port", "path"}},
+		{"GET /{$}", "GET", "/", nil},
+	} {
+		m, p := SpecPath(tc.pattern)
+		if m != tc.method || p != tc.path || !slices.Equal(PathParams(tc.pattern), tc.params) {
+			t.Errorf("%s: %q %q %v", tc.pattern, m, p, PathParams(tc.pattern))
+		}
+	}
+}
+
+type item struct {
+	Name  string   `json:"name"`
+	Note  *string  `json:"note"`
+	Tags  []string `json:"tags,omitempty"`
+	Count int      `json:"count"`
+}
+
+type itemRequest struct {
+	Name string `json:"name"`
+}
+
+// A built document validates, and the checker holds answers to it.
+func TestBuildAndCheck(t *testing.T) {
+	doc, err := Build(Info{Title: "t", Version: "1", Bearer: "key"}, []Operation{
+		{Pattern: "POST /items", Request: itemRequest{}, Responses: map[int]any{201: item{}, 400: FreeForm("an error")}},
+		{Pattern: "GET /items/{id}", Responses: map[int]any{200: item{}, 404: NoBody("none")}},
+		{Pattern: "/raw/{rest...}", Methods: []string{"GET", "PUT"}, Responses: map[int]any{0: Raw{Type: "*/*", Desc: "any"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := doc.Components.Schemas["Item"].Value
+	if !slices.Equal(s.Required, []string{"name", "note", "count"}) || !s.Properties["note"].Value.Nullable {
+		t.Errorf("Item: required %v", s.Required)
+	}
+	c, err := NewChecker(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	json := http.Header{"Content-Type": {"application/json"}}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body, err    string
+	}{
+		{"POST", "/items", 201, `{"name":"a","note":null,"count":1}`, ""},
+		{"POST", "/items", 201, `{"name":"a","note":null}`, "count"},
+		{"POST", "/items", 201, `{"name":"a","note":null,"count":1,"extra":2}`, "extra"},
+		{"POST", "/items", 500, `{}`, "status is not supported"},
+		{"GET", "/items/1", 404, ``, ""},
+		{"PUT", "/raw/a/b", 418, `{"anything":1}`, ""},
+		{"GET", "/elsewhere", 404, `{}`, ""},
+	} {
+		err := c.Check(httptest.NewRequest(tc.method, tc.path, nil), tc.status, json, []byte(tc.body))
+		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s %s %d %s: %v, want %q", tc.method, tc.path, tc.status, tc.body, err, tc.err)
+		}
+	}
+}
+
+func TestDocsPageIsSelfContained(t *testing.T) {
+	rec := httptest.NewRecorder()
+	ServeDocs(rec, httptest.NewRequest("GET", "/docs", nil))
+	b := rec.Body.String()
+	if !strings.Contains(b, `fetch("openapi.json")`) || strings.Contains(b, "http://") || strings.Contains(b, "https://") ||
+		strings.Contains(b, "<script src") || strings.Contains(b, "<link") {
+		t.Errorf("docs page refers outside itself or does not load the document")
+	}
+	if !strings.Contains(rec.Header().Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Error("no CSP")
+	}
+}
