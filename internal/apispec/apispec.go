@@ -221,7 +221,8 @@ func customize(strict bool) openapi3gen.SchemaCustomizerFn {
 				if name == "" {
 					name = f.Name
 				}
-				if !slices.Contains(strings.Split(opts, ","), "omitempty") && !slices.Contains(s.Required, name) {
+				if !slices.Contains(strings.Split(opts, ","), "omitempty") && !slices.Contains(s.Required, name) &&
+					!viaPointer(t, f.Index) {
 					s.Required = append(s.Required, name)
 				}
 			}
@@ -235,6 +236,19 @@ func customize(strict bool) openapi3gen.SchemaCustomizerFn {
 		}
 		return nil
 	}
+}
+
+// viaPointer reports whether the field at index is promoted through an
+// embedded pointer (absent when the pointer is nil).
+func viaPointer(t reflect.Type, index []int) bool {
+	for _, i := range index[:len(index)-1] {
+		f := t.Field(i)
+		if f.Type.Kind() == reflect.Pointer {
+			return true
+		}
+		t = f.Type
+	}
+	return false
 }
 
 // schema generates v's schema; strict (answers) closes objects. Request

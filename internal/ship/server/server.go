@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shipyard/shipyard/internal/apispec"
 	"github.com/shipyard/shipyard/internal/logctx"
 	"github.com/shipyard/shipyard/internal/ship/files"
 	"github.com/shipyard/shipyard/internal/ship/kernel"
@@ -93,6 +94,12 @@ type Server struct {
 	mux   *http.ServeMux
 	kmu   sync.Mutex // serializes kernel start/restart/shutdown requests
 	token [32]byte
+	// patterns are the registered patterns (openapi_test.go compares them
+	// with the OpenAPI table); spec is /openapi.json, built on first use.
+	patterns []string
+	specOnce sync.Once
+	spec     []byte
+	specErr  error
 }
 
 // New returns a Server. It is ready as soon as it serves: /health answers 200
@@ -133,13 +140,15 @@ func New(opt Options) *Server {
 }
 
 func (s *Server) routes() {
-	m := s.mux
+	m := recordingMux{mux: s.mux, patterns: &s.patterns}
 	m.HandleFunc("GET /{$}", s.handleRoot)
 	m.HandleFunc("GET /health", s.handleHealth)
 	m.HandleFunc("GET /stat", s.handleStat)
 	m.HandleFunc("GET /meta", s.handleMeta)
 	m.HandleFunc("GET /ports", s.handlePorts)
 	m.Handle("GET /metrics", s.opt.Metrics.Handler())
+	m.HandleFunc("GET /openapi.json", s.handleOpenAPI)
+	m.HandleFunc("GET /docs", apispec.ServeDocs)
 
 	m.HandleFunc("POST /fs/create_file", s.handleCreate)
 	m.HandleFunc("POST /fs/read_file", s.handleRead)

@@ -190,6 +190,7 @@ func (e *env) do(t *testing.T, method, path string, body io.Reader, hdr map[stri
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
+	checkAnswer(t, req, res, b) // every answer matches Ship's OpenAPI document
 	return resp{status: res.StatusCode, header: res.Header, body: b}
 }
 
