@@ -766,5 +766,37 @@ func TestReplicasAsOneSystem(t *testing.T) {
 		if live := c.strings(t, `SELECT id FROM replicas WHERE expires_at >= $1 ORDER BY id`, time.Now().UnixMicro()); strings.Join(live, ",") != "r0,r1" {
 			t.Errorf("live replicas %v, want r0,r1", live)
 		}
+
+		// The killed replica comes back (same replica id): its start-up
+		// reconcile undoes nothing the others serve. Kernels keep their
+		// variables, containers stay the same ones.
+		var some []string
+		for id := range seen {
+			if len(some) < 4 {
+				some = append(some, id)
+			}
+		}
+		before := c.docker(t)
+		for i, id := range some {
+			if res := c.python(ctx, i, id, "kept = 7"); res.status != http.StatusOK {
+				t.Fatalf("set a variable: %s", res)
+			}
+		}
+		if err := c.start(c.reps[2]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // its reconcile runs right after start-up
+		after := c.docker(t)
+		for i, id := range some {
+			if res := c.python(ctx, i+2, id, "print(kept * 6)"); res.status != http.StatusOK || !strings.Contains(string(res.body), "42") {
+				t.Errorf("sandbox %s after a replica restarted: %s", id, res)
+			}
+			if strings.Join(before.containers[id], ",") != strings.Join(after.containers[id], ",") {
+				t.Errorf("sandbox %s: containers %v before the restart, %v after", id, before.containers[id], after.containers[id])
+			}
+		}
+		if n := len(c.reps[2].logLines(`reconcile: dropping session`)); n != 0 {
+			t.Errorf("the restarted replica's reconcile dropped %d sessions", n)
+		}
 	})
 }
