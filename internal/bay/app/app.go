@@ -27,8 +27,8 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/idempotency"
 	"github.com/shipyard/shipyard/internal/bay/keylock"
 	"github.com/shipyard/shipyard/internal/bay/metrics"
-	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/preview"
+	"github.com/shipyard/shipyard/internal/bay/replica"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
 	"github.com/shipyard/shipyard/internal/bay/session"
@@ -64,6 +64,7 @@ type App struct {
 	Metrics   *metrics.Metrics
 	GC        *gc.Collector
 	Warm      *warmpool.Pool
+	Heart     *replica.Heart
 	closers   []func() error
 	listener  net.Listener
 }
@@ -82,6 +83,8 @@ func NewLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 
 // New builds Bay: opens the store (migrating it), provisions API keys, connects the driver.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options) (*App, error) {
+	// Every line says which replica wrote it (several Bays may share one deployment).
+	log = log.With("replica_id", cfg.Replica.ID)
 	a := &App{Config: cfg, Log: log, Now: opt.Now, started: time.Now()}
 	if a.Now == nil {
 		a.Now = func() time.Time { return time.Now().UTC() }
@@ -95,6 +98,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	}
 	a.Store = st
 	a.closers = append(a.closers, st.Close)
+	// Alive before anything else: other replicas must not take this one's
+	// claims for a dead replica's, and its reconcile counts itself in.
+	a.Heart = &replica.Heart{Store: st, Identity: replica.Identity{InstanceID: cfg.GC.InstanceID, ReplicaID: cfg.Replica.ID},
+		Interval: cfg.Replica.HeartbeatInterval(), Lease: cfg.Replica.Lease(), Now: a.Now, Log: log}
+	if err := a.Heart.Beat(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
 
 	// The driver of driver.type, from the registry in drivers.go. An engine
 	// that cannot be reached answers 503 + Retry-After, not 500.
@@ -123,7 +134,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	a.Sessions = session.New(st, a.Driver, a.Runtime, locks, session.Config{
 		InstanceID: cfg.GC.InstanceID, ReadyTimeout: sc.ReadyTimeout(), ReadyPollInitial: sc.ReadyPollInitial(),
 		ReadyPollMax: sc.ReadyPollMax(), HealthTimeout: sc.ReadyProbeTimeout(), LockTimeout: sc.StartLockTimeout(),
-		SingleInstance: singleInstance(cfg),
+		SingleInstance: singleInstance(cfg), ReplicaID: cfg.Replica.ID, Lease: cfg.Replica.Lease(),
 	}, log, hooks)
 
 	profiles := map[string]*session.Profile{}
@@ -151,7 +162,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	cargos := &cargo.Service{Store: st, Driver: a.Driver, InstanceID: cfg.GC.InstanceID, Log: log}
 	a.GC = &gc.Collector{Store: st, Driver: a.Driver, Sessions: a.Sessions, Sandboxes: a.Sandboxes, Now: a.Now, Log: log,
 		Config: gc.Config{Enabled: cfg.GC.Enabled, RunOnStartup: cfg.GC.RunOnStartup, Interval: cfg.GC.Interval(),
-			InstanceID: cfg.GC.InstanceID, Tasks: map[string]bool{
+			InstanceID: cfg.GC.InstanceID, ReplicaID: cfg.Replica.ID, Lease: cfg.Replica.Lease(),
+			SingleInstance: singleInstance(cfg), Tasks: map[string]bool{
 				gc.IdleSession: cfg.GC.IdleSession.Enabled, gc.ExpiredSandbox: cfg.GC.ExpiredSandbox.Enabled,
 				gc.OrphanCargo: cfg.GC.OrphanCargo.Enabled, gc.OrphanContainer: cfg.GC.OrphanContainer.Enabled,
 			}}}
@@ -160,7 +172,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	a.GC.Init()
 	a.GC.ExpectReconcile()
 	a.Warm = &warmpool.Pool{Store: st, Sessions: a.Sessions, Sandboxes: a.Sandboxes, Config: cfg, Profiles: profiles,
-		Now: a.Now, Log: log, Holder: cfg.GC.InstanceID + "/" + model.NewID("warm"), Observer: a.Metrics}
+		Now: a.Now, Log: log, Holder: cfg.Replica.ID, Lease: cfg.Replica.Lease(), Observer: a.Metrics}
 	if cfg.WarmPool.Enabled {
 		a.Sandboxes.Warm = a.Warm
 	}
@@ -191,9 +203,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		Config: cfg, Store: st, Auth: authn, Sandboxes: a.Sandboxes, Capabilities: a.Caps, Browser: a.Browser, Cargos: cargos,
 		Preview: preview.NewService(st, previewKey, pp, cfg.Preview.DefaultTokenTTL(), cfg.Preview.MaxTokenTTL(),
 			cfg.Preview.MaxRequestBytes),
-		Skills:      &skills.Service{Store: st},
-		Idempotency: &idempotency.Guard{Store: st, Enabled: cfg.Idempotency.Enabled, TTL: cfg.Idempotency.TTL()},
-		Runtime:     a.Runtime, Health: healthChecks{st: st, drv: a.Driver}, Log: log, Now: a.Now, Started: a.started,
+		Skills: &skills.Service{Store: st},
+		Idempotency: &idempotency.Guard{Store: st, Enabled: cfg.Idempotency.Enabled, TTL: cfg.Idempotency.TTL(),
+			Holder: cfg.Replica.ID, Log: log},
+		Runtime: a.Runtime, Health: healthChecks{st: st, drv: a.Driver}, Log: log, Now: a.Now, Started: a.started,
 		GC: a.GC, Metrics: a.Metrics,
 		Tenants: &tenant.Service{Store: st, Now: a.Now}, RateLimit: tenant.NewLimiter(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst),
 	})
@@ -236,16 +249,18 @@ func (a *App) Run(ctx context.Context) error {
 		ErrorLog: slog.NewLogLogger(a.Log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	a.Log.Info("bay listening", "addr", ln.Addr().String(), "database", a.Config.Database.Driver,
+	a.Log.Info("bay listening", "addr", ln.Addr().String(), "instance_id", a.Config.GC.InstanceID,
+		"database", a.Config.Database.Driver,
 		"driver", a.Config.Driver.Type, "startup_ms", time.Since(a.started).Milliseconds())
 
 	// Background duties: reconcile what a previous run left, then GC and the warm pool.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() { defer wg.Done(); a.Heart.Run(bg) }()
 	go func() {
 		defer wg.Done()
-		if err := a.GC.Reconcile(bg, a.staleStart()); err != nil && bg.Err() == nil {
+		if err := a.GC.Reconcile(bg); err != nil && bg.Err() == nil {
 			a.Log.Error("reconcile", "err", err)
 		}
 		wg.Add(2)
@@ -276,16 +291,6 @@ func (a *App) Run(ctx context.Context) error {
 
 // singleInstance: with SQLite this Bay is the only one using the database.
 func singleInstance(cfg *config.Config) bool { return cfg.Database.Driver == config.DriverSQLite }
-
-// staleStart is how old a "starting" session must be before reconcile undoes
-// it: with SQLite this Bay is the only one, so any is; with PostgreSQL another
-// replica may be starting it right now.
-func (a *App) staleStart() time.Duration {
-	if singleInstance(a.Config) {
-		return 0
-	}
-	return a.Config.Session.ReadyTimeout() + 30*time.Second
-}
 
 // Close releases everything New opened, in reverse order.
 func (a *App) Close() error {
