@@ -204,7 +204,7 @@ func customize(strict bool) openapi3gen.SchemaCustomizerFn {
 	return func(_ string, t reflect.Type, _ reflect.StructTag, s *openapi3.Schema) error {
 		switch t.Kind() {
 		case reflect.Slice, reflect.Map, reflect.Interface:
-			if t != reflect.TypeFor[[]byte]() && t != reflect.TypeFor[json.RawMessage]() {
+			if t != reflect.TypeFor[[]byte]() { // json.RawMessage is any JSON, null included
 				s.Nullable = true
 			}
 		case reflect.Struct:

@@ -48,7 +48,8 @@ type Options struct {
 	Listen     string // address to serve on; "" = 127.0.0.1:0
 	// ValidateSpec checks every answer of Do and Must against Bay's OpenAPI
 	// document (status declared, JSON body matching its schema); a
-	// mismatch fails the test.
+	// mismatch fails the test. SHIPYARD_VALIDATE_SPEC=1 turns it on for
+	// every Bay (test/bay's TestMain sets it; =0 turns that off).
 	ValidateSpec bool
 }
 
@@ -141,7 +142,7 @@ func Start(t testing.TB, o Options) *Bay {
 	}
 	b := &Bay{URL: url, InstanceID: inst, DataDir: dir, App: a,
 		Client: &http.Client{Timeout: 5 * time.Minute}}
-	if o.ValidateSpec || os.Getenv("SHIPYARD_VALIDATE_SPEC") != "" {
+	if v := os.Getenv("SHIPYARD_VALIDATE_SPEC"); o.ValidateSpec || (v != "" && v != "0") {
 		if b.spec, err = Spec(); err != nil {
 			t.Fatalf("openapi: %v", err)
 		}

@@ -169,7 +169,7 @@ var (
 	sessionErrs = []errs.Code{errs.NotFound, errs.Validation, errs.SandboxExpired, errs.SessionNotReady,
 		errs.ShipError, errs.Timeout, errs.CapabilityNotSupported, errs.ProfileUnavailable,
 		errs.DriverUnavailable, errs.QuotaExceeded, errs.Conflict, errs.TooLarge}
-	fileErrs    = append(slices.Clone(sessionErrs), errs.FileNotFound, errs.InvalidPath)
+	fileErrs    = append(slices.Clone(sessionErrs), errs.FileNotFound, errs.InvalidPath, errs.Forbidden)
 	processErrs = append(slices.Clone(sessionErrs), errs.ProcessNotFound)
 	skillErrs   = []errs.Code{errs.NotFound, errs.Validation, errs.Conflict}
 )
