@@ -678,8 +678,9 @@ func TestReplicasAsOneSystem(t *testing.T) {
 		// them; replica 2 is SIGKILLed while they run.
 		const workers, rounds = 8, 2
 		type outcome struct {
-			ids  []string
-			errs []string
+			ids     []string
+			deleted []string
+			errs    []string
 		}
 		outs := make([]outcome, workers)
 		var wg sync.WaitGroup
@@ -719,6 +720,23 @@ func TestReplicasAsOneSystem(t *testing.T) {
 					if res.status != http.StatusOK || !strings.Contains(string(res.body), "45") {
 						o.errs = append(o.errs, "exec: "+res.String())
 					}
+					if (w+round)%2 == 1 {
+						continue
+					}
+					// Half of them are deleted, deletes cut by the kill included: a
+					// retry may find the sandbox already gone (404).
+					for attempt := 0; attempt < 60; attempt++ {
+						res = c.balanced(ctx, w+round+attempt, "DELETE", "/v1/sandboxes/"+id, nil, nil)
+						if res.status == http.StatusNoContent || (attempt > 0 && res.status == http.StatusNotFound) {
+							break
+						}
+						time.Sleep(250 * time.Millisecond)
+					}
+					if res.status != http.StatusNoContent && res.status != http.StatusNotFound {
+						o.errs = append(o.errs, "delete: "+res.String())
+						continue
+					}
+					o.deleted = append(o.deleted, id)
 				}
 			}()
 		}
@@ -748,9 +766,15 @@ func TestReplicasAsOneSystem(t *testing.T) {
 			t.Errorf("%d sandboxes created, want %d", len(seen), workers*rounds)
 		}
 		// Each of them runs in exactly one container.
+		deleted := map[string]bool{}
+		for _, o := range outs {
+			for _, id := range o.deleted {
+				deleted[id] = true
+			}
+		}
 		ds := c.docker(t)
 		for id := range seen {
-			if n := len(ds.containers[id]); n != 1 {
+			if n := len(ds.containers[id]); !deleted[id] && n != 1 {
 				t.Errorf("sandbox %s has %d containers, want 1", id, n)
 			}
 		}
@@ -760,6 +784,15 @@ func TestReplicasAsOneSystem(t *testing.T) {
 		time.Sleep(3500 * time.Millisecond)
 		c.gcPass(t, ctx)
 		c.checkConsistent(t)
+		ds = c.docker(t)
+		for id := range deleted {
+			if n := len(ds.containers[id]); n != 0 {
+				t.Errorf("deleted sandbox %s has %d containers", id, n)
+			}
+		}
+		if n := c.count(t, `SELECT COUNT(*) FROM sandboxes WHERE deleted_at IS NULL AND id = ANY($1)`, keys(deleted)); n != 0 {
+			t.Errorf("%d deleted sandboxes are not marked deleted", n)
+		}
 		if n := c.count(t, `SELECT COUNT(*) FROM idempotency_keys WHERE status_code = 0`); n != 0 {
 			t.Errorf("%d idempotency keys still pending", n)
 		}
@@ -772,7 +805,7 @@ func TestReplicasAsOneSystem(t *testing.T) {
 		// variables, containers stay the same ones.
 		var some []string
 		for id := range seen {
-			if len(some) < 4 {
+			if len(some) < 4 && !deleted[id] {
 				some = append(some, id)
 			}
 		}
@@ -799,4 +832,12 @@ func TestReplicasAsOneSystem(t *testing.T) {
 			t.Errorf("the restarted replica's reconcile dropped %d sessions", n)
 		}
 	})
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
