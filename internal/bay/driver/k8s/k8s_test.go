@@ -122,7 +122,7 @@ func TestPodReadBack(t *testing.T) {
 		{"fsGroup 1000", ps.SecurityContext.FSGroup != nil && *ps.SecurityContext.FSGroup == 1000},
 		{"pod seccomp RuntimeDefault", ps.SecurityContext.SeccompProfile != nil && ps.SecurityContext.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
 		{"one runtime container", len(ps.Containers) == 1 && ps.Containers[0].Name == k8s.ContainerName},
-		{"PVC mounted at /workspace", len(ps.Volumes) == 1 && ps.Volumes[0].PersistentVolumeClaim != nil &&
+		{"PVC mounted at /workspace", len(ps.Volumes) == 2 && ps.Volumes[0].PersistentVolumeClaim != nil &&
 			ps.Volumes[0].PersistentVolumeClaim.ClaimName == "bay-cargo-readback"},
 		{"no scheduling gate left", len(ps.SchedulingGates) == 0},
 		{"owner label digested", pod.Labels["bay.owner"] != "alice@example.com" && strings.HasPrefix(pod.Labels["bay.owner"], "h-")},
@@ -139,6 +139,7 @@ func TestPodReadBack(t *testing.T) {
 		{"not privileged", sc.Privileged != nil && !*sc.Privileged},
 		{"drop ALL", sc.Capabilities != nil && len(sc.Capabilities.Drop) == 1 && sc.Capabilities.Drop[0] == "ALL" && len(sc.Capabilities.Add) == 0},
 		{"container seccomp RuntimeDefault", sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
+		{"read-only root filesystem", sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem},
 		{"cpu limit 500m", ctr.Resources.Limits.Cpu().MilliValue() == 500},
 		{"memory limit 256Mi", ctr.Resources.Limits.Memory().Value() == 256<<20},
 		{"memory request = limit", ctr.Resources.Requests.Memory().Value() == 256<<20},
@@ -164,6 +165,11 @@ func TestPodReadBack(t *testing.T) {
 	// would override the runtime's port. Only Kubernetes' own service is announced.
 	if !strings.Contains(status, "SHIP_PORT=8123\n") || strings.Contains(status, "SHIP_SERVICE_HOST") {
 		t.Errorf("service links reached the container:\n%s", status)
+	}
+	// The image is read-only, /tmp is not.
+	if out, err := c.Exec(ctx, ns, id, k8s.ContainerName, "sh", "-c",
+		"touch /etc/probe 2>/dev/null && echo root-writable; touch /tmp/probe && echo tmp-ok"); err != nil || out != "tmp-ok\n" {
+		t.Errorf("root filesystem / tmp: %q, %v", out, err)
 	}
 	// The workspace is writable by uid 1000 (hostPath volumes ignore fsGroup: the init container's work).
 	if _, err := c.Exec(ctx, ns, id, k8s.ContainerName, "sh", "-c", "echo ok > /workspace/probe && test -O /workspace"); err != nil {

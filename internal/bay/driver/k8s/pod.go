@@ -24,6 +24,7 @@ const (
 	// InitContainerName makes the workspace volume's root writable for uid 1000.
 	InitContainerName = "workspace-init"
 	workspaceVolume   = "workspace"
+	tmpVolume         = "tmp"
 	userID            = int64(DefaultWorkspaceUser)
 )
 
@@ -127,6 +128,7 @@ func restrictedContext() *corev1.SecurityContext {
 		Privileged:               ptr(false),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		ReadOnlyRootFilesystem:   ptr(true),
 	}
 }
 
@@ -193,7 +195,11 @@ func (d *Driver) podFor(spec driver.InstanceSpec) *corev1.Pod {
 		pod.Spec.Volumes = []corev1.Volume{{Name: workspaceVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	}
 	mount := corev1.VolumeMount{Name: workspaceVolume, MountPath: WorkspacePath}
-	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{mount}
+	// The image is read-only; what the runtime and user code write goes to the
+	// workspace or to a private /tmp (memory-backed, counted in the pod's memory).
+	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: tmpVolume, VolumeSource: corev1.VolumeSource{
+		EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
+	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{mount, {Name: tmpVolume, MountPath: "/tmp"}}
 	if spec.Volume != "" && *d.cfg.ChownWorkspace {
 		pod.Spec.InitContainers = []corev1.Container{{
 			Name:            InitContainerName,
