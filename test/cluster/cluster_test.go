@@ -140,6 +140,7 @@ type cluster struct {
 	instance string
 	dir      string
 	reps     []*replica
+	extraEnv []string
 	db       *sql.DB
 	http     *http.Client
 }
@@ -162,9 +163,10 @@ func (r *replica) proc() (*exec.Cmd, chan struct{}) {
 	return r.cmd, r.done
 }
 
-func newCluster(t *testing.T, dsn string, n int) *cluster {
+// newCluster starts n replicas; env adds BAY_* settings (KEY=value) shared by all.
+func newCluster(t *testing.T, dsn string, n int, env ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, dsn: dsn, instance: "cluster-" + randHex(4), dir: t.TempDir(),
+	c := &cluster{t: t, dsn: dsn, instance: "cluster-" + randHex(4), dir: t.TempDir(), extraEnv: env,
 		http: &http.Client{Timeout: 2 * time.Minute}}
 	t.Cleanup(func() {
 		for _, r := range c.reps {
@@ -202,7 +204,7 @@ func newCluster(t *testing.T, dsn string, n int) *cluster {
 func (c *cluster) env(r *replica) []string {
 	cfg := filepath.Join(c.dir, "config.yaml")
 	_ = os.WriteFile(cfg, nil, 0o600)
-	return append(os.Environ(),
+	return append(append(os.Environ(),
 		"BAY_CONFIG_FILE="+cfg,
 		"BAY_DATA_DIR="+c.dir,
 		"BAY_API_KEY="+apiKey,
@@ -220,7 +222,7 @@ func (c *cluster) env(r *replica) []string {
 		"BAY_WARM_POOL__ENABLED=false",
 		"BAY_SESSION__READY_TIMEOUT_SECONDS=60",
 		"BAY_LOG__LEVEL=info",
-	)
+	), c.extraEnv...)
 }
 
 func (c *cluster) start(r *replica) error {
