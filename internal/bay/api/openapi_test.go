@@ -3,9 +3,11 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/shipyard/shipyard/internal/apispec"
 	"github.com/shipyard/shipyard/internal/bay/browser"
 	"github.com/shipyard/shipyard/internal/bay/config"
+	"github.com/shipyard/shipyard/pkg/shipyard"
 )
 
 type nopMetrics struct{}
@@ -167,4 +170,100 @@ func TestOpenAPIServedWithoutAuth(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The Go SDK decodes Bay's answers into its own types: every field it reads
+// is one Bay writes and every field Bay writes is one it reads (nested
+// objects too), for each route it calls. A field on one side only fails,
+// except that the types in sdkPartial may read a subset.
+func TestSDKTypesMatchTheDocument(t *testing.T) {
+	doc, err := OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		sdk          any
+	}{
+		{"POST", "/v1/sandboxes", 201, shipyard.Sandbox{}},
+		{"GET", "/v1/sandboxes", 200, shipyard.SandboxPage{}},
+		{"POST", "/v1/sandboxes/{id}/extend_ttl", 200, shipyard.Sandbox{}},
+		{"GET", "/v1/profiles", 200, struct {
+			Items []shipyard.Profile `json:"items"`
+		}{}},
+		{"POST", "/v1/sandboxes/{id}/python/exec", 200, shipyard.PythonResult{}},
+		{"POST", "/v1/sandboxes/{id}/shell/exec", 200, shipyard.ShellResult{}},
+		{"POST", "/v1/sandboxes/{id}/browser/exec", 200, shipyard.BrowserResult{}},
+		{"POST", "/v1/sandboxes/{id}/browser/exec_batch", 200, shipyard.BrowserBatchResult{}},
+		{"POST", "/v1/sandboxes/{id}/filesystem/upload", 200, shipyard.UploadResult{}},
+		{"GET", "/v1/sandboxes/{id}/history", 200, shipyard.History{}},
+		{"GET", "/v1/sandboxes/{id}/history/{eid}", 200, shipyard.Execution{}},
+		{"POST", "/v1/sandboxes/{id}/processes", 201, shipyard.Process{}},
+		{"GET", "/v1/sandboxes/{id}/processes/{process_id}/output", 200, shipyard.ProcessOutput{}},
+		{"POST", "/v1/cargos", 201, shipyard.Cargo{}},
+		{"GET", "/v1/cargos", 200, shipyard.CargoPage{}},
+		{"POST", "/v1/skills/candidates", 201, shipyard.Candidate{}},
+		{"GET", "/v1/skills/candidates", 200, shipyard.Candidates{}},
+		{"POST", "/v1/skills/candidates/{candidate_id}/evaluate", 200, shipyard.Evaluation{}},
+		{"POST", "/v1/skills/candidates/{candidate_id}/promote", 200, shipyard.Release{}},
+		{"GET", "/v1/skills/releases", 200, shipyard.Releases{}},
+		{"DELETE", "/v1/skills/releases/{release_id}", 200, shipyard.Deleted{}},
+	} {
+		o := doc.Paths.Value(tc.path).GetOperation(tc.method)
+		s := o.Responses.Status(tc.status).Value.Content.Get("application/json").Schema
+		compareFields(t, fmt.Sprintf("%s %s %d", tc.method, tc.path, tc.status), s, reflect.TypeOf(tc.sdk))
+	}
+}
+
+// compareFields reports the json fields of t and the properties of s that
+// are on one side only, recursing into objects and arrays of objects.
+func compareFields(t *testing.T, where string, s *openapi3.SchemaRef, typ reflect.Type) {
+	t.Helper()
+	for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+		if typ.Kind() == reflect.Slice {
+			if s.Value.Items == nil {
+				return
+			}
+			s = s.Value.Items
+		}
+		typ = typ.Elem()
+	}
+	if typ.Kind() != reflect.Struct || typ == reflect.TypeFor[time.Time]() || len(s.Value.Properties) == 0 {
+		return
+	}
+	fields := map[string]reflect.Type{}
+	for _, f := range reflect.VisibleFields(typ) {
+		tag, ok := f.Tag.Lookup("json")
+		name, _, _ := strings.Cut(tag, ",")
+		if !ok || name == "-" || !f.IsExported() {
+			continue
+		}
+		fields[name] = f.Type
+	}
+	for name, ft := range fields {
+		p, ok := s.Value.Properties[name]
+		if !ok {
+			t.Errorf("%s: the SDK's %v reads %q, which Bay does not write", where, typ, name)
+			continue
+		}
+		compareFields(t, where+" ."+name, p, ft)
+	}
+	for name := range s.Value.Properties {
+		if _, ok := fields[name]; !ok {
+			if why, partial := sdkPartial[typ]; partial {
+				t.Logf("%s: Bay writes %q, which the SDK's %v does not read (%s)", where, name, typ, why)
+				continue
+			}
+			t.Errorf("%s: Bay writes %q, which the SDK's %v does not read", where, name, typ)
+		}
+	}
+}
+
+// sdkPartial are SDK types that read a subset of Bay's answer on purpose
+// (every field they read must still be one Bay writes).
+var sdkPartial = map[reflect.Type]string{
+	reflect.TypeFor[shipyard.Candidate]():  "skills: the SDK reads the lifecycle fields only",
+	reflect.TypeFor[shipyard.Evaluation](): "skills: the SDK reads the lifecycle fields only",
+	reflect.TypeFor[shipyard.Release]():    "skills: the SDK reads the lifecycle fields only",
 }
