@@ -356,7 +356,8 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 			m.teardown(ctx, ss)
 			ss.ContainerID, ss.Endpoint, ss.Containers, ss.Network = "", "", nil, ""
 		}
-		if ss == nil {
+		created := ss == nil
+		if created {
 			ss = &model.Session{
 				ID: model.NewID("sess"), SandboxID: sb.ID, ProfileID: p.ID, Token: newToken(),
 				DesiredState: model.SessionRunning, ObservedState: model.SessionPending,
@@ -374,6 +375,11 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 		// no GC pass (on any replica) takes the session for idle mid-start.
 		if sb.CurrentSessionID != ss.ID {
 			if err := m.store.SetCurrentSession(ctx, sb.ID, ss.ID, &idle); err != nil {
+				if created {
+					// Unclaimed, the row would make the next call wait out its
+					// grace for a start nobody makes: remove it (best effort).
+					_, _ = m.store.DeleteSessionIfVersion(context.WithoutCancel(ctx), ss.ID, ss.Version)
+				}
 				return nil, err
 			}
 			sb.CurrentSessionID = ss.ID
@@ -664,6 +670,11 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 			if errors.Is(err, driver.ErrImageNotFound) { // Kubernetes learns it only when the pod runs
 				errc[i] = errs.Newf(errs.Internal, "Runtime image %s of profile %s could not be pulled where the sandbox "+
 					"was scheduled (load it into the nodes' image store or a registry they reach)", p.Containers[i].Image, p.ID).Wrap(err)
+				return
+			}
+			if errors.Is(err, driver.ErrUnschedulable) { // the details (nodes, events) go to the log only
+				errc[i] = m.notReady(sb.ID, multi, "The sandbox's runtime could not be scheduled (no node fits its "+
+					"resources, its volume is not bound, or a quota is exhausted); try again later").(*errs.Error).Wrap(err)
 				return
 			}
 			if err != nil {
