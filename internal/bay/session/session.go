@@ -329,7 +329,9 @@ func (m *Manager) ensureLocked(ctx context.Context, sandboxID string, p *Profile
 			if err != nil {
 				return nil, err
 			}
-			if c.Live(cur, m.cfg.ReplicaID, m.cfg.Lease) {
+			// An unclaimed row is claimed by its inserter within milliseconds;
+			// one older than a few seconds was left by a failure.
+			if c.Live(cur, m.cfg.ReplicaID, min(m.cfg.Lease, 5*time.Second)) {
 				if err := sleep(ctx, min(poll, time.Until(deadline))); err != nil {
 					return nil, err
 				}
@@ -642,6 +644,10 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 		if errors.Is(err, driver.ErrImageNotFound) {
 			return errs.Newf(errs.Internal, "Runtime image %s of profile %s is not available on the Docker host "+
 				"(no registry could provide it; build or load it there, e.g. make image / make image-data)", c.Image, p.ID).Wrap(err)
+		}
+		if errors.Is(err, driver.ErrUnschedulable) { // e.g. a Kubernetes quota; details in the log
+			return m.notReady(sb.ID, multi, "The sandbox's runtime could not be scheduled (a quota is exhausted); "+
+				"try again later").(*errs.Error).Wrap(err)
 		}
 		if err != nil {
 			return fmt.Errorf("session: create %s: %w", spec.Name, err)
