@@ -60,7 +60,7 @@ type Profile struct {
 type Config struct {
 	InstanceID       string
 	ReplicaID        string        // this process among the replicas (claims name it)
-	Lease            time.Duration // grace of a session row not yet claimed by its inserter (default 15s)
+	Lease            time.Duration // replica lease; an unclaimed session row gets min(Lease, 5s) of grace (default 15s)
 	ReadyTimeout     time.Duration // give up waiting for /health (default 120s)
 	ReadyPollInitial time.Duration // first poll interval (default 25ms)
 	ReadyPollMax     time.Duration // poll interval cap (default 100ms)
