@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/shipyard/shipyard/internal/bay/driver"
@@ -35,6 +36,9 @@ profiles:
     env: {GREETING: "ahoy"}
   - id: missing-image
     image: shipyard-no-such-image:v0
+  - id: huge
+    image: ship:latest
+    resources: {cpus: 1.0, memory: 4096g}
   - id: duo
     idle_timeout: 1
     containers:
@@ -53,7 +57,9 @@ type env struct {
 	o  baytest.Options
 }
 
-func start(t *testing.T) *env {
+// start runs a Bay on the test cluster in a namespace of its own; extra is
+// more BAY_* variables, as name, value pairs.
+func start(t *testing.T, extra ...string) *env {
 	c := k8stest.New(t)
 	ns := c.Namespace(t, "bay-e2e")
 	o := baytest.Options{ConfigYAML: profiles, InstanceID: model.NewID("k8s"), DataDir: t.TempDir(), Env: map[string]string{
@@ -64,6 +70,9 @@ func start(t *testing.T) *env {
 		"BAY_DRIVER__K8S__POD_STARTUP_TIMEOUT": "30",
 		"BAY_GC__ORPHAN_CONTAINER__ENABLED":    "true",
 	}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		o.Env[extra[i]] = extra[i+1]
+	}
 	return &env{c: c, ns: ns, b: baytest.Start(t, o), o: o}
 }
 
@@ -368,5 +377,64 @@ func TestIdleReclaimAndMultiContainer(t *testing.T) {
 	b.Must(t, 204, baytest.Req{Method: "DELETE", Path: "/v1/sandboxes/" + id})
 	if n := len(e.pods(t, "bay.sandbox_id="+id)); n != 0 {
 		t.Fatalf("%d pods after delete", n)
+	}
+}
+
+// TestUnschedulableAndExpiry: a profile no node can fit fails with the
+// scheduler's reason within pod_startup_timeout and leaves no pod; a
+// sandbox past its TTL is removed by GC with its pod and its claim.
+func TestUnschedulableAndExpiry(t *testing.T) {
+	e := start(t, "BAY_DRIVER__K8S__POD_STARTUP_TIMEOUT", "4")
+	b := e.b
+	id := b.CreateSandbox(t, map[string]any{"profile": "huge"})
+	begin := time.Now()
+	r := b.Do(t, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/python/exec", Body: map[string]any{"code": "1"}})
+	took := time.Since(begin)
+	t.Logf("after %s: %d %s", took.Round(time.Millisecond), r.Status, r.Body)
+	if r.Status != 503 || r.Code() != "session_not_ready" || !strings.Contains(string(r.Body), "could not be scheduled") ||
+		took > 20*time.Second {
+		t.Errorf("status %d after %s: want 503 session_not_ready saying it could not be scheduled, within the start timeout", r.Status, took)
+	}
+	if n := len(e.pods(t, "bay.sandbox_id="+id)); n != 0 {
+		t.Errorf("%d pods left after the failed start", n)
+	}
+	b.Must(t, 204, baytest.Req{Method: "DELETE", Path: "/v1/sandboxes/" + id})
+
+	id = b.CreateSandbox(t, map[string]any{"ttl": 1})
+	if r := b.Python(t, id, "1+1"); r["output"] != "2" {
+		t.Fatalf("1+1: %v", r)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/admin/gc/run", Body: map[string]any{"tasks": []string{"expired_sandbox"}}})
+	if n := len(e.pods(t, "bay.sandbox_id="+id)); n != 0 {
+		t.Errorf("expiry left %d pods", n)
+	}
+	if r := b.Do(t, baytest.Req{Method: "GET", Path: "/v1/sandboxes/" + id}); r.Status != 404 {
+		t.Errorf("expired sandbox: %d", r.Status)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(e.pvcs(t)) != 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if left := e.pvcs(t); len(left) != 0 {
+		t.Errorf("expiry left PVCs %v", left)
+	}
+
+	// A namespace quota that admits no more pods: refused at once, as unschedulable.
+	q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-pods"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}}}
+	if _, err := e.c.Client.CoreV1().ResourceQuotas(e.ns).Create(t.Context(), q, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		cur, err := e.c.Client.CoreV1().ResourceQuotas(e.ns).Get(t.Context(), "no-pods", metav1.GetOptions{})
+		if err == nil && cur.Status.Hard != nil {
+			break // the quota controller has counted: admission now decides on it
+		}
+	}
+	id = b.CreateSandbox(t, nil)
+	r = b.Do(t, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/python/exec", Body: map[string]any{"code": "1"}})
+	if r.Status != 503 || !strings.Contains(string(r.Body), "quota") {
+		t.Errorf("under a full quota: %d %s", r.Status, r.Body)
 	}
 }

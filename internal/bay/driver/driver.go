@@ -17,6 +17,11 @@ var ErrNotFound = errors.New("not found")
 // missing image is never mistaken for a missing instance.
 var ErrImageNotFound = errors.New("image not found")
 
+// ErrUnschedulable is returned (wrapped) when the orchestrator cannot place
+// or admit an instance: no node fits its resources, its volume is not bound, a
+// resource quota is exhausted (Kubernetes). A retry later may succeed.
+var ErrUnschedulable = errors.New("cannot be scheduled")
+
 // ErrInUse is returned (wrapped) when a volume or network cannot be deleted because
 // an instance still uses it; the caller may retry after destroying that instance.
 var ErrInUse = errors.New("in use")

@@ -151,7 +151,7 @@ func wrap(op, ref string, err error) error {
 		return fmt.Errorf("k8s: %s %s: %w: %w", op, ref, driver.ErrNotFound, err)
 	}
 	if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota") {
-		return fmt.Errorf("k8s: %s %s: the namespace's resource quota is exhausted: %w", op, ref, err)
+		return fmt.Errorf("k8s: %s %s: the namespace's resource quota is exhausted: %w: %w", op, ref, driver.ErrUnschedulable, err)
 	}
 	return fmt.Errorf("k8s: %s %s: %w", op, ref, err)
 }

@@ -213,8 +213,8 @@ func TestStartFailures(t *testing.T) {
 		within  time.Duration
 	}{
 		{"image missing", func(s *driver.InstanceSpec) { s.Image = "shipyard-no-such-image:v0" }, driver.ErrImageNotFound, "ErrImageNeverPull", 10 * time.Second},
-		{"unschedulable", func(s *driver.InstanceSpec) { s.Resources.MemoryBytes = 1 << 50 }, nil, "Insufficient memory", 20 * time.Second},
-		{"volume claim missing", func(s *driver.InstanceSpec) { s.Volume = "bay-cargo-missing" }, nil, "bay-cargo-missing", 20 * time.Second},
+		{"unschedulable", func(s *driver.InstanceSpec) { s.Resources.MemoryBytes = 1 << 50 }, driver.ErrUnschedulable, "Insufficient memory", 20 * time.Second},
+		{"volume claim missing", func(s *driver.InstanceSpec) { s.Volume = "bay-cargo-missing" }, driver.ErrUnschedulable, "bay-cargo-missing", 20 * time.Second},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -141,13 +141,30 @@ func (d *Driver) waitRunning(ctx context.Context, pod *corev1.Pod) (string, erro
 		return endpoint, nil
 	}
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return "", fmt.Errorf("k8s: pod %s did not run within %s: %w: %s", pod.Name, d.cfg.StartTimeout, errStartTimeout,
+		why := errStartTimeout
+		if !scheduled(last) { // no node fits, or its claim is not bound: the scheduler said why
+			why = driver.ErrUnschedulable
+		}
+		return "", fmt.Errorf("k8s: pod %s did not run within %s: %w: %s", pod.Name, d.cfg.StartTimeout, why,
 			d.describe(context.WithoutCancel(ctx), last))
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return "", fmt.Errorf("k8s: waiting for pod %s: %w", pod.Name, err)
 	}
 	return "", err
+}
+
+// scheduled: the pod was bound to a node.
+func scheduled(p *corev1.Pod) bool {
+	if p.Spec.NodeName != "" {
+		return true
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // running: the runtime container runs and the pod has an address.
