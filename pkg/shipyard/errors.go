@@ -35,6 +35,8 @@ const (
 	CodePayloadTooLarge        = wire.CodePayloadTooLarge
 	CodeProcessNotFound        = wire.CodeProcessNotFound
 	CodeProfileUnavailable     = wire.CodeProfileUnavailable
+	CodeDatabaseUnavailable    = wire.CodeDatabaseUnavailable
+	CodeDriverUnavailable      = wire.CodeDriverUnavailable
 )
 
 // Sentinels for errors.Is: errors.Is(err, shipyard.ErrNotFound) holds for

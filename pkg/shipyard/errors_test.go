@@ -27,6 +27,7 @@ func TestCodesMatchBay(t *testing.T) {
 		{CodeCapabilityNotSupported, errs.CapabilityNotSupported}, {CodeInvalidPath, errs.InvalidPath},
 		{CodeInternal, errs.Internal}, {CodePayloadTooLarge, errs.TooLarge},
 		{CodeProfileUnavailable, errs.ProfileUnavailable},
+		{CodeDatabaseUnavailable, errs.DatabaseUnavailable}, {CodeDriverUnavailable, errs.DriverUnavailable},
 	} {
 		if c.sdk != string(c.bay) {
 			t.Errorf("SDK code %q, Bay's %q", c.sdk, c.bay)

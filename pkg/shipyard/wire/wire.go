@@ -29,6 +29,8 @@ const (
 	CodePayloadTooLarge        = "payload_too_large"
 	CodeProcessNotFound        = "process_not_found"
 	CodeProfileUnavailable     = "profile_unavailable"
+	CodeDatabaseUnavailable    = "database_unavailable" // 503 + Retry-After: Bay's database is away (a restart)
+	CodeDriverUnavailable      = "driver_unavailable"   // 503 + Retry-After: the container engine is away
 )
 
 // ErrorBody is Bay's error answer: {"error":{code,message,request_id,details}}.
