@@ -212,50 +212,15 @@ func TestSDKTypesMatchTheDocument(t *testing.T) {
 	} {
 		o := doc.Paths.Value(tc.path).GetOperation(tc.method)
 		s := o.Responses.Status(tc.status).Value.Content.Get("application/json").Schema
-		compareFields(t, fmt.Sprintf("%s %s %d", tc.method, tc.path, tc.status), s, reflect.TypeOf(tc.sdk))
-	}
-}
-
-// compareFields reports the json fields of t and the properties of s that
-// are on one side only, recursing into objects and arrays of objects.
-func compareFields(t *testing.T, where string, s *openapi3.SchemaRef, typ reflect.Type) {
-	t.Helper()
-	for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
-		if typ.Kind() == reflect.Slice {
-			if s.Value.Items == nil {
-				return
-			}
-			s = s.Value.Items
+		where, typ := fmt.Sprintf("%s %s %d", tc.method, tc.path, tc.status), reflect.TypeOf(tc.sdk)
+		unwritten, unread := apispec.FieldDrift(s, typ)
+		for _, f := range unwritten {
+			t.Errorf("%s: the SDK's %v reads %s, which Bay does not write", where, typ, f)
 		}
-		typ = typ.Elem()
-	}
-	if typ.Kind() != reflect.Struct || typ == reflect.TypeFor[time.Time]() || len(s.Value.Properties) == 0 {
-		return
-	}
-	fields := map[string]reflect.Type{}
-	for _, f := range reflect.VisibleFields(typ) {
-		tag, ok := f.Tag.Lookup("json")
-		name, _, _ := strings.Cut(tag, ",")
-		if !ok || name == "-" || !f.IsExported() {
-			continue
-		}
-		fields[name] = f.Type
-	}
-	for name, ft := range fields {
-		p, ok := s.Value.Properties[name]
-		if !ok {
-			t.Errorf("%s: the SDK's %v reads %q, which Bay does not write", where, typ, name)
-			continue
-		}
-		compareFields(t, where+" ."+name, p, ft)
-	}
-	for name := range s.Value.Properties {
-		if _, ok := fields[name]; !ok {
-			if why, partial := sdkPartial[typ]; partial {
-				t.Logf("%s: Bay writes %q, which the SDK's %v does not read (%s)", where, name, typ, why)
-				continue
-			}
-			t.Errorf("%s: Bay writes %q, which the SDK's %v does not read", where, name, typ)
+		if why, partial := sdkPartial[typ]; partial && len(unread) > 0 {
+			t.Logf("%s: Bay writes %v, which the SDK's %v does not read (%s)", where, unread, typ, why)
+		} else if len(unread) > 0 {
+			t.Errorf("%s: Bay writes %v, which the SDK's %v does not read", where, unread, typ)
 		}
 	}
 }
@@ -266,4 +231,6 @@ var sdkPartial = map[reflect.Type]string{
 	reflect.TypeFor[shipyard.Candidate]():  "skills: the SDK reads the lifecycle fields only",
 	reflect.TypeFor[shipyard.Evaluation](): "skills: the SDK reads the lifecycle fields only",
 	reflect.TypeFor[shipyard.Release]():    "skills: the SDK reads the lifecycle fields only",
+	reflect.TypeFor[shipyard.Candidates](): "skills: the SDK reads the lifecycle fields only",
+	reflect.TypeFor[shipyard.Releases]():   "skills: the SDK reads the lifecycle fields only",
 }

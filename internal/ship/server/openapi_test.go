@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/shipyard/shipyard/internal/apispec"
+	"github.com/shipyard/shipyard/internal/bay/runtime"
 )
 
 // Every pattern routes() registers is in the OpenAPI table and vice versa.
@@ -90,5 +92,37 @@ func checkAnswer(t *testing.T, req *http.Request, res *http.Response, body []byt
 	}
 	if err := checker.Check(req, res.StatusCode, res.Header, body); err != nil {
 		t.Error(err)
+	}
+}
+
+// Bay's runtime client decodes Ship's answers into its own types: every field
+// it reads is one Ship writes, and every field Ship writes is one it reads
+// (unless the type reads a subset on purpose: partial).
+func TestBayRuntimeTypesMatchShipsDocument(t *testing.T) {
+	doc, err := OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		bay          any
+		partial      bool
+	}{
+		{"POST", "/shell/exec", 200, runtime.ShellResult{}, false},
+		{"POST", "/shell/processes", 201, runtime.Process{}, false},
+		// (…/signal answers the same Process without notice, which only a start sets.)
+		{"GET", "/shell/processes/{id}/output", 200, runtime.ProcessOutput{}, false},
+		{"GET", "/health", 200, runtime.Health{}, true}, // Bay reads status and processes_running
+	} {
+		s := doc.Paths.Value(tc.path).GetOperation(tc.method).Responses.Status(tc.status).Value.Content.Get("application/json").Schema
+		where, typ := tc.method+" "+tc.path, reflect.TypeOf(tc.bay)
+		unwritten, unread := apispec.FieldDrift(s, typ)
+		for _, f := range unwritten {
+			t.Errorf("%s: Bay's %v reads %s, which Ship does not write", where, typ, f)
+		}
+		if len(unread) > 0 && !tc.partial {
+			t.Errorf("%s: Ship writes %v, which Bay's %v does not read", where, unread, typ)
+		}
 	}
 }
