@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -88,5 +89,28 @@ func TestDocsPageIsSelfContained(t *testing.T) {
 	}
 	if !strings.Contains(rec.Header().Get("Content-Security-Policy"), "default-src 'none'") {
 		t.Error("no CSP")
+	}
+}
+
+func TestFieldDrift(t *testing.T) {
+	doc, err := Build(Info{Title: "t", Version: "1"}, []Operation{
+		{Pattern: "GET /items", Responses: map[int]any{200: struct {
+			Items []item `json:"items"`
+		}{}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := doc.Paths.Value("/items").Get.Responses.Status(200).Value.Content.Get("application/json").Schema
+	type clientItem struct {
+		Name  string `json:"name"`
+		Color string `json:"color"` // never written
+	}
+	type clientPage struct {
+		Items []clientItem `json:"items"`
+	}
+	onlyType, onlySchema := FieldDrift(s, reflect.TypeFor[clientPage]())
+	if !slices.Equal(onlyType, []string{".items.color"}) || !slices.Equal(onlySchema, []string{".items.count", ".items.note", ".items.tags"}) {
+		t.Errorf("drift: %v / %v", onlyType, onlySchema)
 	}
 }
