@@ -105,15 +105,19 @@ func (a *API) browserExec(w http.ResponseWriter, r *http.Request, owner string) 
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Success         bool    `json:"success"`
-		Output          string  `json:"output"`
-		Error           *string `json:"error"`
-		ExitCode        int     `json:"exit_code"`
-		ExecutionID     string  `json:"execution_id"`
-		ExecutionTimeMs int64   `json:"execution_time_ms"`
-		TraceRef        *string `json:"trace_ref"`
-	}{res.Success, res.Output, res.Error, res.ExitCode, res.ExecutionID, res.ExecutionTimeMs, res.TraceRef})
+	writeJSON(w, http.StatusOK, browserExecJSON{res.Success, res.Output, res.Error, res.ExitCode, res.ExecutionID,
+		res.ExecutionTimeMs, res.TraceRef})
+}
+
+// browserExecJSON is browser/exec's answer.
+type browserExecJSON struct {
+	Success         bool    `json:"success"`
+	Output          string  `json:"output"`
+	Error           *string `json:"error"`
+	ExitCode        int     `json:"exit_code"`
+	ExecutionID     string  `json:"execution_id"`
+	ExecutionTimeMs int64   `json:"execution_time_ms"`
+	TraceRef        *string `json:"trace_ref"`
 }
 
 // batchJSON is upstream's batch answer, fields in upstream order.
@@ -182,19 +186,22 @@ func (a *API) browserSkillRun(w http.ResponseWriter, r *http.Request, owner stri
 		return
 	}
 	bj := toBatchJSON(&res.BatchOutcome)
-	writeJSON(w, http.StatusOK, struct {
-		SkillKey        string         `json:"skill_key"`
-		ReleaseID       string         `json:"release_id"`
-		ExecutionID     string         `json:"execution_id"`
-		ExecutionTimeMs int64          `json:"execution_time_ms"`
-		TraceRef        *string        `json:"trace_ref"`
-		Results         []browser.Step `json:"results"`
-		TotalSteps      int            `json:"total_steps"`
-		CompletedSteps  int            `json:"completed_steps"`
-		Success         bool           `json:"success"`
-		DurationMs      int64          `json:"duration_ms"`
-	}{res.SkillKey, res.ReleaseID, bj.ExecutionID, bj.ExecutionTimeMs, bj.TraceRef, bj.Results, bj.TotalSteps,
-		bj.CompletedSteps, bj.Success, bj.DurationMs})
+	writeJSON(w, http.StatusOK, skillRunJSON{res.SkillKey, res.ReleaseID, bj.ExecutionID, bj.ExecutionTimeMs, bj.TraceRef,
+		bj.Results, bj.TotalSteps, bj.CompletedSteps, bj.Success, bj.DurationMs})
+}
+
+// skillRunJSON is browser/skills/{skill_key}/run's answer.
+type skillRunJSON struct {
+	SkillKey        string         `json:"skill_key"`
+	ReleaseID       string         `json:"release_id"`
+	ExecutionID     string         `json:"execution_id"`
+	ExecutionTimeMs int64          `json:"execution_time_ms"`
+	TraceRef        *string        `json:"trace_ref"`
+	Results         []browser.Step `json:"results"`
+	TotalSteps      int            `json:"total_steps"`
+	CompletedSteps  int            `json:"completed_steps"`
+	Success         bool           `json:"success"`
+	DurationMs      int64          `json:"duration_ms"`
 }
 
 func (a *API) browserTrace(w http.ResponseWriter, r *http.Request, owner string) {
@@ -208,8 +215,11 @@ func (a *API) browserTrace(w http.ResponseWriter, r *http.Request, owner string)
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
-		TraceRef string          `json:"trace_ref"`
-		Trace    json.RawMessage `json:"trace"`
-	}{ref, trace})
+	writeJSON(w, http.StatusOK, traceJSON{ref, trace})
+}
+
+// traceJSON is browser/traces/{trace_ref}'s answer.
+type traceJSON struct {
+	TraceRef string          `json:"trace_ref"`
+	Trace    json.RawMessage `json:"trace"`
 }

@@ -314,11 +314,14 @@ func (a *API) getSkillPayload(w http.ResponseWriter, r *http.Request, owner stri
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
-		PayloadRef string          `json:"payload_ref"`
-		Kind       string          `json:"kind"`
-		Payload    json.RawMessage `json:"payload"`
-	}{ref, blob.Kind, json.RawMessage(blob.Payload)})
+	writeJSON(w, http.StatusOK, skillPayloadJSON{ref, blob.Kind, json.RawMessage(blob.Payload)})
+}
+
+// skillPayloadJSON is GET /v1/skills/payloads/{payload_ref}'s answer.
+type skillPayloadJSON struct {
+	PayloadRef string          `json:"payload_ref"`
+	Kind       string          `json:"kind"`
+	Payload    json.RawMessage `json:"payload"`
 }
 
 func (a *API) createSkillCandidate(w http.ResponseWriter, r *http.Request, owner string) {
