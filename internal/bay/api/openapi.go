@@ -303,9 +303,9 @@ var operations = []operation{
 		Responses: map[int]any{200: quotaBody{}}, Errors: []errs.Code{errs.NotFound, errs.Validation}},
 
 	{Pattern: "GET /v1/sandboxes/{id}/ports", Tag: "ports", Summary: "Ports listening in the sandbox", Access: byOwner,
-		Responses: map[int]any{200: freeForm("{ports: [{port, url, ...}]}")}, Errors: sessionErrs},
+		Responses: map[int]any{200: freeForm("{ports: [{port, address, reachable, url}]}")}, Errors: sessionErrs},
 	{Pattern: "POST /v1/sandboxes/{id}/ports/tokens", Tag: "ports", Summary: "A signed preview URL for a port", Access: byOwner,
-		Request: portTokenRequest{}, Responses: map[int]any{201: freeForm("{token, url, expires_at, ...}")},
+		Request: portTokenRequest{}, Responses: map[int]any{201: freeForm("{token, url, port, expires_at}")},
 		Errors: append(slices.Clone(sessionErrs), errs.Forbidden), Invalid: true},
 	{Pattern: "DELETE /v1/sandboxes/{id}/ports/tokens", Tag: "ports", Summary: "Revoke preview tokens (of one port with ?port=)", Access: byOwner,
 		Params: []param{q("port", "integer", "only this port's tokens")}, Responses: map[int]any{204: noBody("revoked")},
