@@ -184,3 +184,44 @@ func TestLapsedClaimIsTakenOverLiveOneWaitedFor(t *testing.T) {
 		})
 	}
 }
+
+// Two replicas recovering the same dead container at once: both calls go on
+// (one replaces it, the other uses the replacement), one container is left.
+func TestConcurrentRecoveryOnReplicas(t *testing.T) {
+	for _, d := range storetest.Dialects() {
+		t.Run(d, func(t *testing.T) {
+			c := newCluster(t, d, 2, 10*time.Second)
+			ctx := context.Background()
+			ss, release, err := c.ms[0].EnsureRunning(ctx, c.sb.ID, c.p, time.Now().UTC())
+			if err != nil {
+				t.Fatal(err)
+			}
+			release()
+			c.drv.Kill(ss.ContainerID)
+			errList := make([]error, 2)
+			var wg sync.WaitGroup
+			for i := range errList {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errList[i] = c.ms[i].Recover(ctx, c.sb.ID, ss.ID, c.p, time.Now().UTC())
+				}()
+			}
+			wg.Wait()
+			for i, err := range errList {
+				if err != nil {
+					t.Errorf("recovery on replica %d: %v", i, err)
+				}
+			}
+			running := 0
+			for _, in := range c.containers(t) {
+				if in.State == driver.StateRunning {
+					running++
+				}
+			}
+			if running != 1 {
+				t.Fatalf("%d running containers after two recoveries, want 1", running)
+			}
+		})
+	}
+}

@@ -560,9 +560,11 @@ func (m *Manager) replace(ctx context.Context, sandboxID, failed string, p *Prof
 	m.teardown(ctx, ss)
 	ss.ObservedState = model.SessionFailed // retried in place by ensureLocked, whatever happens next
 	ss.ContainerID, ss.Endpoint, ss.Containers, ss.Network = "", "", nil, ""
-	if err := m.store.UpdateSession(ctx, ss); err != nil {
+	if err := m.store.UpdateSession(ctx, ss); err != nil && !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
 		return true, err
 	}
+	// (A conflict: another replica replaced it meanwhile; ensureLocked waits
+	// for that start or uses its session.)
 	if _, err := m.ensureLocked(ctx, sandboxID, p, now); err != nil {
 		return true, err
 	}
