@@ -36,6 +36,10 @@ profiles:
     env: {GREETING: "ahoy"}
   - id: missing-image
     image: shipyard-no-such-image:v0
+  - id: warm
+    image: ship:latest
+    warm_pool_size: 1
+    warm_rotate_ttl: 3600
   - id: huge
     image: ship:latest
     resources: {cpus: 1.0, memory: 4096g}
@@ -436,5 +440,43 @@ func TestUnschedulableAndExpiry(t *testing.T) {
 	r = b.Do(t, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/python/exec", Body: map[string]any{"code": "1"}})
 	if r.Status != 503 || !strings.Contains(string(r.Body), "quota") {
 		t.Errorf("under a full quota: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestWarmPool: the warm pool keeps a started pod ready; a create claims it
+// (status ready, the same pod) and answers at once.
+func TestWarmPool(t *testing.T) {
+	e := start(t, "BAY_WARM_POOL__ENABLED", "true", "BAY_WARM_POOL__INTERVAL_SECONDS", "3600")
+	b := e.b
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		avail, err := b.App.Store.WarmSandboxes(t.Context(), "warm", model.WarmAvailable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(avail) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the warm pool did not fill")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	before := e.pods(t, "bay.profile_id=warm")
+	if len(before) != 1 {
+		t.Fatalf("%d warm pods", len(before))
+	}
+	begin := time.Now()
+	sb := b.Must(t, 201, baytest.Req{Method: "POST", Path: "/v1/sandboxes", Body: map[string]any{"profile": "warm"}})
+	id := sb["id"].(string)
+	if r := b.Python(t, id, "1+1"); r["output"] != "2" {
+		t.Fatalf("1+1: %v", r)
+	}
+	t.Logf("claim → first 1+1: %s", time.Since(begin).Round(time.Millisecond))
+	if sb["status"] != "ready" {
+		t.Errorf("claimed sandbox status %v, want ready", sb["status"])
+	}
+	if p := e.pods(t, "bay.sandbox_id="+id); len(p) != 1 || p[0].UID != before[0].UID {
+		t.Errorf("the claimed sandbox does not run on the warm pod")
 	}
 }
