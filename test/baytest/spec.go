@@ -1,7 +1,12 @@
 package baytest
 
 import (
+	"bytes"
+	"io"
+	"mime"
+	"net/http"
 	"sync"
+	"testing"
 
 	"github.com/shipyard/shipyard/internal/apispec"
 	"github.com/shipyard/shipyard/internal/bay/api"
@@ -25,4 +30,48 @@ func Spec() (*apispec.Checker, error) {
 		specChecker, specErr = apispec.NewChecker(doc)
 	})
 	return specChecker, specErr
+}
+
+// CheckedClient is an HTTP client whose answers are checked against Bay's
+// OpenAPI document like those of Do (for clients such as the SDK that make
+// their own requests): JSON answers are read whole and checked, others
+// (streams, files, WebSocket upgrades) only for status and media type and
+// passed on unread. Not for latency measurements: the check costs time.
+func (b *Bay) CheckedClient(t testing.TB) *http.Client {
+	t.Helper()
+	c, err := Spec()
+	if err != nil {
+		t.Fatalf("openapi: %v", err)
+	}
+	return &http.Client{Transport: &checkingTransport{spec: c, next: http.DefaultTransport,
+		report: func(err error) { t.Error(err) }}}
+}
+
+type checkingTransport struct {
+	spec   *apispec.Checker
+	next   http.RoundTripper
+	report func(error)
+}
+
+func (ct *checkingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := ct.next.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" {
+		if err := ct.spec.Check(req, resp.StatusCode, resp.Header, nil); err != nil {
+			ct.report(err)
+		}
+		return resp, nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if err := ct.spec.Check(req, resp.StatusCode, resp.Header, body); err != nil {
+		ct.report(err)
+	}
+	return resp, nil
 }

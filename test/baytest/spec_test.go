@@ -1,6 +1,7 @@
 package baytest
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -41,7 +42,7 @@ func TestSpecCheckerCatchesDrift(t *testing.T) {
 			http.Header{"Content-Type": {"application/octet-stream"}}, "bytes", ""},
 		{"stream", "POST", "/v1/sandboxes/s/shell/exec", 200,
 			http.Header{"Content-Type": {"text/event-stream"}}, "event: result\ndata: {}\n\n", ""},
-		{"wildcard path", "GET", "/v1/skills/payloads/a/b/c", 200, jsonHdr, `{"payload_ref":"a/b/c"}`, ""},
+		{"wildcard path", "GET", "/v1/skills/payloads/a/b/c", 200, jsonHdr, `{"payload_ref":"a/b/c","kind":"k","payload":{"x":1}}`, ""},
 		{"unrouted path", "GET", "/v2/nothing", 404, jsonHdr, `{"detail":"Not Found"}`, ""},
 		{"method-less route", "POST", "/mcp", 401, jsonHdr,
 			`{"error":{"code":"unauthorized","message":"m","request_id":"r"}}`, ""},
@@ -56,5 +57,43 @@ func TestSpecCheckerCatchesDrift(t *testing.T) {
 				t.Errorf("want an error naming %q, got %v", tc.wantErr, err)
 			}
 		})
+	}
+}
+
+// The checking transport reports drift in a JSON answer and passes a stream
+// on unread.
+func TestCheckingTransport(t *testing.T) {
+	c, err := Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/sandboxes/s/shell/exec" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = w.Write([]byte("event: result\ndata: {}\n\n"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id":"s"}`))
+	}))
+	defer srv.Close()
+	var got []error
+	client := &http.Client{Transport: &checkingTransport{spec: c, next: http.DefaultTransport,
+		report: func(err error) { got = append(got, err) }}}
+	resp, err := client.Get(srv.URL + "/v1/sandboxes/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != `{"id":"s"}` || len(got) != 1 || !strings.Contains(got[0].Error(), "does not match") {
+		t.Errorf("body %q, reports %v", body, got)
+	}
+	resp, err = client.Post(srv.URL+"/v1/sandboxes/s/shell/exec", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	if !strings.HasPrefix(string(body), "event: result") || len(got) != 1 {
+		t.Errorf("stream: %q, reports %v", body, got)
 	}
 }
