@@ -44,6 +44,18 @@ func TestDeployManifests(t *testing.T) {
 		}
 		return out.String()
 	}
+	// A previous run's namespaces may still be terminating: objects cannot be created in them until they are gone.
+	for _, ns := range []string{"shipyard", "bay"} {
+		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+			cur, err := c.Client.CoreV1().Namespaces().Get(t.Context(), ns, metav1.GetOptions{})
+			if err != nil || cur.DeletionTimestamp == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("namespace %s still terminating", ns)
+			}
+		}
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
