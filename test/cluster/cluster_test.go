@@ -54,6 +54,15 @@ func skip(t *testing.T) string {
 	return dsn
 }
 
+// TestMain removes the bay binary the tests built, if they built one.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bayBin != "" {
+		os.RemoveAll(filepath.Dir(bayBin))
+	}
+	os.Exit(code)
+}
+
 var (
 	buildOnce sync.Once
 	bayBin    string
