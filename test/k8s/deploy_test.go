@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/shipyard/shipyard/internal/bay/driver"
 	"github.com/shipyard/shipyard/internal/bay/driver/drivertest"
 	"github.com/shipyard/shipyard/internal/bay/driver/k8s"
 	"github.com/shipyard/shipyard/internal/bay/driver/k8s/k8stest"
@@ -89,6 +90,15 @@ func TestDeployManifests(t *testing.T) {
 		t.Error("Bay's service account can list secrets")
 	}
 	d := k8s.NewWithClient(k8s.Config{Namespace: "bay", PullPolicy: k8s.PullNever, StartTimeout: 90 * time.Second}, cs, rc)
+	// A no_network instance: the Role may create the egress-denying policy.
+	nonet := driver.InstanceSpec{Name: "bay-session-rbac-nonet", Image: shipImage(), Port: 8123, NoNetwork: true,
+		Labels: map[string]string{drivertest.LabelRun: "rbac"}}
+	if _, err := d.Create(t.Context(), nonet); err != nil {
+		t.Fatalf("no_network create as Bay's service account: %v", err)
+	}
+	if err := d.Destroy(t.Context(), nonet.Name); err != nil {
+		t.Fatal(err)
+	}
 	drivertest.Run(t, d, drivertest.Options{
 		Image: shipImage(), HealthPath: "/health", ReadyTimeout: 90 * time.Second,
 		WriteFile: func(ctx context.Context, id, path, data string) error {

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -162,6 +163,11 @@ func (d *Driver) Create(ctx context.Context, spec driver.InstanceSpec) (string, 
 		return "", err
 	}
 	pod := d.podFor(spec)
+	if spec.NoNetwork {
+		if err := d.ensureNoNetworkPolicy(ctx); err != nil {
+			return "", err
+		}
+	}
 	created, err := d.createPod(ctx, pod)
 	if apierrors.IsAlreadyExists(err) {
 		// A retry of a create whose answer was lost: the same instance is fine,
@@ -179,6 +185,27 @@ func (d *Driver) Create(ctx context.Context, spec driver.InstanceSpec) (string, 
 	}
 	d.log.DebugContext(ctx, "pod created", "pod", created.Name, "image", spec.Image, "volume", spec.Volume)
 	return created.Name, nil
+}
+
+// ensureNoNetworkPolicy makes sure the namespace's NetworkPolicy that denies
+// all egress to pods labelled no_network exists (ingress stays open: Bay
+// reaches the runtime). It is shared by those pods and never removed. Like any
+// NetworkPolicy it needs a CNI plugin that enforces it.
+func (d *Driver) ensureNoNetworkPolicy(ctx context.Context) error {
+	np := &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: d.noNetworkPolicy(), Namespace: d.cfg.Namespace,
+			Labels: map[string]string{d.labels.key(driver.LabelManaged): "true"}},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{d.noNetworkLabel(): "true"}},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress},
+			Egress:      []networkingv1.NetworkPolicyEgressRule{},
+		},
+	}
+	_, err := d.cs.NetworkingV1().NetworkPolicies(d.cfg.Namespace).Create(ctx, np, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return wrap("create network policy", np.Name, err)
+	}
+	return nil
 }
 
 // createPod creates pod, retrying briefly while the namespace's default

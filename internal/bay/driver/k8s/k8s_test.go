@@ -271,3 +271,43 @@ func TestStartOfDeletedPod(t *testing.T) {
 		t.Errorf("Status = %q, %v; want not_found", st, err)
 	}
 }
+
+// TestNoNetwork: a no_network instance carries the label that the
+// namespace's egress-denying NetworkPolicy selects, and Bay still reaches it
+// (ingress is open). Enforcement is the CNI plugin's (the test cluster's
+// bridge plugin does not enforce policies).
+func TestNoNetwork(t *testing.T) {
+	c := k8stest.New(t)
+	d := newDriver(t, c, k8s.Config{})
+	ctx := t.Context()
+	ns := d.Config().Namespace
+	s := spec("bay-session-nonet", "", map[string]string{"bay.test": "nonet"})
+	s.NoNetwork = true
+	id, err := d.Create(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := c.Client.CoreV1().Pods(ns).Get(ctx, id, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pod.Labels["bay.no_network"] != "true" {
+		t.Errorf("pod labels %v", pod.Labels)
+	}
+	np, err := c.Client.NetworkingV1().NetworkPolicies(ns).Get(ctx, "bay-no-network", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if np.Spec.PodSelector.MatchLabels["bay.no_network"] != "true" || len(np.Spec.PolicyTypes) != 1 ||
+		np.Spec.PolicyTypes[0] != "Egress" || len(np.Spec.Egress) != 0 {
+		t.Errorf("network policy %+v: want all egress denied to no_network pods", np.Spec)
+	}
+	// A second one reuses the policy.
+	s.Name = "bay-session-nonet-2"
+	if _, err := d.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -39,6 +39,13 @@ func (d *Driver) gate() string { return d.cfg.LabelPrefix + "/not-started" }
 // stoppedAnnotation marks a gated pod that Stop re-created: its state is exited.
 func (d *Driver) stoppedAnnotation() string { return d.cfg.LabelPrefix + "/stopped" }
 
+// noNetworkLabel marks the pods of no_network profiles; the namespace's
+// NetworkPolicy noNetworkPolicy denies them all egress.
+func (d *Driver) noNetworkLabel() string { return d.cfg.LabelPrefix + ".no_network" }
+
+// noNetworkPolicy is the name of that NetworkPolicy.
+func (d *Driver) noNetworkPolicy() string { return d.cfg.LabelPrefix + "-no-network" }
+
 // runtimePortAnnotation records the runtime port (Start's endpoint).
 func (d *Driver) runtimePortAnnotation() string { return d.cfg.LabelPrefix + "/runtime-port" }
 
@@ -140,6 +147,9 @@ func (d *Driver) podFor(spec driver.InstanceSpec) *corev1.Pod {
 	}
 	labels[driver.LabelRuntimePort] = strconv.Itoa(spec.Port)
 	kl, orig := d.labels.encode(labels)
+	if spec.NoNetwork {
+		kl[d.noNetworkLabel()] = "true"
+	}
 	ann := map[string]string{d.runtimePortAnnotation(): strconv.Itoa(spec.Port)}
 	if orig != "" {
 		ann[d.labels.originalsAnnotation()] = orig
