@@ -23,7 +23,7 @@ import (
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
-	"github.com/shipyard/shipyard/internal/apispec"
+	"github.com/shipyard/shipyard/internal/apispec/speccheck"
 	"github.com/shipyard/shipyard/internal/bay/app"
 	"github.com/shipyard/shipyard/internal/bay/config"
 	"github.com/shipyard/shipyard/internal/bay/model"
@@ -62,7 +62,7 @@ type Bay struct {
 	Client     *http.Client
 	stop       func()
 	stopped    sync.Once
-	spec       *apispec.Checker // nil: answers are not checked
+	spec       *speccheck.Checker // nil: answers are not checked
 }
 
 // Skip skips unless container tests are enabled (make test sets SHIPYARD_E2E=1).

@@ -8,26 +8,26 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/shipyard/shipyard/internal/apispec"
+	"github.com/shipyard/shipyard/internal/apispec/speccheck"
 	"github.com/shipyard/shipyard/internal/bay/api"
 )
 
 var (
 	specOnce    sync.Once
-	specChecker *apispec.Checker
+	specChecker *speccheck.Checker
 	specErr     error
 )
 
 // Spec returns the checker of Bay's OpenAPI document (the one served at
 // /openapi.json), built once per test binary.
-func Spec() (*apispec.Checker, error) {
+func Spec() (*speccheck.Checker, error) {
 	specOnce.Do(func() {
 		doc, err := api.OpenAPI()
 		if err != nil {
 			specErr = err
 			return
 		}
-		specChecker, specErr = apispec.NewChecker(doc)
+		specChecker, specErr = speccheck.NewChecker(doc)
 	})
 	return specChecker, specErr
 }
@@ -48,7 +48,7 @@ func (b *Bay) CheckedClient(t testing.TB) *http.Client {
 }
 
 type checkingTransport struct {
-	spec   *apispec.Checker
+	spec   *speccheck.Checker
 	next   http.RoundTripper
 	report func(error)
 }

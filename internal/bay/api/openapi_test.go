@@ -16,6 +16,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/shipyard/shipyard/internal/apispec"
+	"github.com/shipyard/shipyard/internal/apispec/speccheck"
 	"github.com/shipyard/shipyard/internal/bay/browser"
 	"github.com/shipyard/shipyard/internal/bay/config"
 	"github.com/shipyard/shipyard/pkg/shipyard"
@@ -213,7 +214,7 @@ func TestSDKTypesMatchTheDocument(t *testing.T) {
 		o := doc.Paths.Value(tc.path).GetOperation(tc.method)
 		s := o.Responses.Status(tc.status).Value.Content.Get("application/json").Schema
 		where, typ := fmt.Sprintf("%s %s %d", tc.method, tc.path, tc.status), reflect.TypeOf(tc.sdk)
-		unwritten, unread := apispec.FieldDrift(s, typ)
+		unwritten, unread := speccheck.FieldDrift(s, typ)
 		for _, f := range unwritten {
 			t.Errorf("%s: the SDK's %v reads %s, which Bay does not write", where, typ, f)
 		}

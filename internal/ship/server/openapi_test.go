@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/shipyard/shipyard/internal/apispec"
+	"github.com/shipyard/shipyard/internal/apispec/speccheck"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 )
 
@@ -69,7 +70,7 @@ func TestOpenAPIDocumentValidatesAndIsServed(t *testing.T) {
 
 var (
 	checkerOnce sync.Once
-	checker     *apispec.Checker
+	checker     *speccheck.Checker
 	checkerErr  error
 )
 
@@ -82,7 +83,7 @@ func checkAnswer(t *testing.T, req *http.Request, res *http.Response, body []byt
 			checkerErr = err
 			return
 		}
-		checker, checkerErr = apispec.NewChecker(doc)
+		checker, checkerErr = speccheck.NewChecker(doc)
 	})
 	if checkerErr != nil {
 		t.Fatal(checkerErr)
@@ -117,7 +118,7 @@ func TestBayRuntimeTypesMatchShipsDocument(t *testing.T) {
 	} {
 		s := doc.Paths.Value(tc.path).GetOperation(tc.method).Responses.Status(tc.status).Value.Content.Get("application/json").Schema
 		where, typ := tc.method+" "+tc.path, reflect.TypeOf(tc.bay)
-		unwritten, unread := apispec.FieldDrift(s, typ)
+		unwritten, unread := speccheck.FieldDrift(s, typ)
 		for _, f := range unwritten {
 			t.Errorf("%s: Bay's %v reads %s, which Ship does not write", where, typ, f)
 		}

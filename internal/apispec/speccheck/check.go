@@ -1,4 +1,6 @@
-package apispec
+// Package speccheck holds answers and client types to an OpenAPI document
+// built by apispec (for tests; kept out of the servers' binaries).
+package speccheck
 
 import (
 	"bytes"
@@ -13,6 +15,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
+
+	"github.com/shipyard/shipyard/internal/apispec"
 )
 
 // Checker checks a server's answers against its document: the status is one
@@ -30,9 +34,9 @@ func NewChecker(doc *openapi3.T) (*Checker, error) {
 	patterns := map[string]bool{}
 	for p, item := range doc.Paths.Map() {
 		for method, op := range item.Operations() {
-			pattern, _ := op.Extensions[PatternExtension].(string)
+			pattern, _ := op.Extensions[apispec.PatternExtension].(string)
 			if pattern == "" {
-				return nil, fmt.Errorf("%s %s: no %s", method, p, PatternExtension)
+				return nil, fmt.Errorf("%s %s: no %s", method, p, apispec.PatternExtension)
 			}
 			if !patterns[pattern] {
 				patterns[pattern] = true

@@ -1,4 +1,4 @@
-package apispec
+package speccheck
 
 import (
 	"reflect"
