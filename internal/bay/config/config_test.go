@@ -178,7 +178,8 @@ func TestLoadUpstreamFile(t *testing.T) {
 		{"publish_ports", c.Driver.Docker.PublishPorts, false},
 		{"host_port null", c.Driver.Docker.HostPort, 0},
 		{"k8s", c.Driver.K8s, K8sConfig{Namespace: "sandboxes", Kubeconfig: "/etc/bay/kubeconfig", StorageClass: "fast-ssd",
-			DefaultStorageSize: "5Gi", ImagePullSecrets: []string{"regcred"}, PodStartupTimeoutSeconds: 90, LabelPrefix: "shipyard"}},
+			DefaultStorageSize: "5Gi", ImagePullSecrets: []string{"regcred"}, PodStartupTimeoutSeconds: 90, LabelPrefix: "shipyard",
+			ChownWorkspace: true}}, // ours, default true: the file (upstream keys only) does not set it
 		{"cargo", c.Cargo, CargoConfig{RootPath: "/data/cargos", HostRootPath: "/srv/bay/cargos", DefaultSizeLimitMB: 2048, MountPath: "/workspace"}},
 		{"security", c.Security, SecurityConfig{APIKey: "sk-bay-from-file", AllowAnonymous: false, BlockedHosts: []string{"169.254.0.0/16", "10.0.0.0/8"}}},
 		{"idempotency", c.Idempotency, IdempotencyConfig{Enabled: true, TTLHours: 24}},
