@@ -11,10 +11,12 @@
 package apispec
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -410,4 +412,23 @@ func ServeDocs(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Security-Policy",
 		"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
 	_, _ = w.Write(docsHTML)
+}
+
+// Golden compares the indented JSON of doc with the file at path, the copy
+// kept in the repository for readers and generators; with update it writes
+// the file instead. The error says how to refresh it.
+func Golden(doc *openapi3.T, path string, update bool) error {
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if update {
+		return os.WriteFile(path, b, 0o644)
+	}
+	old, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(old, b) {
+		return fmt.Errorf("%s is not the generated document (run the test with SHIPYARD_UPDATE_OPENAPI=1 to refresh it)", path)
+	}
+	return nil
 }

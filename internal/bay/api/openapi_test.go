@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -234,4 +235,16 @@ var sdkPartial = map[reflect.Type]string{
 	reflect.TypeFor[shipyard.Release]():    "skills: the SDK reads the lifecycle fields only",
 	reflect.TypeFor[shipyard.Candidates](): "skills: the SDK reads the lifecycle fields only",
 	reflect.TypeFor[shipyard.Releases]():   "skills: the SDK reads the lifecycle fields only",
+}
+
+// docs/openapi/bay.json is the generated document (for readers and client
+// generators that do not run Bay).
+func TestOpenAPIFileIsCurrent(t *testing.T) {
+	doc, err := OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apispec.Golden(doc, "../../../docs/openapi/bay.json", os.Getenv("SHIPYARD_UPDATE_OPENAPI") != ""); err != nil {
+		t.Fatal(err)
+	}
 }

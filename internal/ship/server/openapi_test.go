@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -125,5 +126,16 @@ func TestBayRuntimeTypesMatchShipsDocument(t *testing.T) {
 		if len(unread) > 0 && !tc.partial {
 			t.Errorf("%s: Ship writes %v, which Bay's %v does not read", where, unread, typ)
 		}
+	}
+}
+
+// docs/openapi/ship.json is the generated document of Ship's API.
+func TestOpenAPIFileIsCurrent(t *testing.T) {
+	doc, err := OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apispec.Golden(doc, "../../../docs/openapi/ship.json", os.Getenv("SHIPYARD_UPDATE_OPENAPI") != ""); err != nil {
+		t.Fatal(err)
 	}
 }
