@@ -17,18 +17,8 @@ type EgressEnforcer interface {
 // cannot enforce: such a profile must not start with more network than it
 // promises.
 func egressUnavailable(d any, cfg *config.Config) map[string]string {
-	for {
-		if _, ok := d.(EgressEnforcer); ok {
-			break
-		}
-		u, ok := d.(interface{ Unwrap() driver.Driver })
-		if !ok {
-			break
-		}
-		d = u.Unwrap()
-	}
 	out := map[string]string{}
-	if e, ok := d.(EgressEnforcer); ok && e.EnforcesEgress() {
+	if e, ok := driverAs[EgressEnforcer](d); ok && e.EnforcesEgress() {
 		return out
 	}
 	for _, id := range cfg.ProfileOrder {
@@ -37,4 +27,20 @@ func egressUnavailable(d any, cfg *config.Config) map[string]string {
 		}
 	}
 	return out
+}
+
+// driverAs finds the optional interface T on d or on a driver it wraps (a
+// wrapper embedding driver.Driver does not pass on methods outside it).
+func driverAs[T any](d any) (T, bool) {
+	for {
+		if t, ok := d.(T); ok {
+			return t, true
+		}
+		u, ok := d.(interface{ Unwrap() driver.Driver })
+		if !ok {
+			var zero T
+			return zero, false
+		}
+		d = u.Unwrap()
+	}
 }

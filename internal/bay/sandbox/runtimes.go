@@ -23,7 +23,7 @@ type RuntimeLister interface {
 // unavailable too.
 func UnavailableProfiles(ctx context.Context, d any, cfg *config.Config) (map[string]string, error) {
 	out := egressUnavailable(d, cfg)
-	rl, ok := d.(RuntimeLister)
+	rl, ok := driverAs[RuntimeLister](d)
 	if !ok {
 		return out, nil
 	}
