@@ -172,7 +172,8 @@ profiles:
 	id := b.CreateSandbox(t, map[string]any{"profile": "ghost"})
 	r := b.Do(t, baytest.Req{Method: "POST", Path: "/v1/sandboxes/" + id + "/python/exec", Body: map[string]any{"code": "1"}})
 	e, _ := r.JSON()["error"].(map[string]any)
-	if r.Status != 500 || e == nil || !strings.Contains(e["message"].(string), "does-not-exist:1") || e["request_id"] == "" {
+	if r.Status != 503 || r.Code() != "profile_unavailable" || r.Header.Get("Retry-After") != "" || e == nil ||
+		!strings.Contains(e["message"].(string), "does-not-exist:1") || e["request_id"] == "" {
 		t.Fatalf("missing image: %d %s", r.Status, r.Body)
 	}
 	if n := len(containersOf(t, "bay.sandbox_id="+id)); n != 0 {

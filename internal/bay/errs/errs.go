@@ -46,8 +46,9 @@ const (
 	AdminRequired Code = "admin_required"
 	// ProcessNotFound: no background process with that id in the sandbox (HTTP 404).
 	ProcessNotFound Code = "process_not_found"
-	// ProfileUnavailable: the profile cannot start on this deployment, e.g. its
-	// OCI runtime is not installed (HTTP 503, no Retry-After: an operator must act).
+	// ProfileUnavailable: the profile cannot start on this deployment: its OCI
+	// runtime is not installed, its image is missing, or the driver cannot
+	// enforce its network policy (HTTP 503, no Retry-After: an operator must act).
 	ProfileUnavailable Code = "profile_unavailable"
 )
 

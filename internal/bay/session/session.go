@@ -644,7 +644,7 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 		spec := m.instanceSpec(sb, ss, p, c, cargo.DriverRef, multi)
 		id, err := m.drv.Create(ctx, spec)
 		if errors.Is(err, driver.ErrImageNotFound) {
-			return errs.Newf(errs.Internal, "Runtime image %s of profile %s is not available on the Docker host "+
+			return errs.Newf(errs.ProfileUnavailable, "Runtime image %s of profile %s is not available on the Docker host "+
 				"(no registry could provide it; build or load it there, e.g. make image / make image-data)", c.Image, p.ID).Wrap(err)
 		}
 		if errors.Is(err, driver.ErrUnschedulable) { // e.g. a Kubernetes quota; details in the log
@@ -676,7 +676,7 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 			defer wg.Done()
 			ep, err := m.drv.Start(ctx, ss.Containers[i].ContainerID)
 			if errors.Is(err, driver.ErrImageNotFound) { // Kubernetes learns it only when the pod runs
-				errc[i] = errs.Newf(errs.Internal, "Runtime image %s of profile %s could not be pulled where the sandbox "+
+				errc[i] = errs.Newf(errs.ProfileUnavailable, "Runtime image %s of profile %s could not be pulled where the sandbox "+
 					"was scheduled (load it into the nodes' image store or a registry they reach)", p.Containers[i].Image, p.ID).Wrap(err)
 				return
 			}
