@@ -72,8 +72,11 @@ func (s *Store) ListCargos(ctx context.Context, owner string, managed bool, afte
 // OrphanCargos returns managed cargos whose sandbox is missing or soft-deleted
 // and which no live sandbox mounts.
 func (s *Store) OrphanCargos(ctx context.Context) ([]*model.Cargo, error) {
-	return s.queryCargos(ctx, `SELECT `+cargoCols+` FROM cargos c WHERE c.managed = ? AND NOT EXISTS (
-		SELECT 1 FROM sandboxes sb WHERE (sb.id = c.managed_by_sandbox_id OR sb.cargo_id = c.id) AND sb.deleted_at IS NULL)
+	// Two NOT EXISTS rather than one with an OR: each is an index lookup
+	// (the primary key, ix_sandboxes_cargo), an OR is a scan per cargo.
+	return s.queryCargos(ctx, `SELECT `+cargoCols+` FROM cargos c WHERE c.managed = ?
+		AND NOT EXISTS (SELECT 1 FROM sandboxes sb WHERE sb.id = c.managed_by_sandbox_id AND sb.deleted_at IS NULL)
+		AND NOT EXISTS (SELECT 1 FROM sandboxes sb WHERE sb.cargo_id = c.id AND sb.deleted_at IS NULL)
 		ORDER BY c.id`, true)
 }
 
