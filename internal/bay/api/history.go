@@ -9,27 +9,11 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/errs"
 	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/store"
+	"github.com/shipyard/shipyard/pkg/shipyard/wire"
 )
 
-type executionJSON struct {
-	ID               string  `json:"id"`
-	SessionID        string  `json:"session_id"`
-	ExecType         string  `json:"exec_type"`
-	Code             string  `json:"code"`
-	Success          bool    `json:"success"`
-	ExecutionTimeMs  int64   `json:"execution_time_ms"`
-	Output           *string `json:"output"`
-	Error            *string `json:"error"`
-	PayloadRef       *string `json:"payload_ref"`
-	Description      *string `json:"description"`
-	Tags             *string `json:"tags"`
-	Notes            *string `json:"notes"`
-	LearnEnabled     bool    `json:"learn_enabled"`
-	LearnStatus      *string `json:"learn_status"`
-	LearnError       *string `json:"learn_error"`
-	LearnProcessedAt *string `json:"learn_processed_at"`
-	CreatedAt        string  `json:"created_at"`
-}
+// executionJSON is the history entry Bay writes: the SDK reads the same type.
+type executionJSON = wire.Execution
 
 func executionView(e *model.Execution) executionJSON {
 	return executionJSON{ID: e.ID, SessionID: e.SessionID, ExecType: e.ExecType, Code: e.Code, Success: e.Success,

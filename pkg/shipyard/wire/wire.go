@@ -182,3 +182,25 @@ type StreamException struct {
 	Evalue    string   `json:"evalue"`
 	Traceback []string `json:"traceback"`
 }
+
+// Execution is one execution history entry (GET /v1/sandboxes/{id}/history and
+// its siblings).
+type Execution struct {
+	ID               string  `json:"id"`
+	SessionID        string  `json:"session_id"`
+	ExecType         string  `json:"exec_type"`
+	Code             string  `json:"code"`
+	Success          bool    `json:"success"`
+	ExecutionTimeMs  int64   `json:"execution_time_ms"`
+	Output           *string `json:"output"`
+	Error            *string `json:"error"`
+	PayloadRef       *string `json:"payload_ref"`
+	Description      *string `json:"description"`
+	Tags             *string `json:"tags"`
+	Notes            *string `json:"notes"`
+	LearnEnabled     bool    `json:"learn_enabled"`
+	LearnStatus      *string `json:"learn_status"`
+	LearnError       *string `json:"learn_error"`
+	LearnProcessedAt *string `json:"learn_processed_at"`
+	CreatedAt        string  `json:"created_at"`
+}
