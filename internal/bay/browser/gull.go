@@ -180,9 +180,6 @@ func (c *Client) DeleteSession(ctx context.Context, endpoint, sandboxID string) 
 	return c.call(ctx, runtime.Target{Endpoint: endpoint}, http.MethodDelete, "/sessions/"+sandboxID, 10*time.Second, nil, nil)
 }
 
-// errTooLarge is the cause when Gull's answer exceeds the cap.
-var errTooLarge = errors.New("response exceeds the cap")
-
 // call sends one JSON request and decodes at most c.max bytes of JSON into
 // out. Errors follow upstream's mapping: an HTTP error status is 502 "Gull
 // request failed: N"; no answer is 504 (timeout) or 502 (connection), both
@@ -237,8 +234,8 @@ func (c *Client) call(ctx context.Context, t runtime.Target, method, path string
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil
 	}
-	if err := json.NewDecoder(&cappedReader{r: resp.Body, left: c.max}).Decode(out); err != nil {
-		if errors.Is(err, errTooLarge) {
+	if err := json.NewDecoder(runtime.CapReader(resp.Body, c.max)).Decode(out); err != nil {
+		if errors.Is(err, runtime.ErrResponseTooLarge) {
 			return errs.Newf(errs.ShipError, "Gull response too large (over %d bytes); print less, e.g. snapshot -i or snapshot -s <css>, or get text of one element", c.max).
 				With(map[string]any{"limit_bytes": c.max}).Wrap(err)
 		}
@@ -278,27 +275,4 @@ func capText(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "…"
-}
-
-// cappedReader reads at most left bytes; more is errTooLarge.
-type cappedReader struct {
-	r    io.Reader
-	left int64
-}
-
-func (c *cappedReader) Read(p []byte) (int, error) {
-	if c.left <= 0 {
-		var one [1]byte
-		n, err := c.r.Read(one[:])
-		if n > 0 {
-			return 0, errTooLarge
-		}
-		return 0, err
-	}
-	if int64(len(p)) > c.left {
-		p = p[:c.left]
-	}
-	n, err := c.r.Read(p)
-	c.left -= int64(n)
-	return n, err
 }

@@ -219,6 +219,14 @@ func readDetail(r io.Reader) string {
 	return strings.TrimSpace(string(b))
 }
 
+// CapReader reads at most max bytes of r; more is an error matching
+// ErrResponseTooLarge, so a runaway answer of any runtime (Ship, Gull) costs
+// Bay at most max bytes (plus what decoding builds).
+func CapReader(r io.Reader, max int64) io.Reader { return &cappedBody{r: r, left: max} }
+
+// ErrResponseTooLarge is the cause when a runtime's answer exceeds its cap.
+var ErrResponseTooLarge = errResponseTooLarge
+
 // cappedBody reads at most max bytes of r; more is errResponseTooLarge, so a
 // runaway answer costs Bay at most max bytes (plus what decoding builds).
 type cappedBody struct {
