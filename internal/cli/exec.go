@@ -50,15 +50,8 @@ func (a *app) exec(ctx context.Context, args []string) error {
 	}
 	if *python {
 		req := shipyard.PythonExecRequest{Code: text, Timeout: *timeout, KillOnDisconnect: !*noKill}
-		var res *shipyard.PythonResult
-		if a.json {
-			res, err = a.client.ExecPython(ctx, id, req)
-		} else {
-			var s *shipyard.Stream[shipyard.PythonResult]
-			if s, err = a.client.StreamPython(ctx, id, req); err == nil {
-				res, err = s.Copy(a.Stdout, a.Stderr)
-			}
-		}
+		res, err := execute(a, func() (*shipyard.PythonResult, error) { return a.client.ExecPython(ctx, id, req) },
+			func() (*shipyard.Stream[shipyard.PythonResult], error) { return a.client.StreamPython(ctx, id, req) })
 		if err != nil {
 			return err
 		}
@@ -75,15 +68,8 @@ func (a *app) exec(ctx context.Context, args []string) error {
 	if *cwd != "" {
 		req.Cwd = cwd
 	}
-	var res *shipyard.ShellResult
-	if a.json {
-		res, err = a.client.ExecShell(ctx, id, req)
-	} else {
-		var s *shipyard.Stream[shipyard.ShellResult]
-		if s, err = a.client.StreamShell(ctx, id, req); err == nil {
-			res, err = s.Copy(a.Stdout, a.Stderr)
-		}
-	}
+	res, err := execute(a, func() (*shipyard.ShellResult, error) { return a.client.ExecShell(ctx, id, req) },
+		func() (*shipyard.Stream[shipyard.ShellResult], error) { return a.client.StreamShell(ctx, id, req) })
 	if err != nil {
 		return err
 	}
@@ -261,4 +247,17 @@ func (a *app) kill(ctx context.Context, args []string) error {
 	}
 	_, err = fmt.Fprintf(a.Stdout, "%s %s\n", p.ProcessID, p.Status)
 	return err
+}
+
+// execute runs one execution: whole (for --json, which prints only the
+// result) or streamed to the terminal as it is produced.
+func execute[R any](a *app, whole func() (*R, error), stream func() (*shipyard.Stream[R], error)) (*R, error) {
+	if a.json {
+		return whole()
+	}
+	s, err := stream()
+	if err != nil {
+		return nil, err
+	}
+	return s.Copy(a.Stdout, a.Stderr)
 }

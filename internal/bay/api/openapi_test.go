@@ -39,24 +39,19 @@ func fullAPI(t *testing.T) *API {
 // pattern is registered.
 func TestOpenAPICoversEveryRoute(t *testing.T) {
 	a := fullAPI(t)
-	documented := map[string]bool{}
+	documented := make([]string, 0, len(operations))
 	for _, op := range operations {
-		if documented[op.Pattern] {
-			t.Errorf("operations table: %q listed twice", op.Pattern)
-		}
-		documented[op.Pattern] = true
+		documented = append(documented, op.Pattern)
 	}
-	registered := map[string]bool{}
-	for _, p := range a.patterns {
-		registered[p] = true
-		if !documented[p] {
-			t.Errorf("route %q is registered on Bay's mux but missing from the OpenAPI operations table (internal/bay/api/openapi.go)", p)
-		}
+	twice, undocumented, unregistered := speccheck.RouteCoverage(documented, a.patterns)
+	for _, p := range twice {
+		t.Errorf("operations table: %q listed twice", p)
 	}
-	for p := range documented {
-		if !registered[p] {
-			t.Errorf("route %q is in the OpenAPI operations table but not registered on Bay's mux (internal/bay/api routes())", p)
-		}
+	for _, p := range undocumented {
+		t.Errorf("route %q is registered on Bay's mux but missing from the OpenAPI operations table (internal/bay/api/openapi.go)", p)
+	}
+	for _, p := range unregistered {
+		t.Errorf("route %q is in the OpenAPI operations table but not registered on Bay's mux (internal/bay/api routes())", p)
 	}
 }
 

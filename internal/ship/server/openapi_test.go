@@ -17,24 +17,19 @@ import (
 // Every pattern routes() registers is in the OpenAPI table and vice versa.
 func TestOpenAPICoversEveryRoute(t *testing.T) {
 	e := setup(t, nil) // with a terminal: every route registered
-	documented := map[string]bool{}
+	documented := make([]string, 0, len(shipOperations))
 	for _, op := range shipOperations {
-		if documented[op.Pattern] {
-			t.Errorf("shipOperations: %q listed twice", op.Pattern)
-		}
-		documented[op.Pattern] = true
+		documented = append(documented, op.Pattern)
 	}
-	registered := map[string]bool{}
-	for _, p := range e.srv.patterns {
-		registered[p] = true
-		if !documented[p] {
-			t.Errorf("route %q is registered on Ship's mux but missing from the OpenAPI table (internal/ship/server/openapi.go)", p)
-		}
+	twice, undocumented, unregistered := speccheck.RouteCoverage(documented, e.srv.patterns)
+	for _, p := range twice {
+		t.Errorf("shipOperations: %q listed twice", p)
 	}
-	for p := range documented {
-		if !registered[p] {
-			t.Errorf("route %q is in Ship's OpenAPI table but not registered on its mux (routes() in server.go)", p)
-		}
+	for _, p := range undocumented {
+		t.Errorf("route %q is registered on Ship's mux but missing from the OpenAPI table (internal/ship/server/openapi.go)", p)
+	}
+	for _, p := range unregistered {
+		t.Errorf("route %q is in Ship's OpenAPI table but not registered on its mux (routes() in server.go)", p)
 	}
 }
 
