@@ -20,27 +20,10 @@ func TestTerminalThroughBay(t *testing.T) {
 	id := b.CreateSandbox(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	url := "ws" + strings.TrimPrefix(b.URL, "http") + "/v1/sandboxes/" + id + "/terminal?cols=100&rows=30"
-	if _, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer sk-bay-wrong"}}}); err == nil {
+	if _, _, err := websocket.Dial(ctx, b.TerminalURL(id), &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer sk-bay-wrong"}}}); err == nil {
 		t.Fatal("terminal with a wrong key was accepted")
 	}
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + baytest.APIKey}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	if err := c.Write(ctx, websocket.MessageText, []byte("echo term-$((6*7)) && id -u\n")); err != nil {
-		t.Fatal(err)
-	}
-	var got strings.Builder
-	for !strings.Contains(got.String(), "term-42") || !strings.Contains(got.String(), "1000") {
-		_, data, err := c.Read(ctx)
-		if err != nil {
-			t.Fatalf("read: %v (so far %q)", err, got.String())
-		}
-		got.Write(data)
-	}
-	_ = c.Close(websocket.StatusNormalClosure, "")
+	b.TerminalRoundTrip(t, id, "echo term-$((6*7)) && id -u\n", "term-42", "1000")
 }
 
 func TestMultiContainerProfile(t *testing.T) {

@@ -2,14 +2,9 @@ package bay_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/shipyard/shipyard/test/baytest"
 )
@@ -77,26 +72,7 @@ func TestGVisorProfile(t *testing.T) {
 		t.Fatalf("download: %d, %d bytes", dl.Status, len(dl.Body))
 	}
 
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	url := "ws" + strings.TrimPrefix(b.URL, "http") + sb + "/terminal?cols=80&rows=24"
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + baytest.APIKey}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	if err := c.Write(ctx, websocket.MessageText, []byte("echo gv-$((6*7))\n")); err != nil {
-		t.Fatal(err)
-	}
-	var got strings.Builder
-	for !strings.Contains(got.String(), "gv-42") {
-		_, d, err := c.Read(ctx)
-		if err != nil {
-			t.Fatalf("terminal read: %v (so far %q)", err, got.String())
-		}
-		got.Write(d)
-	}
-	_ = c.Close(websocket.StatusNormalClosure, "")
+	b.TerminalRoundTrip(t, id, "echo gv-$((6*7))\n", "gv-42")
 
 	b.Must(t, 200, baytest.Req{Method: "POST", Path: sb + "/stop"})
 	if r := b.Python(t, id, "print(open('g/a.txt').read())"); strings.TrimSpace(r["output"].(string)) != "secure" {

@@ -11,12 +11,10 @@ import (
 	"crypto/sha256"
 	"io"
 	"mime/multipart"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -331,26 +329,7 @@ func contains(list []string, s string) bool {
 func TestTerminal(t *testing.T) {
 	e := start(t)
 	id := e.b.CreateSandbox(t, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	url := "ws" + strings.TrimPrefix(e.b.URL, "http") + "/v1/sandboxes/" + id + "/terminal?cols=100&rows=30"
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + baytest.APIKey}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	if err := c.Write(ctx, websocket.MessageText, []byte("echo term-$((6*7)) && id -u\n")); err != nil {
-		t.Fatal(err)
-	}
-	var got strings.Builder
-	for !strings.Contains(got.String(), "term-42") || !strings.Contains(got.String(), "1000") {
-		_, data, err := c.Read(ctx)
-		if err != nil {
-			t.Fatalf("read: %v (so far %q)", err, got.String())
-		}
-		got.Write(data)
-	}
-	_ = c.Close(websocket.StatusNormalClosure, "")
+	e.b.TerminalRoundTrip(t, id, "echo term-$((6*7)) && id -u\n", "term-42", "1000")
 }
 
 // TestIdleReclaimAndMultiContainer: GC's idle reclaim removes the pods of an
