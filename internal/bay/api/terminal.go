@@ -61,7 +61,6 @@ func (a *API) terminal(w http.ResponseWriter, r *http.Request, owner string) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	pipe := func(dst, src *websocket.Conn) {
-		defer cancel()
 		for {
 			typ, data, err := src.Read(ctx)
 			if err != nil {
@@ -72,10 +71,19 @@ func (a *API) terminal(w http.ResponseWriter, r *http.Request, owner string) {
 			}
 		}
 	}
-	go pipe(upstream, client)
+	// Each side that ends is closed with a close frame on the other; the
+	// shared context is not cancelled first, since a cancelled read drops
+	// its connection without one (the client then sees a bare EOF).
+	keysDone := make(chan struct{})
+	go func() {
+		defer close(keysDone)
+		pipe(upstream, client)
+		_ = upstream.Close(websocket.StatusNormalClosure, "")
+	}()
 	pipe(client, upstream)
 	_ = client.Close(websocket.StatusNormalClosure, "")
 	_ = upstream.Close(websocket.StatusNormalClosure, "")
+	<-keysDone
 }
 
 // upgradeError checks what websocket.Accept checks (RFC 6455 §4.2.1 and a
