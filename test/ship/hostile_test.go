@@ -151,7 +151,12 @@ func TestPidsExhaustion(t *testing.T) {
 	c := Start(t, Options{})
 	s := &suite{t: t, ctx: ctx, c: c, cl: NewClient(c.Endpoint, c.Token)}
 
+	// Ship answers before its kernel is spawned (it starts in the background):
+	// wait for the kernel's process before counting.
 	h := s.health(t)
+	for deadline := time.Now().Add(30 * time.Second); h.Processes < 3 && time.Now().Before(deadline); h = s.health(t) {
+		time.Sleep(100 * time.Millisecond)
+	}
 	t.Logf("idle: %+v (pids %v of %v)", h, deref(h.PidsCurrent), deref(h.PidsMax))
 	if h.Processes < 3 || h.PidsMax == nil || *h.PidsMax != 256 {
 		t.Fatalf("health %+v", h)
