@@ -7,7 +7,7 @@ GO ?= go
 GOFLAGS_TEST ?= -race -count=1
 BAY_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: all build bay ship shipyard-mcp shipyard image image-data run test lint unit bench soak clean deps docker kube kube-build kube-down prereqs
+.PHONY: all build bay ship shipyard-mcp shipyard image image-bay image-data run test lint unit bench soak clean deps docker kube kube-build kube-down prereqs
 
 all: build
 
@@ -36,11 +36,18 @@ docker:
 # cached by content hash. The two Debian bases build side by side (Ship's takes
 # most of a fresh machine's build; Gull's runs meanwhile), then Gull's binary
 # goes on its base. mmdebstrap is installed first so the two never run apt at once.
-image: docker
+# Bay's own image (for deploy/k8s) needs no Debian base and comes first.
+image: docker image-bay
 	@command -v mmdebstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap; }
 	@images/gull/build.sh base >/dev/null & gull=$$!; \
 	images/ship/build.sh; ship=$$?; wait $$gull; gullbase=$$?; \
 	[ $$ship -eq 0 ] && [ $$gullbase -eq 0 ] && images/gull/build.sh
+
+# bay:latest for deploy/k8s: the static Bay binary alone (no distribution),
+# built offline and cached by content hash; scripts/kube.sh loads it into the
+# test cluster.
+image-bay: docker
+	@images/bay/build.sh >/dev/null
 
 # The fuller data-science image of the python-data profile (scipy, sklearn, ...);
 # not needed by the tests.
