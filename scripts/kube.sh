@@ -404,6 +404,23 @@ install_packages() {
 	fi
 }
 
+# forward_rules -A|-D: let pods talk to each other and out. Docker sets the
+# FORWARD policy to DROP and makes bridged traffic pass iptables
+# (br_netfilter), so without these a pod cannot reach another pod (Bay in the
+# cluster cannot reach Ship) nor anything beyond the host.
+forward_rules() {
+	local r
+	for r in "-i $BRIDGE" "-o $BRIDGE -m conntrack --ctstate RELATED,ESTABLISHED"; do
+		# shellcheck disable=SC2086
+		if iptables -C FORWARD $r -m comment --comment "$CNI_NET" -j ACCEPT 2>/dev/null; then
+			[[ $1 == -D ]] && iptables -D FORWARD $r -m comment --comment "$CNI_NET" -j ACCEPT
+		else
+			[[ $1 == -A ]] && iptables -A FORWARD $r -m comment --comment "$CNI_NET" -j ACCEPT
+		fi
+	done
+	return 0
+}
+
 up() {
 	[[ $(id -u) -eq 0 ]] || die "the test cluster needs root (containerd, kubelet, CNI)"
 	mkdir -p "$STATE"
@@ -411,6 +428,7 @@ up() {
 	exec 9>"$STATE/.lock"
 	flock 9
 	if healthy; then
+		forward_rules -A
 		for img in $IMAGES; do import_image "$img"; done
 		echo "$KUBECONFIG_ADMIN"
 		return 0
@@ -421,6 +439,7 @@ up() {
 	down_locked
 	install_packages
 	build
+	forward_rules -A
 	ip=$(host_ip)
 	pki "$ip"
 	# kubectl beside the kubeconfig, for people and tests (kubectl apply -k deploy/k8s).
@@ -542,8 +561,9 @@ down_locked() {
 		umount "$m" 2>/dev/null || true
 		rm -f "$m" 2>/dev/null || true
 	done
-	# 5. The bridge and the NAT rules of our pod subnet.
+	# 5. The bridge, its FORWARD rules and the NAT rules of our pod subnet.
 	ip link del "$BRIDGE" >/dev/null 2>&1 || true
+	forward_rules -D
 	local rule chain
 	while read -r rule; do
 		chain=$(sed -n 's/.* -j \(CNI-[0-9a-f]*\)$/\1/p' <<<"$rule")
