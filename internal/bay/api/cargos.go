@@ -1,10 +1,13 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"net/http"
 
 	"github.com/shipyard/shipyard/internal/bay/idempotency"
 	"github.com/shipyard/shipyard/internal/bay/model"
+	"github.com/shipyard/shipyard/internal/bay/store"
 	"github.com/shipyard/shipyard/pkg/shipyard/wire"
 )
 
@@ -42,6 +45,15 @@ func (a *API) createCargo(w http.ResponseWriter, r *http.Request, owner string) 
 	fp := idempotency.Fingerprint("POST", r.URL.Path, encode(map[string]*int64{"size_limit_mb": size}))
 	resp, err := a.Idempotency.Do(r.Context(), owner, r.Header.Get("Idempotency-Key"), fp, now, func() (idempotency.Response, error) {
 		c, err := a.Cargos.Create(r.Context(), owner, mb, now)
+		if u, ok := errors.AsType[*store.UncertainError](err); ok { // the database went away during the commit
+			return idempotency.Response{}, idempotency.Uncertain(err, func(ctx context.Context) (idempotency.Response, bool, error) {
+				c, err := a.Cargos.Resolve(ctx, owner, u.ID)
+				if err != nil || c == nil {
+					return idempotency.Response{}, false, err
+				}
+				return idempotency.Response{Status: http.StatusCreated, Body: encode(cargoView(c))}, true, nil
+			}, func(ctx context.Context) error { return a.Cargos.Delete(ctx, owner, u.ID) })
+		}
 		if err != nil {
 			return idempotency.Response{}, err
 		}

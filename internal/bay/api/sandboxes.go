@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/sandbox"
+	"github.com/shipyard/shipyard/internal/bay/store"
 	"github.com/shipyard/shipyard/pkg/shipyard/wire"
 )
 
@@ -71,6 +73,16 @@ func (a *API) createSandbox(w http.ResponseWriter, r *http.Request, owner string
 			ttlp = &t
 		}
 		sb, err := a.Sandboxes.Create(r.Context(), owner, sandbox.CreateRequest{Profile: req.Profile, CargoID: req.CargoID, TTL: ttlp}, now)
+		if u, ok := errors.AsType[*store.UncertainError](err); ok { // the database went away during the commit
+			return idempotency.Response{}, idempotency.Uncertain(err, func(ctx context.Context) (idempotency.Response, bool, error) {
+				sb, err := a.Sandboxes.Resolve(ctx, owner, u.ID, now)
+				if err != nil || sb == nil {
+					return idempotency.Response{}, false, err
+				}
+				ss, _ := a.Sandboxes.Sessions.Current(ctx, sb)
+				return idempotency.Response{Status: http.StatusCreated, Body: encode(a.sandboxView(sb, ss, now))}, true, nil
+			}, func(ctx context.Context) error { return a.Sandboxes.Delete(ctx, owner, u.ID, now) })
+		}
 		if err != nil {
 			return idempotency.Response{}, err
 		}

@@ -46,6 +46,25 @@ func (s *Service) Create(ctx context.Context, owner string, sizeMB int, now time
 	return c, nil
 }
 
+// Resolve finds out whether a create of owner's whose commit was cut (a
+// *store.UncertainError naming id) took effect: the cargo, with its volume
+// made, when it did; nil when it did not.
+func (s *Service) Resolve(ctx context.Context, owner, id string) (*model.Cargo, error) {
+	c, err := s.Store.GetCargo(ctx, owner, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.Driver.CreateVolume(vctx, c.DriverRef, sandbox.CargoLabels(c, s.InstanceID), c.SizeLimitMB); err != nil {
+		return nil, fmt.Errorf("cargo: create volume: %w", err)
+	}
+	return c, nil
+}
+
 // Get returns an owned cargo.
 func (s *Service) Get(ctx context.Context, owner, id string) (*model.Cargo, error) {
 	c, err := s.Store.GetCargo(ctx, owner, id)

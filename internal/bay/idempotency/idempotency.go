@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"regexp"
 	"time"
@@ -38,9 +39,10 @@ type Guard struct {
 	Log    *slog.Logger
 }
 
-// settle completes or releases a reservation. When the database is away (a
-// restart), it keeps trying in the background rather than leave the key
-// pending until its TTL, during which every repeat would wait for nothing.
+// settle completes or releases a reservation (or resolves work whose outcome
+// was lost). When the database is away (a restart), it keeps trying in the
+// background rather than leave the key pending until its TTL, during which
+// every repeat would wait for nothing.
 func (g *Guard) settle(ctx context.Context, what string, op func(context.Context) error) {
 	ctx = context.WithoutCancel(ctx)
 	try := func() error {
@@ -66,7 +68,7 @@ func (g *Guard) settle(ctx context.Context, what string, op func(context.Context
 			}
 			if time.Now().After(deadline) {
 				if g.Log != nil {
-					g.Log.ErrorContext(ctx, "idempotency: could not "+what+" a reservation; the key stays pending until its TTL", "err", err)
+					g.Log.ErrorContext(ctx, "idempotency: could not "+what+" a reservation; the key stays pending until its TTL (if any)", "err", err)
 				}
 				return
 			}
@@ -74,6 +76,31 @@ func (g *Guard) settle(ctx context.Context, what string, op func(context.Context
 		}
 	}()
 }
+
+// Check finds out whether work whose outcome was lost took effect: done with
+// the answer it would have given, or not done; err when it cannot tell yet
+// (the database is still away), and it is asked again later.
+type Check func(ctx context.Context) (resp Response, done bool, err error)
+
+// Uncertain wraps err, the error of work that may or may not have taken
+// effect (its commit was cut, see store.UncertainError), with the check that
+// tells and the undo that reverses it. The caller still answers err. With a
+// key, the reservation is then completed with the work's answer when check
+// finds it done, released when not, so a retry with the same key never does
+// the work twice; without one, work found done is undone, since its client
+// was told it failed and will not know what it made.
+func Uncertain(err error, check Check, undo func(context.Context) error) error {
+	return &uncertainError{err: err, check: check, undo: undo}
+}
+
+type uncertainError struct {
+	err   error
+	check Check
+	undo  func(context.Context) error
+}
+
+func (e *uncertainError) Error() string { return e.err.Error() }
+func (e *uncertainError) Unwrap() error { return e.err }
 
 // Response is a stored response.
 type Response struct {
@@ -90,7 +117,17 @@ func Fingerprint(method, path string, body []byte) string {
 // Do runs fn once for key. key "" or a disabled guard just runs fn.
 func (g *Guard) Do(ctx context.Context, owner, key, fingerprint string, now time.Time, fn func() (Response, error)) (Response, error) {
 	if !g.Enabled || key == "" {
-		return fn()
+		resp, err := fn()
+		if u, ok := errors.AsType[*uncertainError](err); ok {
+			g.settle(ctx, "undo", func(c context.Context) error {
+				_, done, err := u.check(c)
+				if err != nil || !done {
+					return err
+				}
+				return u.undo(c)
+			})
+		}
+		return resp, err
 	}
 	if !keyRe.MatchString(key) {
 		return Response{}, errs.New(errs.Conflict, "Invalid Idempotency-Key format: must be 1-128 alphanumeric characters, dash, or underscore").
@@ -110,13 +147,32 @@ func (g *Guard) Do(ctx context.Context, owner, key, fingerprint string, now time
 	for {
 		// The domain clock moves on while a duplicate waits (a holder may die meanwhile).
 		reserved, existing, err := g.Store.ReserveIdempotency(ctx, rec, now.Add(time.Since(begin)))
+		if _, ok := errors.AsType[*store.UncertainError](err); ok {
+			// The reservation may have committed: drop it once the database
+			// answers, or every retry would wait for a request that is over.
+			g.settle(ctx, "release", func(c context.Context) error { return g.Store.ReleaseIdempotency(c, rec) })
+		}
 		if err != nil {
 			return Response{}, err
 		}
 		if reserved {
 			resp, err := fn()
+			if u, ok := errors.AsType[*uncertainError](err); ok {
+				g.settle(ctx, "resolve", func(c context.Context) error {
+					r, done, err := u.check(c)
+					switch {
+					case err != nil:
+						return err
+					case done && r.Status < 300:
+						return g.Store.CompleteIdempotency(c, owner, key, r.Status, r.Body)
+					default:
+						return g.Store.ReleaseIdempotency(c, rec)
+					}
+				})
+				return resp, err
+			}
 			if err != nil || resp.Status >= 300 {
-				g.settle(ctx, "release", func(c context.Context) error { return g.Store.ReleaseIdempotency(c, owner, key) })
+				g.settle(ctx, "release", func(c context.Context) error { return g.Store.ReleaseIdempotency(c, rec) })
 				return resp, err
 			}
 			// The work is done: answer it even when storing the answer must wait

@@ -54,6 +54,9 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 	}
 	if req.CargoID == nil && s.Warm != nil && !req.Warm {
 		sb, err := s.Warm.Claim(ctx, owner, req.Profile, expires, now)
+		if store.Unavailable(err) {
+			return nil, err // the normal path needs the database too (and the claim may have committed)
+		}
 		if err != nil {
 			s.Log.WarnContext(ctx, "warm claim failed; creating normally", "err", err)
 		} else if sb != nil {
@@ -112,6 +115,37 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 				s.Log.ErrorContext(ctx, "rolling back sandbox", "err", derr)
 			}
 			RemoveVolume(vctx, s.Driver, s.Store, managed, s.Log)
+			return nil, fmt.Errorf("sandbox: create volume: %w", err)
+		}
+	}
+	return sb, nil
+}
+
+// Resolve finds out whether a create of owner's at now whose commit was cut
+// (a *store.UncertainError naming id) took effect: the sandbox when it did,
+// with its managed volume made (the create stopped before making it), nil
+// when it did not. A sandbox id that exists names this create's sandbox when
+// it is owner's and was created at now: a new id is unique to its create, and
+// a warm claim sets the claimed sandbox's owner and creation time.
+func (s *Service) Resolve(ctx context.Context, owner, id string, now time.Time) (*model.Sandbox, error) {
+	sb, err := s.Store.SandboxByID(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if sb.Owner != owner || sb.Warm || sb.DeletedAt != nil || sb.CreatedAt.UnixMicro() != now.UnixMicro() {
+		return nil, nil
+	}
+	c, err := s.Store.CargoByID(ctx, sb.CargoID)
+	if err != nil {
+		return nil, err
+	}
+	if c.Managed {
+		vctx, cancel := context.WithTimeout(ctx, volumeTimeout)
+		defer cancel()
+		if err := s.Driver.CreateVolume(vctx, c.DriverRef, CargoLabels(c, s.Config.GC.InstanceID), c.SizeLimitMB); err != nil {
 			return nil, fmt.Errorf("sandbox: create volume: %w", err)
 		}
 	}

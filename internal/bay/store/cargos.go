@@ -39,9 +39,10 @@ func (s *Store) insertCargo(ctx context.Context, q querier, c *model.Cargo) erro
 	return nil
 }
 
-// CreateCargo inserts a cargo; a *QuotaError when that takes the owner past a quota.
+// CreateCargo inserts a cargo; a *QuotaError when that takes the owner past a
+// quota; an *UncertainError (ID c.ID) when the commit was cut.
 func (s *Store) CreateCargo(ctx context.Context, c *model.Cargo) error {
-	return s.Tx(ctx, func(tx *Tx) error {
+	return uncertain(c.ID, s.Tx(ctx, func(tx *Tx) error {
 		add := Limits{CargoMB: int64(c.SizeLimitMB)}
 		if !c.Managed {
 			add.Cargos = 1
@@ -50,7 +51,7 @@ func (s *Store) CreateCargo(ctx context.Context, c *model.Cargo) error {
 			return err
 		}
 		return s.insertCargo(ctx, tx.tx, c)
-	})
+	}))
 }
 
 // GetCargo returns a cargo of owner.

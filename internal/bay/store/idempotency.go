@@ -84,7 +84,7 @@ func (s *Store) reserveIdempotency(ctx context.Context, rec *model.IdempotencyRe
 		return nil
 	})
 	if err != nil {
-		return false, nil, err
+		return false, nil, uncertain(rec.Key, err)
 	}
 	return reserved, existing, nil
 }
@@ -119,9 +119,12 @@ func (s *Store) CompleteIdempotency(ctx context.Context, owner, key string, stat
 	return err
 }
 
-// ReleaseIdempotency drops a reservation whose request failed (failures are not replayed).
-func (s *Store) ReleaseIdempotency(ctx context.Context, owner, key string) error {
-	_, err := s.exec(ctx, s.q, `DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND status_code = 0`, owner, key)
+// ReleaseIdempotency drops the reservation rec made when its request failed
+// (failures are not replayed). Only that reservation: still pending, same
+// holder and creation time — never one another request made since.
+func (s *Store) ReleaseIdempotency(ctx context.Context, rec *model.IdempotencyRecord) error {
+	_, err := s.exec(ctx, s.q, `DELETE FROM idempotency_keys WHERE owner = ? AND key = ? AND status_code = 0
+		AND holder = ? AND created_at = ?`, rec.Owner, rec.Key, rec.Holder, us(rec.CreatedAt))
 	return err
 }
 

@@ -52,14 +52,14 @@ func TestIdempotencyLifecycle(t *testing.T) {
 		must(t, "GetIdempotency", err)
 		mustEqual(t, "GetIdempotency", got, &done)
 		// Release only drops pending reservations.
-		must(t, "ReleaseIdempotency of a completed key", e.s.ReleaseIdempotency(e.ctx, "alice", "k1"))
+		must(t, "ReleaseIdempotency of a completed key", e.s.ReleaseIdempotency(e.ctx, idemRec("alice", "k1", "f1", t0, time.Hour)))
 		got, err = e.s.GetIdempotency(e.ctx, "alice", "k1")
 		must(t, "GetIdempotency after releasing a completed key", err)
 		mustEqual(t, "completed record after release", got, &done)
 
 		// A failed request releases its reservation; the retry runs.
 		reserve(idemRec("alice", "k2", "f1", t0, time.Hour), t0)
-		must(t, "ReleaseIdempotency", e.s.ReleaseIdempotency(e.ctx, "alice", "k2"))
+		must(t, "ReleaseIdempotency", e.s.ReleaseIdempotency(e.ctx, idemRec("alice", "k2", "f1", t0, time.Hour)))
 		_, err = e.s.GetIdempotency(e.ctx, "alice", "k2")
 		mustErr(t, "released key", err, store.ErrNotFound)
 		if ok, _ := reserve(idemRec("alice", "k2", "f1", t0, time.Hour), t0); !ok {
@@ -259,7 +259,7 @@ func TestIdempotencyReserveReleaseChurn(t *testing.T) {
 				case err != nil:
 					errs[i] = fmt.Errorf("round %d: %w", r, err)
 				case ok:
-					errs[i] = s.ReleaseIdempotency(e.ctx, "alice", "churn")
+					errs[i] = s.ReleaseIdempotency(e.ctx, idemRec("alice", "churn", "fp", t0, time.Hour))
 				case existing != nil && existing.Fingerprint != "fp":
 					errs[i] = fmt.Errorf("round %d: saw %s", r, show(existing))
 				}

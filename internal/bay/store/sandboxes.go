@@ -51,9 +51,10 @@ func (s *Store) insertSandbox(ctx context.Context, q querier, sb *model.Sandbox)
 }
 
 // CreateSandbox inserts a sandbox and, when cargo is not nil, its managed cargo,
-// atomically; a *QuotaError when that takes the owner past a quota.
+// atomically; a *QuotaError when that takes the owner past a quota; an
+// *UncertainError (ID sb.ID) when the commit was cut.
 func (s *Store) CreateSandbox(ctx context.Context, sb *model.Sandbox, cargo *model.Cargo) error {
-	return s.Tx(ctx, func(tx *Tx) error {
+	return uncertain(sb.ID, s.Tx(ctx, func(tx *Tx) error {
 		add := Limits{Sandboxes: 1}
 		if cargo != nil {
 			add.CargoMB = int64(cargo.SizeLimitMB)
@@ -67,7 +68,7 @@ func (s *Store) CreateSandbox(ctx context.Context, sb *model.Sandbox, cargo *mod
 			}
 		}
 		return s.insertSandbox(ctx, tx.tx, sb)
-	})
+	}))
 }
 
 // GetSandbox returns a live (not soft-deleted) sandbox of owner.

@@ -21,7 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers "sqlite"
 
@@ -90,9 +91,12 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 			}
 		}
 	case Postgres:
-		db, err = sql.Open("pgx", withConnectTimeout(dsn))
+		var cfg *pgx.ConnConfig
+		cfg, err = pgx.ParseConfig(withConnectTimeout(dsn))
 		gd = goose.DialectPostgres
 		if err == nil {
+			cfg.DialFunc = dialContext
+			db = stdlib.OpenDB(*cfg)
 			db.SetMaxOpenConns(20)
 			db.SetMaxIdleConns(10)
 		}
@@ -251,9 +255,37 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *Tx) error) error {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
+		if Unavailable(err) {
+			return fmt.Errorf("store: commit: %w: %w", errCommitUncertain, err)
+		}
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
+}
+
+// errCommitUncertain marks a COMMIT whose answer never came: the connection
+// broke (the database went away) after it was sent, so the transaction may
+// or may not have committed.
+var errCommitUncertain = errors.New("outcome unknown")
+
+// UncertainError is a create whose commit was cut (errCommitUncertain): the
+// record with ID may or may not exist. Whoever must not repeat the create
+// (an idempotent retry) reads it back once the database answers. It wraps the
+// database's error, so it is still Unavailable.
+type UncertainError struct {
+	ID  string // the record the create wrote (or, for a warm claim, took)
+	Err error
+}
+
+func (e *UncertainError) Error() string { return e.Err.Error() }
+func (e *UncertainError) Unwrap() error { return e.Err }
+
+// uncertain wraps err in an *UncertainError for id when err is a cut commit.
+func uncertain(id string, err error) error {
+	if errors.Is(err, errCommitUncertain) {
+		return &UncertainError{ID: id, Err: err}
+	}
+	return err
 }
 
 // Tx is a transaction over the same methods as Store where atomicity matters.

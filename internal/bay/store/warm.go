@@ -31,7 +31,8 @@ func (s *Store) WarmSandboxes(ctx context.Context, profileID string, states ...s
 
 // ClaimWarm atomically hands the oldest available warm sandbox of a profile to
 // owner: a conditional UPDATE, so two claims can never take one sandbox. It
-// returns nil when the pool has none.
+// returns nil when the pool has none, and an *UncertainError (ID the
+// candidate's) when the claim's commit was cut.
 func (s *Store) ClaimWarm(ctx context.Context, profileID, owner string, expiresAt, idleExpiresAt *time.Time, now time.Time) (*model.Sandbox, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		cands, err := s.querySandboxes(ctx, `SELECT `+sandboxCols+` FROM sandboxes WHERE is_warm = ? AND deleted_at IS NULL
@@ -61,7 +62,7 @@ func (s *Store) ClaimWarm(ctx context.Context, profileID, owner string, expiresA
 				return nil, nil // no warm sandbox past a quota: the normal create path decides
 			}
 			if err != nil {
-				return nil, err
+				return nil, uncertain(c.ID, err)
 			}
 			if won {
 				return s.SandboxByID(ctx, c.ID)
