@@ -478,7 +478,13 @@ func isBayPod(ctx context.Context, c *k8stest.Cluster, ns, ip string) bool {
 	}
 }
 
-// waitBayReady waits until n of Bay's pods in ns are Ready and returns them.
+// bayPodStuck are the waiting reasons of a Bay container that will not start
+// by waiting longer.
+var bayPodStuck = []string{"ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+	"CreateContainerConfigError", "CrashLoopBackOff"}
+
+// waitBayReady waits until n of Bay's pods in ns are Ready and returns them;
+// a pod that cannot start fails the test at once.
 func waitBayReady(t *testing.T, c *k8stest.Cluster, ns string, n int, timeout time.Duration) []corev1.Pod {
 	t.Helper()
 	for deadline := time.Now().Add(timeout); ; time.Sleep(250 * time.Millisecond) {
@@ -488,6 +494,11 @@ func waitBayReady(t *testing.T, c *k8stest.Cluster, ns string, n int, timeout ti
 		}
 		var ready []corev1.Pod
 		for _, p := range l.Items {
+			for _, cs := range p.Status.ContainerStatuses {
+				if w := cs.State.Waiting; w != nil && slices.Contains(bayPodStuck, w.Reason) {
+					t.Fatalf("Bay pod %s: %s: %s (is bay:latest built and imported? make image-bay; scripts/kube.sh import bay:latest)", p.Name, w.Reason, w.Message)
+				}
+			}
 			for _, cd := range p.Status.Conditions {
 				if cd.Type == corev1.PodReady && cd.Status == corev1.ConditionTrue && p.DeletionTimestamp == nil && p.Status.PodIP != "" {
 					ready = append(ready, p)
