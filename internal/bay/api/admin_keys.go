@@ -147,6 +147,7 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request, _ auth.Identity)
 		a.fail(w, r, err)
 		return
 	}
+	a.Auth.Forget() // the old key is refused here at once (other replicas: within a second)
 	noStore(w)
 	writeJSON(w, http.StatusCreated, keyView(k, secret))
 }
@@ -161,6 +162,7 @@ func (a *API) revokeKey(w http.ResponseWriter, r *http.Request, _ auth.Identity)
 		a.fail(w, r, err)
 		return
 	}
+	a.Auth.Forget() // refused here at once (other replicas: within a second)
 	writeJSON(w, http.StatusOK, keyView(k, ""))
 }
 

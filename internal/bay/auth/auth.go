@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -131,13 +132,71 @@ type Identity struct {
 type Authenticator struct {
 	keys   Keys
 	policy Policy
+	now    func() time.Time
+
+	mu    sync.Mutex
+	known map[string]knownKey // by key hash: keys found in the store lately
 }
 
-// New returns an Authenticator that looks every key up in keys (no cache: a
-// key revoked through any replica is refused by all at their next request;
-// one indexed read per request) and applies p to requests without one.
+// knownKey is a key found in the store, reused until expires.
+type knownKey struct {
+	id      Identity
+	expires time.Time
+}
+
+// Keys found in the store are reused for keyTTL: a key revoked through any
+// replica is refused by all within it (within a second is the promise; the
+// replica that revoked it refuses it at once, see Forget), and a busy client
+// costs one indexed read per keyTTL instead of one per request. Unknown keys
+// are not remembered (a key minted on another replica works at once); the map
+// is emptied when it reaches maxKnownKeys.
+const (
+	keyTTL       = 500 * time.Millisecond
+	maxKnownKeys = 4096
+)
+
+// New returns an Authenticator that looks keys up in keys and applies p to
+// requests without one.
 func New(keys Keys, p Policy) *Authenticator {
-	return &Authenticator{keys: keys, policy: p}
+	return &Authenticator{keys: keys, policy: p, now: time.Now, known: map[string]knownKey{}}
+}
+
+// Forget drops every remembered key: after a revocation or rotation through
+// this replica, the old key is refused by it at the next request.
+func (a *Authenticator) Forget() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	clear(a.known)
+}
+
+// lookup resolves a key hash, from memory when it was found lately.
+func (a *Authenticator) lookup(ctx context.Context, sum string) (Identity, error) {
+	now := a.now()
+	a.mu.Lock()
+	k, ok := a.known[sum]
+	a.mu.Unlock()
+	if ok && now.Before(k.expires) {
+		return k.id, nil
+	}
+	rec, stored, err := a.keys.LookupAPIKey(ctx, sum)
+	if errors.Is(err, store.ErrNotFound) {
+		return Identity{}, errs.New(errs.Unauthorized, "Invalid API key")
+	}
+	if err != nil {
+		return Identity{}, fmt.Errorf("auth: look up key: %w", err)
+	}
+	// The index found it; compare in constant time all the same.
+	if subtle.ConstantTimeCompare([]byte(stored), []byte(sum)) != 1 {
+		return Identity{}, errs.New(errs.Unauthorized, "Invalid API key")
+	}
+	id := Identity{Owner: rec.Owner, Admin: rec.Admin, KeyID: rec.ID}
+	a.mu.Lock()
+	if len(a.known) >= maxKnownKeys {
+		clear(a.known)
+	}
+	a.known[sum] = knownKey{id: id, expires: now.Add(keyTTL)}
+	a.mu.Unlock()
+	return id, nil
 }
 
 // maxKeyLen bounds what is hashed; generated keys are 71 bytes.
@@ -188,19 +247,7 @@ func (a *Authenticator) Identify(r *http.Request) (Identity, error) {
 		return Identity{}, err
 	}
 	if present {
-		sum := Hash(key)
-		k, stored, err := a.keys.LookupAPIKey(r.Context(), sum)
-		if errors.Is(err, store.ErrNotFound) {
-			return Identity{}, errs.New(errs.Unauthorized, "Invalid API key")
-		}
-		if err != nil {
-			return Identity{}, fmt.Errorf("auth: look up key: %w", err)
-		}
-		// The index found it; compare in constant time all the same.
-		if subtle.ConstantTimeCompare([]byte(stored), []byte(sum)) != 1 {
-			return Identity{}, errs.New(errs.Unauthorized, "Invalid API key")
-		}
-		return Identity{Owner: k.Owner, Admin: k.Admin, KeyID: k.ID}, nil
+		return a.lookup(r.Context(), Hash(key))
 	}
 	if !a.policy.AllowAnonymous {
 		return Identity{}, errs.New(errs.Unauthorized, "Authentication required")

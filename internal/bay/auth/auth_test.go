@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -345,4 +346,68 @@ func TestProvision(t *testing.T) {
 	if _, err := identify(st, "sk-configured"); !errs.Is(err, errs.Unauthorized) {
 		t.Fatalf("revoked configured key after a restart: %v", err)
 	}
+}
+
+// countingKeys counts the store lookups of an Authenticator.
+type countingKeys struct {
+	Keys
+	n int
+}
+
+func (c *countingKeys) LookupAPIKey(ctx context.Context, hash string) (*store.APIKey, string, error) {
+	c.n++
+	return c.Keys.LookupAPIKey(ctx, hash)
+}
+
+// TestKnownKeys: a key found in the store is reused for keyTTL (one read per
+// busy client and keyTTL, not per request); after it, a key revoked meanwhile
+// is refused; Forget makes the next request read again; unknown keys are
+// never remembered.
+func TestKnownKeys(t *testing.T) {
+	st := keyStore(t)
+	keys := &countingKeys{Keys: st}
+	a := New(keys, Policy{})
+	clock := time.Now()
+	a.now = func() time.Time { return clock }
+	identify := func(key string) (Identity, error) {
+		r := httptest.NewRequest("GET", "/v1/sandboxes", nil)
+		r.Header.Set("Authorization", "Bearer "+key)
+		return a.Identify(r)
+	}
+	step := func(what string, key string, wantOwner string, wantReads int) {
+		t.Helper()
+		id, err := identify(key)
+		if wantOwner == "" && !errs.Is(err, errs.Unauthorized) {
+			t.Errorf("%s: %+v, %v; want unauthorized", what, id, err)
+		}
+		if wantOwner != "" && (err != nil || id.Owner != wantOwner) {
+			t.Errorf("%s: %+v, %v; want owner %s", what, id, err, wantOwner)
+		}
+		if keys.n != wantReads {
+			t.Errorf("%s: %d store reads so far, want %d", what, keys.n, wantReads)
+		}
+	}
+	step("first use", "sk-good", "alice", 1)
+	step("again at once", "sk-good", "alice", 1)
+	clock = clock.Add(keyTTL - time.Millisecond)
+	step("again within keyTTL", "sk-good", "alice", 1)
+	step("an unknown key", "sk-nope", "", 2)
+	step("the unknown key again", "sk-nope", "", 3)
+
+	// Revoked through another replica: refused once keyTTL has passed.
+	rec, _, err := st.LookupAPIKey(t.Context(), Hash("sk-good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RevokeAPIKey(t.Context(), rec.ID, clock); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(2 * time.Millisecond)
+	step("revoked elsewhere, keyTTL passed", "sk-good", "", 4)
+
+	// Revoked through this replica: Forget, refused at the next request.
+	step("admin key", "sk-root", DefaultOwner, 5)
+	step("admin key again", "sk-root", DefaultOwner, 5)
+	a.Forget()
+	step("after Forget", "sk-root", DefaultOwner, 6)
 }
