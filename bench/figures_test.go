@@ -144,7 +144,7 @@ func (r *run) gcFigure() {
 			}
 		}
 		t0 := time.Now()
-		if _, err := big.app.Driver.List(r.ctx, labels); err != nil {
+		if _, err := big.app.Driver.ListSessions(r.ctx, labels); err != nil {
 			r.t.Fatal(err)
 		}
 		if _, err := big.app.Driver.ListVolumes(r.ctx, labels); err != nil {

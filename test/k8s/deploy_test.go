@@ -3,6 +3,7 @@ package k8s_test
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,23 +91,32 @@ func TestDeployManifests(t *testing.T) {
 		t.Error("Bay's service account can list secrets")
 	}
 	d := k8s.NewWithClient(k8s.Config{Namespace: "bay", PullPolicy: k8s.PullNever, StartTimeout: 90 * time.Second}, cs, rc)
-	// A no_network instance: the Role may create the egress-denying policy.
-	nonet := driver.InstanceSpec{Name: "bay-session-rbac-nonet", Image: shipImage(), Port: 8123, NoNetwork: true,
-		Labels: map[string]string{drivertest.LabelRun: "rbac"}}
-	if _, err := d.Create(t.Context(), nonet); err != nil {
+	// A no_network session: the Role may create the egress-denying policy.
+	nonet := driver.SessionSpec{ID: "rbac-nonet", NoNetwork: true, Labels: map[string]string{drivertest.LabelRun: "rbac"},
+		Containers: []driver.ContainerSpec{{Name: k8s.ContainerName, Image: shipImage(), Port: 8123}}}
+	if _, err := d.CreateSession(t.Context(), nonet); err != nil {
 		t.Fatalf("no_network create as Bay's service account: %v", err)
 	}
-	if err := d.Destroy(t.Context(), nonet.Name); err != nil {
+	if err := d.DestroySession(t.Context(), nonet.ID); err != nil {
 		t.Fatal(err)
 	}
+	exec := func(ctx context.Context, ct driver.Container, argv ...string) (string, error) {
+		pod, name, _ := strings.Cut(ct.ID, "/")
+		return c.Exec(ctx, "bay", pod, name, argv...)
+	}
 	drivertest.Run(t, d, drivertest.Options{
-		Image: shipImage(), HealthPath: "/health", ReadyTimeout: 90 * time.Second,
-		WriteFile: func(ctx context.Context, id, path, data string) error {
-			_, err := c.Exec(ctx, "bay", id, k8s.ContainerName, "sh", "-c", `printf %s "$1" > "$2"`, "sh", data, path)
+		Image: shipImage(), PortEnv: "SHIP_PORT", HealthPath: "/health", ReadyTimeout: 90 * time.Second,
+		WriteFile: func(ctx context.Context, ct driver.Container, path, data string) error {
+			_, err := exec(ctx, ct, "sh", "-c", `printf %s "$1" > "$2"`, "sh", data, path)
 			return err
 		},
-		ReadFile: func(ctx context.Context, id, path string) (string, error) {
-			return c.Exec(ctx, "bay", id, k8s.ContainerName, "cat", path)
+		ReadFile: func(ctx context.Context, ct driver.Container, path string) (string, error) {
+			return exec(ctx, ct, "cat", path)
+		},
+		Dial: func(ctx context.Context, ct driver.Container, addr string) error {
+			host, port, _ := net.SplitHostPort(addr)
+			_, err := exec(ctx, ct, "bash", "-c", `exec 3<>"/dev/tcp/$1/$2"`, "bash", host, port)
+			return err
 		},
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"mime/multipart"
 	"strings"
@@ -250,21 +251,22 @@ func TestGCOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	podLabels := map[string]string{driver.LabelManaged: "true", driver.LabelInstanceID: inst, driver.LabelCargoID: "ws-orphan",
-		driver.LabelSandboxID: "sandbox-orphan", driver.LabelSessionID: "sess-orphan"}
-	orphan, err := d.Create(ctx, driver.InstanceSpec{Name: "bay-session-sess-orphan", Image: "ship:latest", Port: 8123,
-		Volume: "bay-cargo-ws-orphan", Labels: podLabels})
-	if err != nil {
+		driver.LabelSandboxID: "sandbox-orphan"}
+	ship := []driver.ContainerSpec{{Name: "ship", Image: "ship:latest", Port: 8123}}
+	const orphan = "sess-orphan"
+	if _, err := d.CreateSession(ctx, driver.SessionSpec{ID: orphan, Volume: "bay-cargo-ws-orphan", Labels: podLabels,
+		Containers: ship}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Start(ctx, orphan); err != nil {
+	if _, err := d.StartSession(ctx, orphan); err != nil {
 		t.Fatal(err)
 	}
 	// Unlabelled neighbours: never touched.
 	if err := d.CreateVolume(ctx, "someone-elses-claim", map[string]string{"team": "other"}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Create(ctx, driver.InstanceSpec{Name: "someone-elses-pod", Image: "ship:latest", Port: 8123,
-		Labels: map[string]string{"team": "other"}}); err != nil {
+	if _, err := d.CreateSession(ctx, driver.SessionSpec{ID: "someone-elses", Labels: map[string]string{"team": "other"},
+		Containers: ship}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -277,8 +279,8 @@ func TestGCOrphans(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	if st, _ := d.Status(ctx, orphan); st != driver.StateNotFound {
-		t.Errorf("orphan pod: %s", st)
+	if s, err := d.InspectSession(ctx, orphan); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("orphan pod: %+v, %v", s, err)
 	}
 	if contains(e.pvcs(t), "bay-cargo-ws-orphan") {
 		t.Errorf("orphan PVC survived GC: %v", e.pvcs(t))
@@ -286,8 +288,8 @@ func TestGCOrphans(t *testing.T) {
 	if !contains(e.pvcs(t), "someone-elses-claim") {
 		t.Error("GC removed an unlabelled PVC")
 	}
-	if st, _ := d.Status(ctx, "someone-elses-pod"); st == driver.StateNotFound {
-		t.Error("GC removed an unlabelled pod")
+	if _, err := d.InspectSession(ctx, "someone-elses"); err != nil {
+		t.Errorf("GC removed an unlabelled pod: %v", err)
 	}
 }
 

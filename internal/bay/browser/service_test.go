@@ -124,30 +124,17 @@ func (g *fakeGull) requests() []gullReq {
 // answer at the fake Gull.
 type gullDriver struct {
 	*sessiontest.Driver
-	gull string
-
-	mu    sync.Mutex
-	gulls map[string]bool
 }
 
-func (d *gullDriver) Create(ctx context.Context, spec driver.InstanceSpec) (string, error) {
-	id, err := d.Driver.Create(ctx, spec)
-	if err == nil && spec.Labels[driver.LabelRuntimeType] == config.RuntimeGull {
-		d.mu.Lock()
-		d.gulls[id] = true
-		d.mu.Unlock()
+func newGullDriver(gull string) *gullDriver {
+	d := &gullDriver{Driver: sessiontest.NewDriver()}
+	d.Endpoint = func(c driver.ContainerSpec) string {
+		if c.Labels[driver.LabelRuntimeType] == config.RuntimeGull {
+			return gull
+		}
+		return ""
 	}
-	return id, err
-}
-
-func (d *gullDriver) Start(ctx context.Context, id string) (string, error) {
-	ep, err := d.Driver.Start(ctx, id)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if err == nil && d.gulls[id] {
-		return d.gull, nil
-	}
-	return ep, err
+	return d
 }
 
 type env struct {
@@ -174,7 +161,7 @@ func newEnvOn(t *testing.T, dialect, dsn string, edit func(*config.Config)) *env
 	}
 	t.Cleanup(func() { st.Close() })
 	g := newFakeGull(t)
-	drv := &gullDriver{Driver: sessiontest.NewDriver(), gull: g.srv.URL, gulls: map[string]bool{}}
+	drv := newGullDriver(g.srv.URL)
 	t.Cleanup(drv.Close)
 	rt := runtime.New(runtime.Config{})
 	t.Cleanup(rt.Close)

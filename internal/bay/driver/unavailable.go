@@ -37,26 +37,31 @@ func (m *marked) mark(err error) error {
 
 func (m *marked) Ping(ctx context.Context) error { return m.mark(m.d.Ping(ctx)) }
 
-func (m *marked) Create(ctx context.Context, spec InstanceSpec) (string, error) {
-	id, err := m.d.Create(ctx, spec)
-	return id, m.mark(err)
+func (m *marked) CreateSession(ctx context.Context, spec SessionSpec) (*Session, error) {
+	s, err := m.d.CreateSession(ctx, spec)
+	return s, m.mark(err)
 }
 
-func (m *marked) Start(ctx context.Context, id string) (string, error) {
-	ep, err := m.d.Start(ctx, id)
-	return ep, m.mark(err)
+func (m *marked) StartSession(ctx context.Context, id string) (*Session, error) {
+	s, err := m.d.StartSession(ctx, id)
+	return s, m.mark(err)
 }
 
-func (m *marked) Stop(ctx context.Context, id string) error    { return m.mark(m.d.Stop(ctx, id)) }
-func (m *marked) Destroy(ctx context.Context, id string) error { return m.mark(m.d.Destroy(ctx, id)) }
-
-func (m *marked) Status(ctx context.Context, id string) (State, error) {
-	st, err := m.d.Status(ctx, id)
-	return st, m.mark(err)
+func (m *marked) StopSession(ctx context.Context, id string) error {
+	return m.mark(m.d.StopSession(ctx, id))
 }
 
-func (m *marked) List(ctx context.Context, labels map[string]string) ([]Instance, error) {
-	l, err := m.d.List(ctx, labels)
+func (m *marked) DestroySession(ctx context.Context, id string) error {
+	return m.mark(m.d.DestroySession(ctx, id))
+}
+
+func (m *marked) InspectSession(ctx context.Context, id string) (*Session, error) {
+	s, err := m.d.InspectSession(ctx, id)
+	return s, m.mark(err)
+}
+
+func (m *marked) ListSessions(ctx context.Context, labels map[string]string) ([]Session, error) {
+	l, err := m.d.ListSessions(ctx, labels)
 	return l, m.mark(err)
 }
 
@@ -71,12 +76,4 @@ func (m *marked) DeleteVolume(ctx context.Context, name string) error {
 func (m *marked) ListVolumes(ctx context.Context, labels map[string]string) ([]string, error) {
 	l, err := m.d.ListVolumes(ctx, labels)
 	return l, m.mark(err)
-}
-
-func (m *marked) CreateNetwork(ctx context.Context, name string, labels map[string]string) error {
-	return m.mark(m.d.CreateNetwork(ctx, name, labels))
-}
-
-func (m *marked) DeleteNetwork(ctx context.Context, name string) error {
-	return m.mark(m.d.DeleteNetwork(ctx, name))
 }

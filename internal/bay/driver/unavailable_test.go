@@ -16,9 +16,11 @@ type failing struct {
 	err error
 }
 
-func (f failing) Create(context.Context, driver.InstanceSpec) (string, error) { return "", f.err }
-func (f failing) Status(context.Context, string) (driver.State, error)        { return "", f.err }
-func (f failing) Ping(context.Context) error                                  { return f.err }
+func (f failing) CreateSession(context.Context, driver.SessionSpec) (*driver.Session, error) {
+	return nil, f.err
+}
+func (f failing) InspectSession(context.Context, string) (*driver.Session, error) { return nil, f.err }
+func (f failing) Ping(context.Context) error                                      { return f.err }
 
 func TestMarkUnavailable(t *testing.T) {
 	unreachable := func(err error) bool { return errors.Is(err, errDial) }
@@ -35,8 +37,8 @@ func TestMarkUnavailable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := driver.MarkUnavailable(failing{err: tt.err}, unreachable)
-			_, err := d.Create(t.Context(), driver.InstanceSpec{})
-			_, serr := d.Status(t.Context(), "x")
+			_, err := d.CreateSession(t.Context(), driver.SessionSpec{})
+			_, serr := d.InspectSession(t.Context(), "x")
 			for _, got := range []error{err, serr, d.Ping(t.Context())} {
 				if errors.Is(got, driver.ErrUnavailable) != tt.marked {
 					t.Errorf("%v: marked %v, want %v", got, !tt.marked, tt.marked)

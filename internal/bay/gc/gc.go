@@ -334,7 +334,7 @@ func (c *Collector) orphanCargos(ctx context.Context, tr *TaskResult) error {
 		return err
 	}
 	for _, cg := range list {
-		users, err := c.Driver.List(ctx, map[string]string{driver.LabelManaged: "true", driver.LabelCargoID: cg.ID})
+		users, err := c.Driver.ListSessions(ctx, map[string]string{driver.LabelManaged: "true", driver.LabelCargoID: cg.ID})
 		if err != nil {
 			tr.Errors = append(tr.Errors, fmt.Sprintf("cargo %s: %v", cg.ID, err))
 			continue
@@ -377,10 +377,11 @@ func (c *Collector) orphanCargos(ctx context.Context, tr *TaskResult) error {
 	return nil
 }
 
-// orphanContainers: a container labelled bay.managed=true with this Bay's
-// instance id and no session record → removed. Nothing else is touched.
+// orphanContainers: a session labelled bay.managed=true with this Bay's
+// instance id and no session record → removed (all its containers, its
+// network or pod). Nothing else is touched.
 func (c *Collector) orphanContainers(ctx context.Context, tr *TaskResult) error {
-	list, err := c.Driver.List(ctx, map[string]string{driver.LabelManaged: "true", driver.LabelInstanceID: c.Config.InstanceID})
+	list, err := c.Driver.ListSessions(ctx, map[string]string{driver.LabelManaged: "true", driver.LabelInstanceID: c.Config.InstanceID})
 	if err != nil {
 		return err
 	}
@@ -388,25 +389,24 @@ func (c *Collector) orphanContainers(ctx context.Context, tr *TaskResult) error 
 		return nil
 	}
 	ids := make([]string, 0, len(list))
-	for _, in := range list {
-		ids = append(ids, in.Labels[driver.LabelSessionID])
+	for _, s := range list {
+		ids = append(ids, s.ID)
 	}
-	// Read after listing: a session row always exists before its container.
+	// Read after listing: a session row always exists before its containers.
 	sessions, err := c.Store.SessionsByID(ctx, ids)
 	if err != nil {
 		return err
 	}
-	for _, in := range list {
-		sid := in.Labels[driver.LabelSessionID]
-		if sid != "" && sessions[sid] != nil {
+	for _, s := range list {
+		if s.ID == "" || sessions[s.ID] != nil {
 			continue
 		}
-		if in.Labels[driver.LabelSandboxID] == "" || in.Labels[driver.LabelCargoID] == "" {
+		if s.Labels[driver.LabelSandboxID] == "" || s.Labels[driver.LabelCargoID] == "" {
 			tr.SkippedCount++ // not shaped like ours; leave it
 			continue
 		}
-		if err := c.Driver.Destroy(ctx, in.ID); err != nil {
-			tr.Errors = append(tr.Errors, fmt.Sprintf("container %s: %v", in.Name, err))
+		if err := c.Driver.DestroySession(ctx, s.ID); err != nil {
+			tr.Errors = append(tr.Errors, fmt.Sprintf("session %s: %v", s.ID, err))
 			continue
 		}
 		tr.CleanedCount++

@@ -35,15 +35,23 @@ func (c *Collector) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(append(errList, err)...)
 	}
+	// One listing, taken after the rows were read: a session recorded running
+	// then is listed unless its containers are gone.
 	var dead []*model.Session
-	for _, ss := range running {
-		st, err := c.Driver.Status(ctx, ss.ContainerID)
+	if len(running) > 0 {
+		list, err := c.Driver.ListSessions(ctx, map[string]string{driver.LabelManaged: "true"})
 		if err != nil {
 			errList = append(errList, err)
-			continue
-		}
-		if st != driver.StateRunning {
-			dead = append(dead, ss)
+		} else {
+			seen := make(map[string]driver.State, len(list))
+			for _, s := range list {
+				seen[s.ID] = s.State
+			}
+			for _, ss := range running {
+				if seen[ss.ID] != driver.StateRunning {
+					dead = append(dead, ss)
+				}
+			}
 		}
 	}
 	if err := c.dropSessions(ctx, dead, "its container is not running"); err != nil {

@@ -8,31 +8,30 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/driver"
 )
 
-// Driver op names, the values of the op label.
+// Driver op names, the values of the op label: create, start, stop, destroy,
+// status (inspect) and list are of sessions.
 const (
-	OpPing          = "ping"
-	OpCreate        = "create"
-	OpStart         = "start"
-	OpStop          = "stop"
-	OpDestroy       = "destroy"
-	OpStatus        = "status"
-	OpList          = "list"
-	OpCreateVolume  = "create_volume"
-	OpDeleteVolume  = "delete_volume"
-	OpListVolumes   = "list_volumes"
-	OpCreateNetwork = "create_network"
-	OpDeleteNetwork = "delete_network"
+	OpPing         = "ping"
+	OpCreate       = "create"
+	OpStart        = "start"
+	OpStop         = "stop"
+	OpDestroy      = "destroy"
+	OpStatus       = "status"
+	OpList         = "list"
+	OpCreateVolume = "create_volume"
+	OpDeleteVolume = "delete_volume"
+	OpListVolumes  = "list_volumes"
 )
 
 var driverOps = []string{OpPing, OpCreate, OpStart, OpStop, OpDestroy, OpStatus, OpList,
-	OpCreateVolume, OpDeleteVolume, OpListVolumes, OpCreateNetwork, OpDeleteNetwork}
+	OpCreateVolume, OpDeleteVolume, OpListVolumes}
 
 // InstrumentDriver wraps d so every call is timed in
 // bay_driver_call_duration_seconds{op} and every failure counted in
 // bay_driver_errors_total{op}. Results and errors pass through unchanged.
 //
-// Not failures: a wrapped driver.ErrNotFound from Stop, Destroy, DeleteVolume
-// and DeleteNetwork (the thing is already gone, which is what was asked), and
+// Not failures: a wrapped driver.ErrNotFound from StopSession, DestroySession
+// and DeleteVolume (the thing is already gone, which is what was asked), and
 // context.Canceled (the caller gave up; the driver did not fail). A deadline
 // that runs out does count: that is a slow driver.
 //
@@ -82,44 +81,44 @@ func (i *instrumented) Ping(ctx context.Context) error {
 	return err
 }
 
-func (i *instrumented) Create(ctx context.Context, spec driver.InstanceSpec) (string, error) {
+func (i *instrumented) CreateSession(ctx context.Context, spec driver.SessionSpec) (*driver.Session, error) {
 	start := time.Now()
-	id, err := i.d.Create(ctx, spec)
+	s, err := i.d.CreateSession(ctx, spec)
 	i.done(OpCreate, start, err, false)
-	return id, err
+	return s, err
 }
 
-func (i *instrumented) Start(ctx context.Context, id string) (string, error) {
+func (i *instrumented) StartSession(ctx context.Context, id string) (*driver.Session, error) {
 	start := time.Now()
-	endpoint, err := i.d.Start(ctx, id)
+	s, err := i.d.StartSession(ctx, id)
 	i.done(OpStart, start, err, false)
-	return endpoint, err
+	return s, err
 }
 
-func (i *instrumented) Stop(ctx context.Context, id string) error {
+func (i *instrumented) StopSession(ctx context.Context, id string) error {
 	start := time.Now()
-	err := i.d.Stop(ctx, id)
+	err := i.d.StopSession(ctx, id)
 	i.done(OpStop, start, err, true)
 	return err
 }
 
-func (i *instrumented) Destroy(ctx context.Context, id string) error {
+func (i *instrumented) DestroySession(ctx context.Context, id string) error {
 	start := time.Now()
-	err := i.d.Destroy(ctx, id)
+	err := i.d.DestroySession(ctx, id)
 	i.done(OpDestroy, start, err, true)
 	return err
 }
 
-func (i *instrumented) Status(ctx context.Context, id string) (driver.State, error) {
+func (i *instrumented) InspectSession(ctx context.Context, id string) (*driver.Session, error) {
 	start := time.Now()
-	st, err := i.d.Status(ctx, id)
+	s, err := i.d.InspectSession(ctx, id)
 	i.done(OpStatus, start, err, false)
-	return st, err
+	return s, err
 }
 
-func (i *instrumented) List(ctx context.Context, labels map[string]string) ([]driver.Instance, error) {
+func (i *instrumented) ListSessions(ctx context.Context, labels map[string]string) ([]driver.Session, error) {
 	start := time.Now()
-	list, err := i.d.List(ctx, labels)
+	list, err := i.d.ListSessions(ctx, labels)
 	i.done(OpList, start, err, false)
 	return list, err
 }
@@ -143,20 +142,6 @@ func (i *instrumented) ListVolumes(ctx context.Context, labels map[string]string
 	names, err := i.d.ListVolumes(ctx, labels)
 	i.done(OpListVolumes, start, err, false)
 	return names, err
-}
-
-func (i *instrumented) CreateNetwork(ctx context.Context, name string, labels map[string]string) error {
-	start := time.Now()
-	err := i.d.CreateNetwork(ctx, name, labels)
-	i.done(OpCreateNetwork, start, err, false)
-	return err
-}
-
-func (i *instrumented) DeleteNetwork(ctx context.Context, name string) error {
-	start := time.Now()
-	err := i.d.DeleteNetwork(ctx, name)
-	i.done(OpDeleteNetwork, start, err, true)
-	return err
 }
 
 var _ driver.Driver = (*instrumented)(nil)

@@ -34,26 +34,30 @@ func (f *fakeDriver) rec(args ...any) {
 }
 
 func (f *fakeDriver) Ping(ctx context.Context) error { f.rec(OpPing); return f.pingErr }
-func (f *fakeDriver) Create(ctx context.Context, spec driver.InstanceSpec) (string, error) {
-	f.rec(OpCreate, spec.Name)
-	return "cid-1", f.err
+func (f *fakeDriver) CreateSession(ctx context.Context, spec driver.SessionSpec) (*driver.Session, error) {
+	f.rec(OpCreate, spec.ID)
+	return &driver.Session{ID: spec.ID, State: driver.StateCreated}, f.err
 }
-func (f *fakeDriver) Start(ctx context.Context, id string) (string, error) {
+func (f *fakeDriver) StartSession(ctx context.Context, id string) (*driver.Session, error) {
 	f.rec(OpStart, id)
-	return "http://127.0.0.1:49153", f.err
+	return &driver.Session{ID: id, State: driver.StateRunning,
+		Containers: []driver.Container{{Name: "ship", Endpoint: "http://127.0.0.1:49153"}}}, f.err
 }
-func (f *fakeDriver) Stop(ctx context.Context, id string) error { f.rec(OpStop, id); return f.err }
-func (f *fakeDriver) Destroy(ctx context.Context, id string) error {
+func (f *fakeDriver) StopSession(ctx context.Context, id string) error {
+	f.rec(OpStop, id)
+	return f.err
+}
+func (f *fakeDriver) DestroySession(ctx context.Context, id string) error {
 	f.rec(OpDestroy, id)
 	return f.err
 }
-func (f *fakeDriver) Status(ctx context.Context, id string) (driver.State, error) {
+func (f *fakeDriver) InspectSession(ctx context.Context, id string) (*driver.Session, error) {
 	f.rec(OpStatus, id)
-	return driver.StateRunning, f.err
+	return &driver.Session{ID: id, State: driver.StateRunning}, f.err
 }
-func (f *fakeDriver) List(ctx context.Context, labels map[string]string) ([]driver.Instance, error) {
+func (f *fakeDriver) ListSessions(ctx context.Context, labels map[string]string) ([]driver.Session, error) {
 	f.rec(OpList, labels)
-	return []driver.Instance{{ID: "cid-1", State: driver.StateRunning}}, f.err
+	return []driver.Session{{ID: "sess-1", State: driver.StateRunning}}, f.err
 }
 func (f *fakeDriver) CreateVolume(ctx context.Context, name string, labels map[string]string, _ int) error {
 	f.rec(OpCreateVolume, name, labels)
@@ -67,14 +71,6 @@ func (f *fakeDriver) ListVolumes(ctx context.Context, labels map[string]string) 
 	f.rec(OpListVolumes, labels)
 	return []string{"vol-1"}, f.err
 }
-func (f *fakeDriver) CreateNetwork(ctx context.Context, name string, labels map[string]string) error {
-	f.rec(OpCreateNetwork, name, labels)
-	return f.err
-}
-func (f *fakeDriver) DeleteNetwork(ctx context.Context, name string) error {
-	f.rec(OpDeleteNetwork, name)
-	return f.err
-}
 func (f *fakeDriver) Close() error { f.closed = true; return nil }
 
 // call invokes op on d with fixed arguments and returns its results.
@@ -84,27 +80,23 @@ func call(ctx context.Context, d driver.Driver, op string) (result any, err erro
 	case OpPing:
 		return nil, d.Ping(ctx)
 	case OpCreate:
-		return d.Create(ctx, driver.InstanceSpec{Name: "bay-session-1"})
+		return d.CreateSession(ctx, driver.SessionSpec{ID: "sess-1"})
 	case OpStart:
-		return d.Start(ctx, "cid-1")
+		return d.StartSession(ctx, "sess-1")
 	case OpStop:
-		return nil, d.Stop(ctx, "cid-1")
+		return nil, d.StopSession(ctx, "sess-1")
 	case OpDestroy:
-		return nil, d.Destroy(ctx, "cid-1")
+		return nil, d.DestroySession(ctx, "sess-1")
 	case OpStatus:
-		return d.Status(ctx, "cid-1")
+		return d.InspectSession(ctx, "sess-1")
 	case OpList:
-		return d.List(ctx, labels)
+		return d.ListSessions(ctx, labels)
 	case OpCreateVolume:
 		return nil, d.CreateVolume(ctx, "vol-1", labels, 0)
 	case OpDeleteVolume:
 		return nil, d.DeleteVolume(ctx, "vol-1")
 	case OpListVolumes:
 		return d.ListVolumes(ctx, labels)
-	case OpCreateNetwork:
-		return nil, d.CreateNetwork(ctx, "net-1", labels)
-	case OpDeleteNetwork:
-		return nil, d.DeleteNetwork(ctx, "net-1")
 	}
 	panic("unknown op " + op)
 }
@@ -121,7 +113,7 @@ func TestInstrumentDriver(t *testing.T) {
 	inUse := fmt.Errorf("volume vol-1: %w", driver.ErrInUse)
 	canceled := fmt.Errorf("docker: %w", context.Canceled)
 	deadline := fmt.Errorf("docker: %w", context.DeadlineExceeded)
-	notFoundOK := map[string]bool{OpStop: true, OpDestroy: true, OpDeleteVolume: true, OpDeleteNetwork: true}
+	notFoundOK := map[string]bool{OpStop: true, OpDestroy: true, OpDeleteVolume: true}
 
 	type tc struct {
 		name      string

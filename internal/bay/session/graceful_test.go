@@ -14,7 +14,7 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/session/sessiontest"
 )
 
-// stopRecorder records which containers were stopped gracefully before
+// stopRecorder records which sessions were stopped gracefully before
 // being destroyed.
 type stopRecorder struct {
 	*sessiontest.Driver
@@ -24,25 +24,25 @@ type stopRecorder struct {
 	early     []string // stopped after being destroyed: wrong order
 }
 
-func (d *stopRecorder) Stop(ctx context.Context, id string) error {
+func (d *stopRecorder) StopSession(ctx context.Context, id string) error {
 	d.mu.Lock()
 	d.stopped = append(d.stopped, id)
 	if d.destroyed[id] {
 		d.early = append(d.early, id)
 	}
 	d.mu.Unlock()
-	return d.Driver.Stop(ctx, id)
+	return d.Driver.StopSession(ctx, id)
 }
 
-func (d *stopRecorder) Destroy(ctx context.Context, id string) error {
+func (d *stopRecorder) DestroySession(ctx context.Context, id string) error {
 	d.mu.Lock()
 	d.destroyed[id] = true
 	d.mu.Unlock()
-	return d.Driver.Destroy(ctx, id)
+	return d.Driver.DestroySession(ctx, id)
 }
 
-// A session's Gull container is stopped gracefully (Chromium saves its
-// cookies to the cargo) before the session is destroyed; Ship's is not
+// A session with a Gull container is stopped gracefully (Chromium saves its
+// cookies to the cargo) before it is destroyed; one of Ship alone is not
 // waited for.
 func TestDestroyAllStopsBrowserGracefully(t *testing.T) {
 	e := newEnv(t, 0)
@@ -60,18 +60,28 @@ func TestDestroyAllStopsBrowserGracefully(t *testing.T) {
 		t.Fatal(err)
 	}
 	release()
-	var browser string
-	for _, c := range ss.Containers {
-		if c.Name == "browser" {
-			browser = c.ContainerID
-		}
+	if err := m.DestroyAll(context.Background(), e.sb.ID); err != nil {
+		t.Fatal(err)
 	}
+	drv.mu.Lock()
+	if len(drv.stopped) != 1 || drv.stopped[0] != ss.ID || len(drv.early) != 0 || !drv.destroyed[ss.ID] {
+		t.Fatalf("stopped %v (want the session %s, before destroy), destroyed %v", drv.stopped, ss.ID, drv.destroyed)
+	}
+	drv.mu.Unlock()
+
+	// Ship alone: destroyed without a graceful stop.
+	p.Containers = p.Containers[:1]
+	ss, release, err = m.EnsureRunning(context.Background(), e.sb.ID, p, time.Now().UTC())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
 	if err := m.DestroyAll(context.Background(), e.sb.ID); err != nil {
 		t.Fatal(err)
 	}
 	drv.mu.Lock()
 	defer drv.mu.Unlock()
-	if len(drv.stopped) != 1 || drv.stopped[0] != browser || len(drv.early) != 0 || len(drv.destroyed) != 2 {
-		t.Fatalf("stopped %v (want only the browser %s, before destroy), destroyed %v", drv.stopped, browser, drv.destroyed)
+	if len(drv.stopped) != 1 || !drv.destroyed[ss.ID] {
+		t.Fatalf("a Ship-only session: stopped %v, destroyed %v (want destroyed, not stopped)", drv.stopped, drv.destroyed)
 	}
 }

@@ -66,9 +66,9 @@ func newCluster(t *testing.T, dialect string, n int, lockTimeout time.Duration) 
 	return c
 }
 
-func (c *cluster) containers(t *testing.T) []driver.Instance {
+func (c *cluster) containers(t *testing.T) []driver.Session {
 	t.Helper()
-	list, err := c.drv.List(context.Background(), map[string]string{driver.LabelSandboxID: c.sb.ID})
+	list, err := c.drv.ListSessions(context.Background(), map[string]string{driver.LabelSandboxID: c.sb.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,8 +161,9 @@ func TestLapsedClaimIsTakenOverLiveOneWaitedFor(t *testing.T) {
 
 			// A dead replica's start, with the container it had created.
 			dead := claim("dead", false)
-			leftover, err := c.drv.Create(ctx, driver.InstanceSpec{Name: "bay-session-" + dead.ID, Labels: map[string]string{
-				driver.LabelManaged: "true", driver.LabelSandboxID: c.sb.ID, driver.LabelSessionID: dead.ID}})
+			leftover, err := c.drv.CreateSession(ctx, driver.SessionSpec{ID: dead.ID, Labels: map[string]string{
+				driver.LabelManaged: "true", driver.LabelSandboxID: c.sb.ID},
+				Containers: []driver.ContainerSpec{{Name: "ship", Image: "ship:latest", Port: 8123}}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +176,7 @@ func TestLapsedClaimIsTakenOverLiveOneWaitedFor(t *testing.T) {
 				t.Fatal("the lapsed session was reused in place (its claimer, were it alive, would tear it down)")
 			}
 			list := c.containers(t)
-			if len(list) != 1 || list[0].ID == leftover {
+			if len(list) != 1 || list[0].ID == leftover.ID {
 				t.Fatalf("containers after the take-over: %+v", list)
 			}
 			if _, err := c.st.GetSession(ctx, dead.ID); err == nil {

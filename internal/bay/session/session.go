@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -468,23 +469,22 @@ func (m *Manager) check(ctx context.Context, ss *model.Session, attempts int) ve
 	return verdictHealthy
 }
 
-// Gone reports whether the engine says a container of the session exited or
-// no longer exists (an engine error says no: the record is trusted).
+// Gone reports whether the driver says a container of the session exited or
+// no longer exists (a driver error says no: the record is trusted).
 func (m *Manager) Gone(ctx context.Context, ss *model.Session) bool {
-	ids := []string{ss.ContainerID}
-	if len(ss.Containers) > 0 {
-		ids = ids[:0]
-		for _, c := range ss.Containers {
-			ids = append(ids, c.ContainerID)
-		}
+	obs, err := m.drv.InspectSession(ctx, ss.ID)
+	if errors.Is(err, driver.ErrNotFound) {
+		return true
 	}
-	for _, id := range ids {
-		st, err := m.drv.Status(ctx, id)
-		if err != nil {
-			m.log.WarnContext(ctx, "session probe failed; trusting the record", "session_id", ss.ID, "err", err)
-			return false
-		}
-		if st != driver.StateRunning {
+	if err != nil {
+		m.log.WarnContext(ctx, "session probe failed; trusting the record", "session_id", ss.ID, "err", err)
+		return false
+	}
+	if obs.State != driver.StateRunning {
+		return true
+	}
+	for _, c := range ss.Containers { // one removed behind the driver's back
+		if obs.Container(c.Name) == nil {
 			return true
 		}
 	}
@@ -630,32 +630,17 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 	if err != nil {
 		return fmt.Errorf("session: cargo %s: %w", sb.CargoID, err)
 	}
-	multi := len(p.Containers) > 1
-	if multi {
-		ss.Network = "bay_net_" + ss.ID
-		if err := m.drv.CreateNetwork(ctx, ss.Network, map[string]string{
-			driver.LabelManaged: "true", driver.LabelSessionID: ss.ID, driver.LabelInstanceID: m.cfg.InstanceID,
-		}); err != nil {
-			return fmt.Errorf("session: network: %w", err)
-		}
+	spec := m.sessionSpec(sb, ss, p, cargo.DriverRef)
+	created, err := m.drv.CreateSession(ctx, spec)
+	if err != nil {
+		return m.driverError(sb, p, "create", err)
 	}
 	ss.Containers = make([]model.ContainerInfo, len(p.Containers))
 	for i, c := range p.Containers {
-		spec := m.instanceSpec(sb, ss, p, c, cargo.DriverRef, multi)
-		id, err := m.drv.Create(ctx, spec)
-		if errors.Is(err, driver.ErrImageNotFound) {
-			return errs.Newf(errs.ProfileUnavailable, "Runtime image %s of profile %s is not available on the Docker host "+
-				"(no registry could provide it; build or load it there, e.g. make image / make image-data)", c.Image, p.ID).Wrap(err)
+		ss.Containers[i] = model.ContainerInfo{Name: c.Name, RuntimeType: c.RuntimeType, Capabilities: c.Capabilities, Status: "created"}
+		if oc := created.Container(c.Name); oc != nil {
+			ss.Containers[i].ContainerID = oc.ID
 		}
-		if errors.Is(err, driver.ErrUnschedulable) { // e.g. a Kubernetes quota; details in the log
-			return m.notReady(sb.ID, multi, "The sandbox's runtime could not be scheduled (a quota is exhausted); "+
-				"try again later").(*errs.Error).Wrap(err)
-		}
-		if err != nil {
-			return fmt.Errorf("session: create %s: %w", spec.Name, err)
-		}
-		ss.Containers[i] = model.ContainerInfo{Name: c.Name, ContainerID: id, RuntimeType: c.RuntimeType,
-			Capabilities: c.Capabilities, Status: "created"}
 	}
 	ss.ContainerID = ss.Containers[0].ContainerID
 	// Record the containers before starting them: a crash from here on leaves a
@@ -668,29 +653,23 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 			return err
 		}
 	}
+	started, err := m.drv.StartSession(ctx, ss.ID)
+	if err != nil {
+		return m.driverError(sb, p, "start", err)
+	}
 	var wg sync.WaitGroup
 	errc := make([]error, len(ss.Containers))
 	for i := range ss.Containers {
+		oc := started.Container(ss.Containers[i].Name)
+		if oc == nil || oc.Endpoint == "" {
+			errc[i] = fmt.Errorf("driver started no container %s", ss.Containers[i].Name)
+			continue
+		}
+		ss.Containers[i].Endpoint = oc.Endpoint
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ep, err := m.drv.Start(ctx, ss.Containers[i].ContainerID)
-			if errors.Is(err, driver.ErrImageNotFound) { // Kubernetes learns it only when the pod runs
-				errc[i] = errs.Newf(errs.ProfileUnavailable, "Runtime image %s of profile %s could not be pulled where the sandbox "+
-					"was scheduled (load it into the nodes' image store or a registry they reach)", p.Containers[i].Image, p.ID).Wrap(err)
-				return
-			}
-			if errors.Is(err, driver.ErrUnschedulable) { // the details (nodes, events) go to the log only
-				errc[i] = m.notReady(sb.ID, multi, "The sandbox's runtime could not be scheduled (no node fits its "+
-					"resources, its volume is not bound, or a quota is exhausted); try again later").(*errs.Error).Wrap(err)
-				return
-			}
-			if err != nil {
-				errc[i] = fmt.Errorf("start %s: %w", ss.Containers[i].Name, err)
-				return
-			}
-			ss.Containers[i].Endpoint = ep
-			if err := m.waitReady(ctx, runtime.Target{Endpoint: ep, Token: ss.Token}); err != nil {
+			if err := m.waitReady(ctx, runtime.Target{Endpoint: oc.Endpoint, Token: ss.Token}); err != nil {
 				errc[i] = err
 				return
 			}
@@ -714,20 +693,58 @@ func (m *Manager) start(ctx context.Context, sb *model.Sandbox, ss *model.Sessio
 	return nil
 }
 
-func (m *Manager) instanceSpec(sb *model.Sandbox, ss *model.Session, p *Profile, c ContainerSpec, volume string, multi bool) driver.InstanceSpec {
-	labels := map[string]string{
-		driver.LabelManaged: "true", driver.LabelOwner: sb.Owner, driver.LabelSandboxID: sb.ID,
-		driver.LabelSessionID: ss.ID, driver.LabelCargoID: sb.CargoID, driver.LabelProfileID: p.ID,
-		driver.LabelInstanceID: m.cfg.InstanceID, driver.LabelRuntimePort: strconv.Itoa(c.Port),
+// driverError turns the driver's error vocabulary into the client's: a
+// missing image is the deployment's gap (503 profile_unavailable naming it),
+// an unschedulable session a retry later (503 session_not_ready); the details
+// (nodes, events) go to the log only.
+func (m *Manager) driverError(sb *model.Sandbox, p *Profile, op string, err error) error {
+	images := make([]string, 0, len(p.Containers))
+	for _, c := range p.Containers {
+		if !slices.Contains(images, c.Image) {
+			images = append(images, c.Image)
+		}
 	}
-	name := "bay-session-" + ss.ID
-	hostname := ""
-	if multi {
-		name = "bay-" + ss.ID + "-" + c.Name
-		hostname = c.Name
-		labels[driver.LabelContainerName] = c.Name
-		labels[driver.LabelRuntimeType] = c.RuntimeType
+	switch {
+	case errors.Is(err, driver.ErrImageNotFound) && op == "create":
+		return errs.Newf(errs.ProfileUnavailable, "Runtime image %s of profile %s is not available where sandboxes run "+
+			"(no registry could provide it; build or load it there, e.g. make image / make image-data)", strings.Join(images, ", "), p.ID).Wrap(err)
+	case errors.Is(err, driver.ErrImageNotFound): // Kubernetes learns it only when the pod runs
+		return errs.Newf(errs.ProfileUnavailable, "Runtime image %s of profile %s could not be pulled where the sandbox "+
+			"was scheduled (load it into the nodes' image store or a registry they reach)", strings.Join(images, ", "), p.ID).Wrap(err)
+	case errors.Is(err, driver.ErrUnschedulable):
+		return m.notReady(sb.ID, len(p.Containers) > 1, "The sandbox's runtime could not be scheduled (no node fits its "+
+			"resources, its volume is not bound, or a quota is exhausted); try again later").(*errs.Error).Wrap(err)
 	}
+	return fmt.Errorf("session: %s: %w", op, err)
+}
+
+// sessionSpec is what the driver creates for ss: the profile's containers on
+// the sandbox's cargo volume, labelled for GC and reconcile.
+func (m *Manager) sessionSpec(sb *model.Sandbox, ss *model.Session, p *Profile, volume string) driver.SessionSpec {
+	multi := len(p.Containers) > 1
+	spec := driver.SessionSpec{
+		ID: ss.ID,
+		Labels: map[string]string{
+			driver.LabelManaged: "true", driver.LabelOwner: sb.Owner, driver.LabelSandboxID: sb.ID,
+			driver.LabelCargoID: sb.CargoID, driver.LabelProfileID: p.ID, driver.LabelInstanceID: m.cfg.InstanceID,
+		},
+		Volume: volume, Runtime: p.Runtime, NoNetwork: p.NoNetwork, Egress: p.Egress,
+	}
+	for _, c := range p.Containers {
+		labels := map[string]string{}
+		if multi {
+			labels[driver.LabelContainerName] = c.Name
+			labels[driver.LabelRuntimeType] = c.RuntimeType
+		}
+		spec.Containers = append(spec.Containers, driver.ContainerSpec{
+			Name: c.Name, Image: c.Image, Env: m.containerEnv(sb, ss, p, c, multi), Port: c.Port,
+			Labels: labels, Resources: c.Resources,
+		})
+	}
+	return spec
+}
+
+func (m *Manager) containerEnv(sb *model.Sandbox, ss *model.Session, p *Profile, c ContainerSpec, multi bool) map[string]string {
 	env := maps.Clone(c.Env)
 	if env == nil {
 		env = map[string]string{}
@@ -755,10 +772,7 @@ func (m *Manager) instanceSpec(sb *model.Sandbox, ss *model.Session, p *Profile,
 	if multi {
 		env["BAY_CONTAINER_NAME"] = c.Name
 	}
-	return driver.InstanceSpec{
-		Name: name, Hostname: hostname, Image: c.Image, Env: env, Labels: labels, Volume: volume,
-		Port: c.Port, Network: ss.Network, Runtime: p.Runtime, NoNetwork: p.NoNetwork, Egress: p.Egress, Resources: c.Resources,
-	}
+	return env
 }
 
 // waitReady polls /health with backoff until 200 or the ready timeout.
@@ -782,33 +796,11 @@ func (m *Manager) waitReady(ctx context.Context, t runtime.Target) error {
 	}
 }
 
-// teardown removes the session's containers and network (not its row).
+// teardown removes what the driver runs of the session (not its row).
 func (m *Manager) teardown(ctx context.Context, ss *model.Session) {
 	m.forget(ss.SandboxID)
-	ids := map[string]bool{}
-	if ss.ContainerID != "" {
-		ids[ss.ContainerID] = true
-	}
-	for _, c := range ss.Containers {
-		if c.ContainerID != "" {
-			ids[c.ContainerID] = true
-		}
-	}
-	// Containers created but not yet recorded still carry the session label.
-	if list, err := m.drv.List(ctx, map[string]string{driver.LabelManaged: "true", driver.LabelSessionID: ss.ID}); err == nil {
-		for _, in := range list {
-			ids[in.ID] = true
-		}
-	}
-	for id := range ids {
-		if err := m.drv.Destroy(ctx, id); err != nil {
-			m.log.ErrorContext(ctx, "destroying container", "session_id", ss.ID, "container_id", id, "err", err)
-		}
-	}
-	if ss.Network != "" {
-		if err := m.drv.DeleteNetwork(ctx, ss.Network); err != nil {
-			m.log.ErrorContext(ctx, "deleting session network", "session_id", ss.ID, "err", err)
-		}
+	if err := m.drv.DestroySession(ctx, ss.ID); err != nil {
+		m.log.ErrorContext(ctx, "destroying session", "session_id", ss.ID, "err", err)
 	}
 }
 

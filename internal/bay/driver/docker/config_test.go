@@ -127,17 +127,17 @@ func TestEnvListSorted(t *testing.T) {
 }
 
 func TestValidateSpec(t *testing.T) {
-	ok := driver.InstanceSpec{Name: "n", Image: "img", Port: 8123}
+	ok := InstanceSpec{Name: "n", Image: "img", Port: 8123}
 	cases := []struct {
 		name string
-		mod  func(*driver.InstanceSpec)
+		mod  func(*InstanceSpec)
 	}{
-		{"no image", func(s *driver.InstanceSpec) { s.Image = "" }},
-		{"no port", func(s *driver.InstanceSpec) { s.Port = 0 }},
-		{"port too big", func(s *driver.InstanceSpec) { s.Port = 65536 }},
-		{"env name with =", func(s *driver.InstanceSpec) { s.Env = map[string]string{"A=B": "x"} }},
-		{"env value with NUL", func(s *driver.InstanceSpec) { s.Env = map[string]string{"A": "x\x00"} }},
-		{"negative memory", func(s *driver.InstanceSpec) { s.Resources.MemoryBytes = -1 }},
+		{"no image", func(s *InstanceSpec) { s.Image = "" }},
+		{"no port", func(s *InstanceSpec) { s.Port = 0 }},
+		{"port too big", func(s *InstanceSpec) { s.Port = 65536 }},
+		{"env name with =", func(s *InstanceSpec) { s.Env = map[string]string{"A=B": "x"} }},
+		{"env value with NUL", func(s *InstanceSpec) { s.Env = map[string]string{"A": "x\x00"} }},
+		{"negative memory", func(s *InstanceSpec) { s.Resources.MemoryBytes = -1 }},
 	}
 	if err := validateSpec(ok); err != nil {
 		t.Fatalf("valid spec refused: %v", err)

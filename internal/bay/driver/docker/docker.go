@@ -1,5 +1,6 @@
-// Package docker is the Docker Engine driver of Bay: one container per instance,
-// named volumes for cargos, bridge networks for sessions, all through the
+// Package docker is the Docker Engine driver of Bay: a session is its
+// containers (one, or several on a private bridge network where they reach
+// each other by name), cargos are named volumes, all through the
 // official Engine client with API version negotiation (Engine 20.10 / API 1.41
 // and newer).
 //
@@ -68,8 +69,6 @@ type Driver struct {
 	extraIfaces []string              // other sandboxes' interfaces beyond bay* (set by Prepare)
 }
 
-var _ driver.Driver = (*Driver)(nil)
-
 // New returns a driver for the engine at cfg.Socket. It does not require the
 // engine to be up; call Ping to check it is reachable.
 func New(cfg Config) (*Driver, error) {
@@ -124,7 +123,7 @@ func wrap(op, ref string, err error) error {
 	return fmt.Errorf("docker: %s %s: %w", op, ref, err)
 }
 
-func validateSpec(spec driver.InstanceSpec) error {
+func validateSpec(spec InstanceSpec) error {
 	if spec.Image == "" {
 		return errors.New("docker: instance spec has no image")
 	}
@@ -163,7 +162,7 @@ func runtimePort(port int) nat.Port { return nat.Port(strconv.Itoa(port) + "/tcp
 
 // Create pulls the image per the pull policy and creates (does not start) the
 // container. A failure after the container exists removes it again.
-func (d *Driver) Create(ctx context.Context, spec driver.InstanceSpec) (string, error) {
+func (d *Driver) Create(ctx context.Context, spec InstanceSpec) (string, error) {
 	if err := validateSpec(spec); err != nil {
 		return "", err
 	}
@@ -253,7 +252,7 @@ func (d *Driver) Create(ctx context.Context, spec driver.InstanceSpec) (string, 
 }
 
 // publishes says whether the runtime port of spec is published on the host.
-func (d *Driver) publishes(spec driver.InstanceSpec) bool {
+func (d *Driver) publishes(spec InstanceSpec) bool {
 	return *d.cfg.PublishPorts && !spec.NoNetwork && d.cfg.ConnectMode != ConnectContainerNetwork
 }
 
@@ -648,25 +647,6 @@ func labelFilters(labels map[string]string) filters.Args {
 
 // List returns every container (any state) carrying all the given labels,
 // sorted by name.
-func (d *Driver) List(ctx context.Context, labels map[string]string) ([]driver.Instance, error) {
-	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilters(labels)})
-	if err != nil {
-		return nil, fmt.Errorf("docker: list containers: %w", err)
-	}
-	out := make([]driver.Instance, 0, len(cs))
-	for _, c := range cs {
-		name := ""
-		if len(c.Names) > 0 {
-			name = strings.TrimPrefix(c.Names[0], "/")
-		}
-		out = append(out, driver.Instance{
-			ID:        c.ID,
-			Name:      name,
-			State:     mapState(c.State),
-			Labels:    c.Labels,
-			CreatedAt: time.Unix(c.Created, 0).UTC(),
-		})
-	}
-	slices.SortFunc(out, func(a, b driver.Instance) int { return strings.Compare(a.Name, b.Name) })
-	return out, nil
+func (d *Driver) List(ctx context.Context, labels map[string]string) ([]Instance, error) {
+	return d.list(ctx, labelFilters(labels))
 }

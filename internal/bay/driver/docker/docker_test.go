@@ -44,13 +44,21 @@ func TestConformance(t *testing.T) {
 		cli := rawClient(t)
 		drivertest.Run(t, d, drivertest.Options{
 			Image:      img,
+			PortEnv:    "PORT",
 			HealthPath: "/health",
-			WriteFile: func(ctx context.Context, id, path, data string) error {
-				_, err := execIn(ctx, cli, id, "/testserver", "write", path, data)
+			WriteFile: func(ctx context.Context, c driver.Container, path, data string) error {
+				_, err := execIn(ctx, cli, c.ID, "/testserver", "write", path, data)
 				return err
 			},
-			ReadFile: func(ctx context.Context, id, path string) (string, error) {
-				return execIn(ctx, cli, id, "/testserver", "read", path)
+			ReadFile: func(ctx context.Context, c driver.Container, path string) (string, error) {
+				return execIn(ctx, cli, c.ID, "/testserver", "read", path)
+			},
+			Dial: func(ctx context.Context, c driver.Container, addr string) error {
+				out, err := execIn(ctx, cli, c.ID, "/testserver", "dial", addr)
+				if err == nil && strings.TrimSpace(out) != "open" {
+					err = errors.New(out)
+				}
+				return err
 			},
 		})
 	})
@@ -64,20 +72,26 @@ func TestConformance(t *testing.T) {
 		drivertest.Run(t, d, drivertest.Options{
 			Image:      img,
 			Port:       8123,
+			PortEnv:    "SHIP_PORT",
 			HealthPath: "/health",
-			WriteFile: func(ctx context.Context, id, path, data string) error {
-				_, err := execIn(ctx, cli, id, "sh", "-c", `printf '%s' "$1" > "$2"`, "sh", data, path)
+			WriteFile: func(ctx context.Context, c driver.Container, path, data string) error {
+				_, err := execIn(ctx, cli, c.ID, "sh", "-c", `printf '%s' "$1" > "$2"`, "sh", data, path)
 				return err
 			},
-			ReadFile: func(ctx context.Context, id, path string) (string, error) {
-				return execIn(ctx, cli, id, "cat", path)
+			ReadFile: func(ctx context.Context, c driver.Container, path string) (string, error) {
+				return execIn(ctx, cli, c.ID, "cat", path)
+			},
+			Dial: func(ctx context.Context, c driver.Container, addr string) error {
+				host, port, _ := net.SplitHostPort(addr)
+				_, err := execIn(ctx, cli, c.ID, "bash", "-c", `exec 3<>"/dev/tcp/$1/$2"`, "bash", host, port)
+				return err
 			},
 		})
 	})
 }
 
-func testSpec(run, name, img string) driver.InstanceSpec {
-	return driver.InstanceSpec{
+func testSpec(run, name, img string) InstanceSpec {
+	return InstanceSpec{
 		Name:   "bay-dt-" + run + "-" + name,
 		Image:  img,
 		Labels: map[string]string{labelTest: run, driver.LabelManaged: "false", driver.LabelSessionID: name},
@@ -582,11 +596,11 @@ func TestCreateFailuresLeaveNothing(t *testing.T) {
 	cases := []struct {
 		name string
 		cfg  Config
-		mod  func(*driver.InstanceSpec)
+		mod  func(*InstanceSpec)
 		is   error
 	}{
-		{"missing session network", Config{}, func(s *driver.InstanceSpec) { s.Network = "bay-dt-no-such-net-" + randHex(3) }, driver.ErrNotFound},
-		{"missing runtime", Config{}, func(s *driver.InstanceSpec) { s.Runtime = "bay-no-such-runtime" }, nil},
+		{"missing session network", Config{}, func(s *InstanceSpec) { s.Network = "bay-dt-no-such-net-" + randHex(3) }, driver.ErrNotFound},
+		{"missing runtime", Config{}, func(s *InstanceSpec) { s.Runtime = "bay-no-such-runtime" }, nil},
 		{"canceled context", Config{}, nil, context.Canceled},
 	}
 	for _, tc := range cases {

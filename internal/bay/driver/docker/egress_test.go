@@ -175,7 +175,7 @@ func TestEgressPolicy(t *testing.T) {
 	var ids []string
 	cleanupEgress(t, d, &ids, cidrPolicy, dnsPolicy)
 
-	start := func(name string, mod func(*driver.InstanceSpec)) string {
+	start := func(name string, mod func(*InstanceSpec)) string {
 		t.Helper()
 		spec := testSpec(run2, name, img)
 		mod(&spec)
@@ -211,7 +211,7 @@ func TestEgressPolicy(t *testing.T) {
 		}
 	}
 
-	other := start("other", func(*driver.InstanceSpec) {}) // a sandbox on bay-sandbox
+	other := start("other", func(*InstanceSpec) {}) // a sandbox on bay-sandbox
 	oinfo, err := cli.ContainerInspect(ctx, other)
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +225,7 @@ func TestEgressPolicy(t *testing.T) {
 	if hostAddr != "" {
 		allow = append(allow, hostAddr)
 	}
-	cidr := start("cidr", func(s *driver.InstanceSpec) { s.Egress = &driver.Egress{Policy: cidrPolicy, Allow: allow} })
+	cidr := start("cidr", func(s *InstanceSpec) { s.Egress = &driver.Egress{Policy: cidrPolicy, Allow: allow} })
 	cinfo, err := cli.ContainerInspect(ctx, cidr)
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +256,7 @@ func TestEgressPolicy(t *testing.T) {
 	}
 
 	// A name policy: DNS answers only the listed name, and only its answer opens.
-	named := start("dns", func(s *driver.InstanceSpec) {
+	named := start("dns", func(s *InstanceSpec) {
 		s.Egress = &driver.Egress{Policy: dnsPolicy, Allow: []string{"allowed.test"}}
 	})
 	if got := run1(named, "resolve", "denied.test"); !strings.HasPrefix(got, "error:") {
@@ -274,7 +274,7 @@ func TestEgressPolicy(t *testing.T) {
 	// Under gVisor (runsc, its own network stack off: the container's netns)
 	// the same rules and DNS apply.
 	if rts, err := d.Runtimes(ctx); err == nil && slices.Contains(rts, "runsc") {
-		secure := start("dns-runsc", func(s *driver.InstanceSpec) {
+		secure := start("dns-runsc", func(s *InstanceSpec) {
 			s.Runtime = "runsc"
 			s.Egress = &driver.Egress{Policy: dnsPolicy, Allow: []string{"allowed.test"}}
 		})
@@ -315,7 +315,7 @@ func TestEgressPolicy(t *testing.T) {
 	}
 
 	// none: no route out; Bay still reaches it (getHealth in start).
-	none := start("none", func(s *driver.InstanceSpec) { s.NoNetwork = true })
+	none := start("none", func(s *InstanceSpec) { s.NoNetwork = true })
 	expect(none, "none: internet from a no-network sandbox (dropped, not rejected)", net0.String(), false)
 	iso, err := cli.NetworkInspect(ctx, DefaultIsolatedNetwork, network.InspectOptions{})
 	if err != nil || len(iso.IPAM.Config) == 0 {

@@ -100,7 +100,7 @@ func (d *Driver) networkExists(ctx context.Context, name string) (bool, error) {
 // networksFor chooses the network of a new container: the container's primary
 // network (its NetworkMode, "" = default bridge) and an extra network to
 // connect it to after create (API 1.41 creates with one network only).
-func (d *Driver) networksFor(ctx context.Context, spec driver.InstanceSpec) (primary, extra string, err error) {
+func (d *Driver) networksFor(ctx context.Context, spec InstanceSpec) (primary, extra string, err error) {
 	if spec.NoNetwork {
 		if spec.Network != "" {
 			d.log.WarnContext(ctx, "instance asks for no network; session network ignored", "container", spec.Name, "network", spec.Network)

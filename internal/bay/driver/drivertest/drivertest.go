@@ -1,8 +1,12 @@
-// Package drivertest is the conformance suite every driver.Driver passes.
+// Package drivertest is the conformance suite every driver.Driver passes, at
+// the level of sessions: one container or two sharing a workspace volume and
+// reaching each other by name; labels and listing; stop keeping the volume;
+// idempotent destroy; and the error vocabulary (not found, conflict, in use,
+// image missing).
 //
 //	func TestConformance(t *testing.T) {
 //		d := newDriver(t)
-//		drivertest.Run(t, d, drivertest.Options{Image: "ship:latest", HealthPath: "/health"})
+//		drivertest.Run(t, d, drivertest.Options{Image: "ship:latest", HealthPath: "/health", PortEnv: "SHIP_PORT"})
 //	}
 //
 // Everything the suite creates carries a label unique to the run
@@ -15,10 +19,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,26 +40,40 @@ const (
 	LabelGroup = "bay.drivertest.group"
 )
 
+// MissingImage is the image the suite expects no backend to have.
+const MissingImage = "shipyard-no-such-image:v0"
+
 // Options configures a run of the suite.
 type Options struct {
 	// Image is the runtime image; its default command must listen on Port.
 	// Empty: the suite is skipped.
 	Image string
-	// Port the runtime listens on inside the instance; default 8123 (Ship).
+	// Port the runtime listens on inside a container; default 8123 (Ship).
 	Port int
+	// PortEnv names the environment variable that moves the runtime to
+	// another port ("SHIP_PORT" for Ship, "PORT" for the test server): the
+	// second container of a two-container session listens on Port+1 (on
+	// Kubernetes they share a network namespace). Empty: the two-container
+	// checks are skipped.
+	PortEnv string
 	// HealthPath, when set, must answer GET with 2xx once the port is open
 	// ("/health" for Ship). Empty: a TCP connect is enough.
 	HealthPath string
-	// Env is passed to every instance.
+	// Env is passed to every container.
 	Env map[string]string
-	// ReadyTimeout bounds the wait for the runtime to answer after Start; default 60s.
+	// ReadyTimeout bounds the wait for the runtime to answer after Start, and
+	// for a missing image to be reported; default 60s.
 	ReadyTimeout time.Duration
-	// NamePrefix starts the name of every instance, volume and network; default "bay-drivertest".
-	NamePrefix string
-	// WriteFile and ReadFile reach into a running instance as its user (e.g.
-	// docker exec). Optional: without them the volume persistence check is skipped.
-	WriteFile func(ctx context.Context, id, path, data string) error
-	ReadFile  func(ctx context.Context, id, path string) (string, error)
+	// IDPrefix starts the id of every session and the name of every volume;
+	// default "dt".
+	IDPrefix string
+	// WriteFile and ReadFile reach into a running container as its user (e.g.
+	// docker exec). Optional: without them the volume checks are skipped.
+	WriteFile func(ctx context.Context, c driver.Container, path, data string) error
+	ReadFile  func(ctx context.Context, c driver.Container, path string) (string, error)
+	// Dial opens a TCP connection to addr (host:port) from inside a running
+	// container. Optional: without it the by-name check is skipped.
+	Dial func(ctx context.Context, c driver.Container, addr string) error
 }
 
 // sweepTimeout bounds the final clean-up.
@@ -67,10 +87,9 @@ type suite struct {
 	opts Options
 	run  string
 
-	mu       sync.Mutex
-	seq      int
-	volumes  []string
-	networks []string
+	mu      sync.Mutex
+	seq     int
+	volumes []string
 }
 
 // Run runs the conformance suite against d as subtests of t.
@@ -85,8 +104,8 @@ func Run(t *testing.T, d driver.Driver, opts Options) {
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 60 * time.Second
 	}
-	if opts.NamePrefix == "" {
-		opts.NamePrefix = "bay-drivertest"
+	if opts.IDPrefix == "" {
+		opts.IDPrefix = "dt"
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -96,20 +115,22 @@ func Run(t *testing.T, d driver.Driver, opts Options) {
 	if err := d.Ping(t.Context()); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
-	t.Run("MissingIsNotAnError", s.testMissing)
+	t.Run("MissingIsNotFound", s.testMissing)
 	t.Run("Lifecycle", s.testLifecycle)
 	t.Run("ListByLabels", s.testList)
 	t.Run("Volumes", s.testVolumes)
-	t.Run("Networks", s.testNetworks)
-	t.Run("VolumeOutlivesInstance", s.testVolumeOutlivesInstance)
+	t.Run("VolumeInUse", s.testVolumeInUse)
+	t.Run("ImageMissing", s.testImageMissing)
+	t.Run("TwoContainers", s.testTwoContainers)
+	t.Run("VolumeOutlivesSession", s.testVolumeOutlivesSession)
 }
 
-// name returns a unique resource name for this run.
-func (s *suite) name(kind string) string {
+// id returns a unique session id or volume name for this run.
+func (s *suite) id(kind string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
-	return fmt.Sprintf("%s-%s-%s-%d", s.opts.NamePrefix, s.run, kind, s.seq)
+	return fmt.Sprintf("%s-%s-%s-%d", s.opts.IDPrefix, s.run, kind, s.seq)
 }
 
 func (s *suite) labels(kv ...string) map[string]string {
@@ -120,27 +141,38 @@ func (s *suite) labels(kv ...string) map[string]string {
 	return l
 }
 
-func (s *suite) spec(name, volume string, labels map[string]string) driver.InstanceSpec {
+func (s *suite) container(name string, port int) driver.ContainerSpec {
+	env := maps.Clone(s.opts.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	if s.opts.PortEnv != "" {
+		env[s.opts.PortEnv] = strconv.Itoa(port)
+	}
+	return driver.ContainerSpec{
+		Name: name, Image: s.opts.Image, Env: env, Port: port,
+		Resources: driver.Resources{NanoCPUs: 500_000_000, MemoryBytes: 256 << 20},
+	}
+}
+
+// spec is a session of one container called "main".
+func (s *suite) spec(id, volume string, labels map[string]string) driver.SessionSpec {
 	if labels == nil {
 		labels = s.labels()
 	}
-	return driver.InstanceSpec{
-		Name:   name,
-		Image:  s.opts.Image,
-		Env:    s.opts.Env,
-		Labels: labels,
-		Volume: volume,
-		Port:   s.opts.Port,
-		Resources: driver.Resources{
-			NanoCPUs:    500_000_000,
-			MemoryBytes: 256 << 20,
-		},
-	}
+	return driver.SessionSpec{ID: id, Labels: labels, Volume: volume,
+		Containers: []driver.ContainerSpec{s.container("main", s.opts.Port)}}
+}
+
+// pair is a session of two containers, "a" on Port and "b" on Port+1.
+func (s *suite) pair(id, volume string) driver.SessionSpec {
+	return driver.SessionSpec{ID: id, Labels: s.labels(), Volume: volume,
+		Containers: []driver.ContainerSpec{s.container("a", s.opts.Port), s.container("b", s.opts.Port+1)}}
 }
 
 func (s *suite) volume(t *testing.T) string {
 	t.Helper()
-	name := s.name("vol")
+	name := s.id("vol")
 	s.mu.Lock()
 	s.volumes = append(s.volumes, name)
 	s.mu.Unlock()
@@ -150,27 +182,39 @@ func (s *suite) volume(t *testing.T) string {
 	return name
 }
 
-func (s *suite) create(t *testing.T, spec driver.InstanceSpec) string {
+func (s *suite) create(t *testing.T, spec driver.SessionSpec) *driver.Session {
 	t.Helper()
-	id, err := s.d.Create(t.Context(), spec)
+	got, err := s.d.CreateSession(t.Context(), spec)
 	if err != nil {
-		t.Fatalf("Create(%s): %v", spec.Name, err)
+		t.Fatalf("CreateSession(%s): %v", spec.ID, err)
 	}
-	if id == "" {
-		t.Fatalf("Create(%s) returned an empty id", spec.Name)
+	if got.ID != spec.ID || len(got.Containers) != len(spec.Containers) {
+		t.Fatalf("CreateSession(%s) = %+v: want its id and %d containers", spec.ID, got, len(spec.Containers))
 	}
-	return id
+	for i, c := range got.Containers {
+		if c.Name != spec.Containers[i].Name || c.ID == "" {
+			t.Fatalf("CreateSession(%s): container %d is %+v, want %s with an id", spec.ID, i, c, spec.Containers[i].Name)
+		}
+	}
+	return got
 }
 
-// start starts id and waits until its runtime answers at the endpoint.
-func (s *suite) start(t *testing.T, id string) string {
+// start starts the session and waits until every runtime answers at its endpoint.
+func (s *suite) start(t *testing.T, id string) *driver.Session {
 	t.Helper()
-	ep, err := s.d.Start(t.Context(), id)
+	got, err := s.d.StartSession(t.Context(), id)
 	if err != nil {
-		t.Fatalf("Start(%s): %v", id, err)
+		t.Fatalf("StartSession(%s): %v", id, err)
 	}
-	s.waitReady(t, ep)
-	return ep
+	seen := map[string]bool{}
+	for _, c := range got.Containers {
+		if seen[c.Endpoint] {
+			t.Fatalf("StartSession(%s): two containers at %s", id, c.Endpoint)
+		}
+		seen[c.Endpoint] = true
+		s.waitReady(t, c.Endpoint)
+	}
+	return got
 }
 
 func (s *suite) waitReady(t *testing.T, endpoint string) {
@@ -224,38 +268,50 @@ func probe(ctx context.Context, hc *http.Client, u *url.URL, healthPath string) 
 	return nil
 }
 
-func (s *suite) wantState(t *testing.T, id string, want driver.State) {
+func (s *suite) wantState(t *testing.T, id string, want driver.State) *driver.Session {
 	t.Helper()
-	got, err := s.d.Status(t.Context(), id)
+	got, err := s.d.InspectSession(t.Context(), id)
+	if want == driver.StateNotFound {
+		if !errors.Is(err, driver.ErrNotFound) {
+			t.Fatalf("InspectSession(%s) = %+v, %v; want an error wrapping driver.ErrNotFound", id, got, err)
+		}
+		return nil
+	}
 	if err != nil {
-		t.Fatalf("Status(%s): %v", id, err)
+		t.Fatalf("InspectSession(%s): %v", id, err)
 	}
-	if got != want {
-		t.Fatalf("Status(%s) = %q, want %q", id, got, want)
+	if got.State != want {
+		t.Fatalf("InspectSession(%s).State = %q, want %q (%+v)", id, got.State, want, got.Containers)
 	}
+	if got.ID != id || got.Labels[driver.LabelSessionID] != id {
+		t.Fatalf("InspectSession(%s): id %q, label %s=%q", id, got.ID, driver.LabelSessionID, got.Labels[driver.LabelSessionID])
+	}
+	for _, c := range got.Containers {
+		if c.State != want {
+			t.Fatalf("InspectSession(%s): container %s is %q, want %q", id, c.Name, c.State, want)
+		}
+	}
+	return got
 }
 
 func (s *suite) testMissing(t *testing.T) {
 	ctx := t.Context()
-	missing := s.name("missing")
+	missing := s.id("missing")
 	cases := []struct {
 		name string
 		call func() error
 	}{
-		{"Stop", func() error { return s.d.Stop(ctx, missing) }},
-		{"Destroy", func() error { return s.d.Destroy(ctx, missing) }},
+		{"StopSession", func() error { return s.d.StopSession(ctx, missing) }},
+		{"DestroySession", func() error { return s.d.DestroySession(ctx, missing) }},
 		{"DeleteVolume", func() error { return s.d.DeleteVolume(ctx, missing) }},
-		{"DeleteNetwork", func() error { return s.d.DeleteNetwork(ctx, missing) }},
-		{"Status", func() error {
-			st, err := s.d.Status(ctx, missing)
-			if err == nil && st != driver.StateNotFound {
-				return fmt.Errorf("state %q, want %q", st, driver.StateNotFound)
+		{"InspectSessionIsErrNotFound", func() error {
+			if _, err := s.d.InspectSession(ctx, missing); !errors.Is(err, driver.ErrNotFound) {
+				return fmt.Errorf("got %v, want an error wrapping driver.ErrNotFound", err)
 			}
-			return err
+			return nil
 		}},
-		{"StartIsErrNotFound", func() error {
-			_, err := s.d.Start(ctx, missing)
-			if !errors.Is(err, driver.ErrNotFound) {
+		{"StartSessionIsErrNotFound", func() error {
+			if _, err := s.d.StartSession(ctx, missing); !errors.Is(err, driver.ErrNotFound) {
 				return fmt.Errorf("got %v, want an error wrapping driver.ErrNotFound", err)
 			}
 			return nil
@@ -271,39 +327,48 @@ func (s *suite) testMissing(t *testing.T) {
 }
 
 func (s *suite) testLifecycle(t *testing.T) {
+	ctx := t.Context()
 	vol := s.volume(t)
-	id := s.create(t, s.spec(s.name("life"), vol, nil))
+	id := s.id("life")
+	spec := s.spec(id, vol, nil)
+	s.create(t, spec)
+	s.wantState(t, id, driver.StateCreated)
+
+	// A second create of the same id is a conflict and leaves the first alone.
+	if _, err := s.d.CreateSession(ctx, spec); !errors.Is(err, driver.ErrConflict) {
+		t.Fatalf("CreateSession of an existing id: %v, want an error wrapping driver.ErrConflict", err)
+	}
 	s.wantState(t, id, driver.StateCreated)
 
 	s.start(t, id)
 	s.wantState(t, id, driver.StateRunning)
 
-	if err := s.d.Stop(t.Context(), id); err != nil {
-		t.Fatalf("Stop: %v", err)
+	if err := s.d.StopSession(ctx, id); err != nil {
+		t.Fatalf("StopSession: %v", err)
 	}
 	s.wantState(t, id, driver.StateExited)
-	if err := s.d.Stop(t.Context(), id); err != nil {
-		t.Fatalf("Stop of a stopped instance: %v", err)
+	if err := s.d.StopSession(ctx, id); err != nil {
+		t.Fatalf("StopSession of a stopped session: %v", err)
 	}
 
-	// Stop keeps the instance: it can be started again.
+	// Stop keeps the session: it can be started again.
 	s.start(t, id)
 	s.wantState(t, id, driver.StateRunning)
 
-	if err := s.d.Destroy(t.Context(), id); err != nil {
-		t.Fatalf("Destroy: %v", err)
+	if err := s.d.DestroySession(ctx, id); err != nil {
+		t.Fatalf("DestroySession: %v", err)
 	}
 	s.wantState(t, id, driver.StateNotFound)
-	if err := s.d.Destroy(t.Context(), id); err != nil {
-		t.Fatalf("Destroy of a destroyed instance: %v", err)
+	if err := s.d.DestroySession(ctx, id); err != nil {
+		t.Fatalf("DestroySession of a destroyed session: %v", err)
 	}
-	// The volume outlives its instance.
-	vols, err := s.d.ListVolumes(t.Context(), s.labels())
+	// The volume outlives its session.
+	vols, err := s.d.ListVolumes(ctx, s.labels())
 	if err != nil {
 		t.Fatalf("ListVolumes: %v", err)
 	}
 	if !slices.Contains(vols, vol) {
-		t.Fatalf("volume %s gone after Destroy of its instance (have %v)", vol, vols)
+		t.Fatalf("volume %s gone after DestroySession of its session (have %v)", vol, vols)
 	}
 }
 
@@ -312,11 +377,12 @@ func (s *suite) testList(t *testing.T) {
 	want := map[string][]string{}
 	var ids []string
 	for _, g := range []string{"a", "a", "b"} {
-		name := s.name("list-" + g)
-		ids = append(ids, s.create(t, s.spec(name, "", s.labels(LabelGroup, g, driver.LabelSessionID, name))))
-		want[g] = append(want[g], name)
+		id := s.id("list-" + g)
+		s.create(t, s.spec(id, "", s.labels(LabelGroup, g)))
+		ids = append(ids, id)
+		want[g] = append(want[g], id)
 	}
-	// One running, to see that List covers every state.
+	// One running, to see that ListSessions covers every state.
 	s.start(t, ids[0])
 
 	cases := []struct {
@@ -326,54 +392,56 @@ func (s *suite) testList(t *testing.T) {
 	}{
 		{"group a", s.labels(LabelGroup, "a"), want["a"]},
 		{"group b", s.labels(LabelGroup, "b"), want["b"]},
-		{"whole run", s.labels(), append(append([]string{}, want["a"]...), want["b"]...)},
+		{"whole run", s.labels(), append(slices.Clone(want["a"]), want["b"]...)},
 		{"one session", s.labels(driver.LabelSessionID, want["a"][1]), want["a"][1:2]},
 		{"no match", s.labels(LabelGroup, "c"), nil},
 		{"value must match", map[string]string{LabelRun: s.run + "x"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.d.List(t.Context(), tc.labels)
+			got, err := s.d.ListSessions(t.Context(), tc.labels)
 			if err != nil {
-				t.Fatalf("List(%v): %v", tc.labels, err)
+				t.Fatalf("ListSessions(%v): %v", tc.labels, err)
 			}
 			var names []string
-			for _, in := range got {
-				names = append(names, in.Name)
-				if in.ID == "" {
-					t.Errorf("instance %s has no id", in.Name)
+			for _, ss := range got {
+				names = append(names, ss.ID)
+				if len(ss.Containers) != 1 || ss.Containers[0].ID == "" || ss.Containers[0].Name != "main" {
+					t.Errorf("session %s: containers %+v, want main with an id", ss.ID, ss.Containers)
 				}
-				for k, v := range tc.labels {
-					if in.Labels[k] != v {
-						t.Errorf("instance %s: label %s=%q, want %q", in.Name, k, in.Labels[k], v)
-					}
+				if !driver.MatchLabels(ss.Labels, tc.labels) || ss.Labels[driver.LabelSessionID] != ss.ID {
+					t.Errorf("session %s: labels %v, want %v and its id", ss.ID, ss.Labels, tc.labels)
 				}
-				if in.CreatedAt.Before(before) || in.CreatedAt.After(time.Now().Add(time.Minute)) {
-					t.Errorf("instance %s: CreatedAt %v not around now", in.Name, in.CreatedAt)
+				if ss.CreatedAt.Before(before) || ss.CreatedAt.After(time.Now().Add(time.Minute)) {
+					t.Errorf("session %s: CreatedAt %v not around now", ss.ID, ss.CreatedAt)
 				}
-				if in.State != driver.StateCreated && in.State != driver.StateRunning {
-					t.Errorf("instance %s: state %q", in.Name, in.State)
+				wantState := driver.StateCreated
+				if ss.ID == ids[0] {
+					wantState = driver.StateRunning
+				}
+				if ss.State != wantState {
+					t.Errorf("session %s: state %q, want %q", ss.ID, ss.State, wantState)
 				}
 			}
 			slices.Sort(names)
 			w := slices.Clone(tc.want)
 			slices.Sort(w)
 			if !slices.Equal(names, w) {
-				t.Fatalf("List(%v) = %v, want %v", tc.labels, names, w)
+				t.Fatalf("ListSessions(%v) = %v, want %v", tc.labels, names, w)
 			}
 		})
 	}
 	for _, id := range ids {
-		if err := s.d.Destroy(t.Context(), id); err != nil {
-			t.Errorf("Destroy(%s): %v", id, err)
+		if err := s.d.DestroySession(t.Context(), id); err != nil {
+			t.Errorf("DestroySession(%s): %v", id, err)
 		}
 	}
 }
 
 func (s *suite) testVolumes(t *testing.T) {
 	ctx := t.Context()
-	name := s.name("vol")
-	other := s.name("vol")
+	name := s.id("vol")
+	other := s.id("vol")
 	s.mu.Lock()
 	s.volumes = append(s.volumes, name, other)
 	s.mu.Unlock()
@@ -404,33 +472,122 @@ func (s *suite) testVolumes(t *testing.T) {
 	}
 }
 
-func (s *suite) testNetworks(t *testing.T) {
+// A volume a session uses cannot be deleted (driver.ErrInUse) until the
+// session is destroyed.
+func (s *suite) testVolumeInUse(t *testing.T) {
 	ctx := t.Context()
-	netName := s.name("net")
-	s.mu.Lock()
-	s.networks = append(s.networks, netName)
-	s.mu.Unlock()
-	for _, step := range []string{"create", "create again"} {
-		if err := s.d.CreateNetwork(ctx, netName, s.labels()); err != nil {
-			t.Fatalf("CreateNetwork (%s): %v", step, err)
-		}
-	}
-	spec := s.spec(s.name("net-inst"), "", nil)
-	spec.Network = netName
-	spec.Hostname = "primary"
-	id := s.create(t, spec)
+	vol := s.volume(t)
+	id := s.id("inuse")
+	s.create(t, s.spec(id, vol, nil))
 	s.start(t, id)
-	if err := s.d.Destroy(ctx, id); err != nil {
-		t.Fatalf("Destroy: %v", err)
+	if err := s.d.DeleteVolume(ctx, vol); !errors.Is(err, driver.ErrInUse) {
+		t.Fatalf("DeleteVolume of a volume a running session uses: %v, want an error wrapping driver.ErrInUse", err)
 	}
-	for _, step := range []string{"delete", "delete again"} {
-		if err := s.d.DeleteNetwork(ctx, netName); err != nil {
-			t.Fatalf("DeleteNetwork (%s): %v", step, err)
+	if err := s.d.DestroySession(ctx, id); err != nil {
+		t.Fatalf("DestroySession: %v", err)
+	}
+	// Deletion may need a moment after the session is gone (Kubernetes
+	// finishes a pod's deletion asynchronously); in use is the only error
+	// allowed meanwhile.
+	deadline := time.Now().Add(s.opts.ReadyTimeout)
+	for {
+		err := s.d.DeleteVolume(ctx, vol)
+		if err == nil {
+			break
 		}
+		if !errors.Is(err, driver.ErrInUse) || time.Now().After(deadline) {
+			t.Fatalf("DeleteVolume after DestroySession: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if vols, err := s.d.ListVolumes(ctx, s.labels()); err != nil || slices.Contains(vols, vol) {
+		t.Fatalf("ListVolumes after DeleteVolume: %v, %v", vols, err)
 	}
 }
 
-func (s *suite) testVolumeOutlivesInstance(t *testing.T) {
+// A session whose image is missing fails with driver.ErrImageNotFound, at
+// create or at start (where the node learns it), within the ready timeout;
+// DestroySession then leaves nothing.
+func (s *suite) testImageMissing(t *testing.T) {
+	ctx := t.Context()
+	id := s.id("noimage")
+	spec := s.spec(id, "", nil)
+	spec.Containers[0].Image = MissingImage
+	_, err := s.d.CreateSession(ctx, spec)
+	if err == nil {
+		sctx, cancel := context.WithTimeout(ctx, s.opts.ReadyTimeout)
+		_, err = s.d.StartSession(sctx, id)
+		cancel()
+		if err == nil {
+			t.Fatalf("session of image %s started", MissingImage)
+		}
+	}
+	if !errors.Is(err, driver.ErrImageNotFound) {
+		t.Fatalf("session of image %s: %v, want an error wrapping driver.ErrImageNotFound", MissingImage, err)
+	}
+	if errors.Is(err, driver.ErrNotFound) {
+		t.Fatalf("a missing image must not read as a missing session: %v", err)
+	}
+	if err := s.d.DestroySession(ctx, id); err != nil {
+		t.Fatalf("DestroySession: %v", err)
+	}
+	s.wantState(t, id, driver.StateNotFound)
+}
+
+// Two containers of one session: both run, share the volume, reach each
+// other by name; the session is listed once; destroy removes both.
+func (s *suite) testTwoContainers(t *testing.T) {
+	if s.opts.PortEnv == "" {
+		t.Skip("drivertest: no PortEnv for this image; skipping the two-container session")
+	}
+	ctx := t.Context()
+	vol := s.volume(t)
+	id := s.id("pair")
+	s.create(t, s.pair(id, vol))
+	s.wantState(t, id, driver.StateCreated)
+	got := s.start(t, id)
+	if len(got.Containers) != 2 || got.Containers[0].Name != "a" || got.Containers[1].Name != "b" {
+		t.Fatalf("StartSession: containers %+v, want a then b", got.Containers)
+	}
+	s.wantState(t, id, driver.StateRunning)
+	a, b := got.Containers[0], got.Containers[1]
+	if list, err := s.d.ListSessions(ctx, s.labels(driver.LabelSessionID, id)); err != nil || len(list) != 1 || len(list[0].Containers) != 2 {
+		t.Fatalf("ListSessions of the pair: %+v, %v; want one session of two containers", list, err)
+	}
+	if s.opts.WriteFile != nil && s.opts.ReadFile != nil {
+		const path = "/workspace/shared.txt"
+		token := "from a " + s.run
+		if err := s.opts.WriteFile(ctx, a, path, token); err != nil {
+			t.Fatalf("writing %s in a: %v", path, err)
+		}
+		data, err := s.opts.ReadFile(ctx, b, path)
+		if err != nil || strings.TrimSpace(data) != token {
+			t.Fatalf("%s read in b = %q, %v; want %q (one volume)", path, data, err, token)
+		}
+	}
+	if s.opts.Dial != nil {
+		for _, tc := range []struct {
+			from driver.Container
+			addr string
+		}{{b, net.JoinHostPort("a", strconv.Itoa(s.opts.Port))}, {a, net.JoinHostPort("b", strconv.Itoa(s.opts.Port+1))}} {
+			if err := s.opts.Dial(ctx, tc.from, tc.addr); err != nil {
+				t.Fatalf("%s dialling %s by name: %v", tc.from.Name, tc.addr, err)
+			}
+		}
+	}
+	if err := s.d.StopSession(ctx, id); err != nil {
+		t.Fatalf("StopSession: %v", err)
+	}
+	s.wantState(t, id, driver.StateExited)
+	if err := s.d.DestroySession(ctx, id); err != nil {
+		t.Fatalf("DestroySession: %v", err)
+	}
+	s.wantState(t, id, driver.StateNotFound)
+}
+
+// Files written in one session are there in the next session on the same
+// volume; a stop keeps them too.
+func (s *suite) testVolumeOutlivesSession(t *testing.T) {
 	if s.opts.WriteFile == nil || s.opts.ReadFile == nil {
 		t.Skip("drivertest: no WriteFile/ReadFile hooks for this driver; skipping the persistence check")
 	}
@@ -439,26 +596,35 @@ func (s *suite) testVolumeOutlivesInstance(t *testing.T) {
 	const path = "/workspace/drivertest.txt"
 	token := "written by " + s.run
 
-	first := s.create(t, s.spec(s.name("persist"), vol, nil))
-	s.start(t, first)
-	if err := s.opts.WriteFile(ctx, first, path, token); err != nil {
-		t.Fatalf("writing %s as the instance user: %v", path, err)
+	first := s.id("persist")
+	s.create(t, s.spec(first, vol, nil))
+	got := s.start(t, first)
+	if err := s.opts.WriteFile(ctx, got.Containers[0], path, token); err != nil {
+		t.Fatalf("writing %s as the container user: %v", path, err)
 	}
-	if err := s.d.Destroy(ctx, first); err != nil {
-		t.Fatalf("Destroy: %v", err)
+	if err := s.d.StopSession(ctx, first); err != nil {
+		t.Fatalf("StopSession: %v", err)
+	}
+	got = s.start(t, first)
+	if data, err := s.opts.ReadFile(ctx, got.Containers[0], path); err != nil || strings.TrimSpace(data) != token {
+		t.Fatalf("%s after a stop and start = %q, %v; want %q", path, data, err, token)
+	}
+	if err := s.d.DestroySession(ctx, first); err != nil {
+		t.Fatalf("DestroySession: %v", err)
 	}
 
-	second := s.create(t, s.spec(s.name("persist"), vol, nil))
-	s.start(t, second)
-	got, err := s.opts.ReadFile(ctx, second, path)
+	second := s.id("persist")
+	s.create(t, s.spec(second, vol, nil))
+	got = s.start(t, second)
+	data, err := s.opts.ReadFile(ctx, got.Containers[0], path)
 	if err != nil {
-		t.Fatalf("reading %s in a new instance: %v", path, err)
+		t.Fatalf("reading %s in a new session: %v", path, err)
 	}
-	if strings.TrimSpace(got) != token {
-		t.Fatalf("%s in a new instance on the same volume = %q, want %q", path, got, token)
+	if strings.TrimSpace(data) != token {
+		t.Fatalf("%s in a new session on the same volume = %q, want %q", path, data, token)
 	}
-	if err := s.d.Destroy(ctx, second); err != nil {
-		t.Fatalf("Destroy: %v", err)
+	if err := s.d.DestroySession(ctx, second); err != nil {
+		t.Fatalf("DestroySession: %v", err)
 	}
 }
 
@@ -467,17 +633,17 @@ func (s *suite) sweep(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), sweepTimeout)
 	defer cancel()
 	mine := map[string]string{LabelRun: s.run}
-	insts, err := s.d.List(ctx, mine)
+	list, err := s.d.ListSessions(ctx, mine)
 	if err != nil {
-		t.Errorf("sweep: List: %v", err)
+		t.Errorf("sweep: ListSessions: %v", err)
 	}
-	for _, in := range insts {
-		if err := s.d.Destroy(ctx, in.ID); err != nil {
-			t.Errorf("sweep: Destroy(%s): %v", in.Name, err)
+	for _, ss := range list {
+		if err := s.d.DestroySession(ctx, ss.ID); err != nil {
+			t.Errorf("sweep: DestroySession(%s): %v", ss.ID, err)
 		}
 	}
 	s.mu.Lock()
-	vols, nets := slices.Clone(s.volumes), slices.Clone(s.networks)
+	vols := slices.Clone(s.volumes)
 	s.mu.Unlock()
 	if listed, err := s.d.ListVolumes(ctx, mine); err != nil {
 		t.Errorf("sweep: ListVolumes: %v", err)
@@ -486,17 +652,20 @@ func (s *suite) sweep(t *testing.T) {
 	}
 	slices.Sort(vols)
 	for _, v := range slices.Compact(vols) {
-		if err := s.d.DeleteVolume(ctx, v); err != nil {
-			t.Errorf("sweep: DeleteVolume(%s): %v", v, err)
+		deadline := time.Now().Add(time.Minute)
+		for {
+			err := s.d.DeleteVolume(ctx, v)
+			if err == nil || !errors.Is(err, driver.ErrInUse) || time.Now().After(deadline) {
+				if err != nil {
+					t.Errorf("sweep: DeleteVolume(%s): %v", v, err)
+				}
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	for _, n := range nets {
-		if err := s.d.DeleteNetwork(ctx, n); err != nil {
-			t.Errorf("sweep: DeleteNetwork(%s): %v", n, err)
-		}
-	}
-	if left, err := s.d.List(ctx, mine); err == nil && len(left) > 0 {
-		t.Errorf("sweep: %d instances left behind: %v", len(left), left)
+	if left, err := s.d.ListSessions(ctx, mine); err == nil && len(left) > 0 {
+		t.Errorf("sweep: %d sessions left behind: %+v", len(left), left)
 	}
 	if left, err := s.d.ListVolumes(ctx, mine); err == nil && len(left) > 0 {
 		t.Errorf("sweep: volumes left behind: %v", left)

@@ -1,27 +1,27 @@
-// Package k8s is the Kubernetes driver of Bay (client-go): an instance is a
-// Pod, a volume is a PersistentVolumeClaim, networks are no-ops (the
-// containers of one pod share its network namespace; pods reach each other by
-// pod IP).
+// Package k8s is the Kubernetes driver of Bay (client-go): a session is one
+// Pod, bay-session-<id>, with a container per session container sharing its
+// network namespace (each reaches the others by name through hostAliases to
+// the loopback address) and the workspace PersistentVolumeClaim.
 //
-// The driver.Driver seam is Docker-shaped (create, then start; stop keeps the
-// instance). A pod cannot be created stopped nor stopped and started again,
-// so:
+// The seam has create, then start, and a stop that keeps the session. A pod
+// cannot be created stopped nor stopped and started again, so:
 //
-//   - Create creates the pod with a scheduling gate: it exists (List sees it,
-//     with all its labels) but nothing is scheduled or run; state "created".
-//   - Start removes the gate and watches the pod (no polling) until its
-//     runtime container runs and it has an IP; the endpoint is
-//     http://<pod IP>:<port>. Scheduling, volume binding, image and container
-//     failures end the wait early with a clear error; the pod is left for the
-//     caller to Destroy, as on Docker.
-//   - Stop deletes the pod (grace period) and creates it again, gated and
-//     marked stopped; state "exited"; Start runs it again.
-//   - Destroy deletes the pod at once (grace period 0).
+//   - CreateSession creates the pod with a scheduling gate: it exists
+//     (ListSessions sees it, with all its labels) but nothing is scheduled or
+//     run; state "created".
+//   - StartSession removes the gate and watches the pod (no polling) until
+//     every container runs and it has an IP; each container's endpoint is
+//     http://<pod IP>:<its port>. Scheduling, volume binding, image and
+//     container failures end the wait early with a clear error; the pod is
+//     left for the caller to destroy, as on Docker.
+//   - StopSession deletes the pod (grace period) and creates it again, gated
+//     and marked stopped; state "exited"; StartSession runs it again.
+//   - DestroySession deletes the pod at once (grace period 0).
 //
-// The instance id is the pod name. Every pod runs as uid/gid 1000 with
-// fsGroup 1000, runAsNonRoot, no privilege escalation, all capabilities
-// dropped and the RuntimeDefault seccomp profile, no service account token
-// and no service links.
+// Every container runs as uid/gid 1000 with fsGroup 1000, runAsNonRoot, no
+// privilege escalation, all capabilities dropped, a read-only root and the
+// RuntimeDefault seccomp profile; pods get no service account token and no
+// service links.
 package k8s
 
 import (
@@ -157,34 +157,56 @@ func wrap(op, ref string, err error) error {
 	return fmt.Errorf("k8s: %s %s: %w", op, ref, err)
 }
 
-// Create creates the pod, gated: nothing is scheduled until Start.
-func (d *Driver) Create(ctx context.Context, spec driver.InstanceSpec) (string, error) {
+// CreateSession creates the session's pod, gated: nothing is scheduled until
+// StartSession. A pod of that name being deleted (a session destroyed a
+// moment ago, retried in place) is waited for; one that lives is
+// driver.ErrConflict.
+func (d *Driver) CreateSession(ctx context.Context, spec driver.SessionSpec) (*driver.Session, error) {
 	if err := validateSpec(spec); err != nil {
-		return "", err
+		return nil, err
 	}
 	pod := d.podFor(spec)
 	if spec.NoNetwork {
 		if err := d.ensureNoNetworkPolicy(ctx); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	created, err := d.createPod(ctx, pod)
-	if apierrors.IsAlreadyExists(err) {
-		// A retry of a create whose answer was lost: the same instance is fine,
-		// someone else's pod of that name is a conflict.
-		if cur, gerr := d.pods().Get(ctx, pod.Name, metav1.GetOptions{}); gerr == nil && sameLabels(cur.Labels, pod.Labels) && d.gated(cur) {
-			return cur.Name, nil
+	for attempt := 0; ; attempt++ {
+		created, err := d.createPod(ctx, pod)
+		if err == nil {
+			d.log.DebugContext(ctx, "pod created", "pod", created.Name, "containers", len(spec.Containers), "volume", spec.Volume)
+			return d.session(created), nil
 		}
-		return "", fmt.Errorf("k8s: create pod %s: a pod of that name exists: %w", pod.Name, err)
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			d.removeIfOurs(ctx, pod)
+		if !apierrors.IsAlreadyExists(err) {
+			if ctx.Err() != nil {
+				d.removeIfOurs(ctx, pod)
+			}
+			return nil, wrap("create pod", pod.Name, err)
 		}
-		return "", wrap("create pod", pod.Name, err)
+		cur, gerr := d.pods().Get(ctx, pod.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(gerr) && attempt == 0:
+			continue
+		case gerr == nil && cur.DeletionTimestamp != nil && attempt == 0:
+			if err := d.waitGone(ctx, cur.Name, cur.UID, d.cfg.StartTimeout); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return nil, fmt.Errorf("k8s: create pod %s: a pod of that name exists: %w: %w", pod.Name, driver.ErrConflict, err)
 	}
-	d.log.DebugContext(ctx, "pod created", "pod", created.Name, "image", spec.Image, "volume", spec.Volume)
-	return created.Name, nil
+}
+
+// session is what the driver observes of a pod.
+func (d *Driver) session(pod *corev1.Pod) *driver.Session {
+	labels := d.labels.decode(pod.Labels, pod.Annotations)
+	delete(labels, d.labels.unkey(d.noNetworkLabel())) // the driver's own mark
+	id := labels[driver.LabelSessionID]
+	if id == "" {
+		id = strings.TrimPrefix(pod.Name, "bay-session-")
+	}
+	cs := d.containers(pod)
+	return &driver.Session{ID: id, State: driver.Aggregate(cs), Labels: labels, CreatedAt: pod.CreationTimestamp.Time, Containers: cs}
 }
 
 // ensureNoNetworkPolicy makes sure the namespace's NetworkPolicy that denies
@@ -265,25 +287,33 @@ func (d *Driver) deletePod(ctx context.Context, pod *corev1.Pod, grace int64) er
 	return err
 }
 
-// Start ungates the pod (or, if it ran and ended, runs a fresh copy of it)
-// and waits, watching it, until its runtime container runs with a pod IP.
-func (d *Driver) Start(ctx context.Context, id string) (string, error) {
-	pod, err := d.pods().Get(ctx, id, metav1.GetOptions{})
+// StartSession ungates the pod (or, if it ran and ended, runs a fresh copy
+// of it) and waits, watching it, until every container runs with a pod IP.
+func (d *Driver) StartSession(ctx context.Context, id string) (*driver.Session, error) {
+	name := podName(id)
+	pod, err := d.pods().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return "", wrap("get pod", id, err)
+		return nil, wrap("get pod", name, err)
 	}
 	if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		// A pod that ran cannot run again: replace it by a gated copy first.
 		if pod, err = d.replace(ctx, pod, 0); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	if d.gated(pod) {
 		if pod, err = d.ungate(ctx, pod); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	return d.waitRunning(ctx, pod)
+	if pod, err = d.waitRunning(ctx, pod); err != nil {
+		return nil, err
+	}
+	s := d.session(pod)
+	for i, c := range pod.Spec.Containers {
+		s.Containers[i].Endpoint = d.endpoint(pod, c)
+	}
+	return s, nil
 }
 
 // ungate removes the start gate and the stopped mark in one patch, guarded by
@@ -327,27 +357,28 @@ func (d *Driver) replace(ctx context.Context, pod *corev1.Pod, grace int64) (*co
 	return created, nil
 }
 
-// Stop deletes the pod with the stop grace period and keeps a gated copy, so
-// the instance still exists (state exited) and Start runs it again.
-// A missing pod is not an error.
-func (d *Driver) Stop(ctx context.Context, id string) error {
-	pod, err := d.pods().Get(ctx, id, metav1.GetOptions{})
+// StopSession deletes the pod with the stop grace period and keeps a gated
+// copy, so the session still exists (state exited) and StartSession runs it
+// again. A missing pod is not an error.
+func (d *Driver) StopSession(ctx context.Context, id string) error {
+	name := podName(id)
+	pod, err := d.pods().Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return wrap("get pod", id, err)
+		return wrap("get pod", name, err)
 	}
 	if d.gated(pod) {
 		if pod.Annotations[d.stoppedAnnotation()] == "true" {
 			return nil
 		}
 		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}}}`, d.stoppedAnnotation())
-		_, err := d.cs.CoreV1().Pods(d.cfg.Namespace).Patch(ctx, id, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		_, err := d.cs.CoreV1().Pods(d.cfg.Namespace).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return wrapIf("stop pod", id, err)
+		return wrapIf("stop pod", name, err)
 	}
 	_, err = d.replace(ctx, pod, int64(d.cfg.StopGrace.Seconds()))
 	if errors.Is(err, driver.ErrNotFound) {
@@ -363,57 +394,58 @@ func wrapIf(op, ref string, err error) error {
 	return wrap(op, ref, err)
 }
 
-// Destroy deletes the pod at once (grace period 0); missing is not an error.
-func (d *Driver) Destroy(ctx context.Context, id string) error {
+// DestroySession deletes the pod at once (grace period 0); missing is not an error.
+func (d *Driver) DestroySession(ctx context.Context, id string) error {
+	name := podName(id)
 	zero := int64(0)
-	err := d.cs.CoreV1().Pods(d.cfg.Namespace).Delete(ctx, id, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	err := d.cs.CoreV1().Pods(d.cfg.Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if err != nil && !apierrors.IsNotFound(err) {
-		return wrap("delete pod", id, err)
+		return wrap("delete pod", name, err)
 	}
-	d.log.DebugContext(ctx, "pod deleted", "pod", id)
+	d.log.DebugContext(ctx, "pod deleted", "pod", name)
 	return nil
 }
 
-// Status reports the pod's state; a missing pod is StateNotFound.
-func (d *Driver) Status(ctx context.Context, id string) (driver.State, error) {
-	pod, err := d.pods().Get(ctx, id, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return driver.StateNotFound, nil
-	}
+// InspectSession observes the session's pod.
+func (d *Driver) InspectSession(ctx context.Context, id string) (*driver.Session, error) {
+	name := podName(id)
+	pod, err := d.pods().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return "", wrap("get pod", id, err)
+		return nil, wrap("get pod", name, err)
 	}
-	return d.state(pod), nil
+	return d.session(pod), nil
 }
 
-// List returns the pods carrying all the given labels, in any state.
-func (d *Driver) List(ctx context.Context, labels map[string]string) ([]driver.Instance, error) {
+// ListSessions returns the sessions whose pods carry all the given labels,
+// in any state, sorted by id.
+func (d *Driver) ListSessions(ctx context.Context, labels map[string]string) ([]driver.Session, error) {
 	sel, err := d.labels.selector(labels)
 	if err != nil {
 		return nil, err
 	}
+	if sel != "" {
+		sel += ","
+	}
+	sel += d.labels.key(driver.LabelSessionID) // pods of sessions only
 	list, err := d.cs.CoreV1().Pods(d.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, wrap("list pods", sel, err)
 	}
-	out := make([]driver.Instance, 0, len(list.Items))
+	out := make([]driver.Session, 0, len(list.Items))
 	for i := range list.Items {
-		p := &list.Items[i]
-		out = append(out, driver.Instance{ID: p.Name, Name: p.Name, State: d.state(p),
-			Labels: d.labels.decode(p.Labels, p.Annotations), CreatedAt: p.CreationTimestamp.Time})
+		out = append(out, *d.session(&list.Items[i]))
 	}
+	slices.SortFunc(out, func(a, b driver.Session) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
-// endpoint is where Bay reaches the runtime of a running pod.
-func (d *Driver) endpoint(pod *corev1.Pod) string {
-	port := pod.Annotations[d.runtimePortAnnotation()]
-	if _, err := strconv.Atoi(port); err != nil {
-		for _, c := range pod.Spec.Containers {
-			if c.Name == ContainerName && len(c.Ports) > 0 {
-				port = strconv.Itoa(int(c.Ports[0].ContainerPort))
-			}
-		}
+// endpoint is where Bay reaches the runtime of container c of a running pod.
+func (d *Driver) endpoint(pod *corev1.Pod, c corev1.Container) string {
+	port := ""
+	if len(c.Ports) > 0 {
+		port = strconv.Itoa(int(c.Ports[0].ContainerPort))
+	} else {
+		port = pod.Annotations[d.runtimePortAnnotation()]
 	}
 	host := pod.Status.PodIP
 	if strings.Contains(host, ":") {
@@ -518,13 +550,6 @@ func (d *Driver) ListVolumes(ctx context.Context, labels map[string]string) ([]s
 	slices.Sort(out)
 	return out, nil
 }
-
-// CreateNetwork is a no-op: the containers of a pod share its network
-// namespace and pods reach each other by IP.
-func (d *Driver) CreateNetwork(context.Context, string, map[string]string) error { return nil }
-
-// DeleteNetwork is a no-op (see CreateNetwork).
-func (d *Driver) DeleteNetwork(context.Context, string) error { return nil }
 
 // Unreachable reports whether err says the API server could not be reached
 // or is overloaded (a retry later may succeed), for driver.MarkUnavailable.

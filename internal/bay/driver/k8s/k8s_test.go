@@ -3,6 +3,7 @@ package k8s_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -54,25 +55,37 @@ func TestConformance(t *testing.T) {
 	c := k8stest.New(t)
 	d := newDriver(t, c, k8s.Config{})
 	ns := d.Config().Namespace
+	exec := func(ctx context.Context, ct driver.Container, argv ...string) (string, error) {
+		pod, name, _ := strings.Cut(ct.ID, "/")
+		return c.Exec(ctx, ns, pod, name, argv...)
+	}
 	drivertest.Run(t, d, drivertest.Options{
 		Image:        shipImage(),
+		PortEnv:      "SHIP_PORT",
 		HealthPath:   "/health",
 		ReadyTimeout: 90 * time.Second,
-		WriteFile: func(ctx context.Context, id, path, data string) error {
-			_, err := c.Exec(ctx, ns, id, k8s.ContainerName, "sh", "-c", `printf %s "$1" > "$2"`, "sh", data, path)
+		WriteFile: func(ctx context.Context, ct driver.Container, path, data string) error {
+			_, err := exec(ctx, ct, "sh", "-c", `printf %s "$1" > "$2"`, "sh", data, path)
 			return err
 		},
-		ReadFile: func(ctx context.Context, id, path string) (string, error) {
-			return c.Exec(ctx, ns, id, k8s.ContainerName, "cat", path)
+		ReadFile: func(ctx context.Context, ct driver.Container, path string) (string, error) {
+			return exec(ctx, ct, "cat", path)
+		},
+		Dial: func(ctx context.Context, ct driver.Container, addr string) error {
+			host, port, _ := net.SplitHostPort(addr)
+			_, err := exec(ctx, ct, "bash", "-c", `exec 3<>"/dev/tcp/$1/$2"`, "bash", host, port)
+			return err
 		},
 	})
 }
 
-func spec(name, volume string, labels map[string]string) driver.InstanceSpec {
-	return driver.InstanceSpec{
-		Name: name, Image: shipImage(), Labels: labels, Volume: volume, Port: 8123,
-		Env:       map[string]string{"BAY_TEST": "yes"},
-		Resources: driver.Resources{NanoCPUs: 500_000_000, MemoryBytes: 256 << 20},
+// spec is a session of one Ship container.
+func spec(id, volume string, labels map[string]string) driver.SessionSpec {
+	return driver.SessionSpec{
+		ID: id, Labels: labels, Volume: volume,
+		Containers: []driver.ContainerSpec{{Name: k8s.ContainerName, Image: shipImage(), Port: 8123,
+			Env:       map[string]string{"BAY_TEST": "yes"},
+			Resources: driver.Resources{NanoCPUs: 500_000_000, MemoryBytes: 256 << 20}}},
 	}
 }
 
@@ -88,21 +101,21 @@ func TestPodReadBack(t *testing.T) {
 	if _, err := c.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{driver.LabelManaged: "true", driver.LabelOwner: "alice@example.com", driver.LabelSessionID: "sess-1"}
+	labels := map[string]string{driver.LabelManaged: "true", driver.LabelOwner: "alice@example.com"}
 	if err := d.CreateVolume(ctx, "bay-cargo-readback", labels, 64); err != nil {
 		t.Fatal(err)
 	}
-	id, err := d.Create(ctx, spec("bay-session-readback", "bay-cargo-readback", labels))
+	if _, err := d.CreateSession(ctx, spec("readback", "bay-cargo-readback", labels)); err != nil {
+		t.Fatal(err)
+	}
+	started, err := d.StartSession(ctx, "readback")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, err := d.Start(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(ep, "http://") || !strings.HasSuffix(ep, ":8123") {
+	if ep := started.Containers[0].Endpoint; !strings.HasPrefix(ep, "http://") || !strings.HasSuffix(ep, ":8123") {
 		t.Errorf("endpoint %q, want http://<pod IP>:8123", ep)
 	}
+	const id = "bay-session-readback"
 
 	pod, err := c.Client.CoreV1().Pods(ns).Get(ctx, id, metav1.GetOptions{})
 	if err != nil {
@@ -184,18 +197,18 @@ func TestPodReadBack(t *testing.T) {
 	if got := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; got.Cmp(resource.MustParse("64Mi")) != 0 {
 		t.Errorf("PVC size %s, want 64Mi", got.String())
 	}
-	list, err := d.List(ctx, map[string]string{driver.LabelOwner: "alice@example.com"})
+	list, err := d.ListSessions(ctx, map[string]string{driver.LabelOwner: "alice@example.com"})
 	if err != nil || len(list) != 1 || list[0].Labels[driver.LabelOwner] != "alice@example.com" {
 		t.Errorf("List by an owner that is no valid label value = %+v, %v; want the pod with the exact owner", list, err)
 	}
 	if err := d.DeleteVolume(ctx, "bay-cargo-readback"); !errors.Is(err, driver.ErrInUse) {
 		t.Errorf("DeleteVolume of a mounted PVC = %v, want driver.ErrInUse", err)
 	}
-	if err := d.Destroy(ctx, id); err != nil {
+	if err := d.DestroySession(ctx, "readback"); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.DeleteVolume(ctx, "bay-cargo-readback"); err != nil {
-		t.Errorf("DeleteVolume after Destroy: %v", err)
+		t.Errorf("DeleteVolume after DestroySession: %v", err)
 	}
 }
 
@@ -207,26 +220,26 @@ func TestStartFailures(t *testing.T) {
 	ns := d.Config().Namespace
 	cases := []struct {
 		name    string
-		mutate  func(*driver.InstanceSpec)
+		mutate  func(*driver.SessionSpec)
 		wantIs  error
 		wantMsg string
 		within  time.Duration
 	}{
-		{"image missing", func(s *driver.InstanceSpec) { s.Image = "shipyard-no-such-image:v0" }, driver.ErrImageNotFound, "ErrImageNeverPull", 10 * time.Second},
-		{"unschedulable", func(s *driver.InstanceSpec) { s.Resources.MemoryBytes = 1 << 50 }, driver.ErrUnschedulable, "Insufficient memory", 20 * time.Second},
-		{"volume claim missing", func(s *driver.InstanceSpec) { s.Volume = "bay-cargo-missing" }, driver.ErrUnschedulable, "bay-cargo-missing", 20 * time.Second},
+		{"image missing", func(s *driver.SessionSpec) { s.Containers[0].Image = "shipyard-no-such-image:v0" }, driver.ErrImageNotFound, "ErrImageNeverPull", 10 * time.Second},
+		{"unschedulable", func(s *driver.SessionSpec) { s.Containers[0].Resources.MemoryBytes = 1 << 50 }, driver.ErrUnschedulable, "Insufficient memory", 20 * time.Second},
+		{"volume claim missing", func(s *driver.SessionSpec) { s.Volume = "bay-cargo-missing" }, driver.ErrUnschedulable, "bay-cargo-missing", 20 * time.Second},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			s := spec("bay-session-fail-"+string(rune('a'+i)), "", map[string]string{"bay.test": "fail"})
+			s := spec("fail-"+string(rune('a'+i)), "", map[string]string{"bay.test": "fail"})
 			tc.mutate(&s)
-			id, err := d.Create(ctx, s)
-			if err != nil {
+			if _, err := d.CreateSession(ctx, s); err != nil {
 				t.Fatal(err)
 			}
+			id := "bay-session-" + s.ID
 			begin := time.Now()
-			_, err = d.Start(ctx, id)
+			_, err := d.StartSession(ctx, s.ID)
 			took := time.Since(begin)
 			if err == nil {
 				t.Fatal("Start succeeded")
@@ -241,38 +254,37 @@ func TestStartFailures(t *testing.T) {
 			if took > tc.within {
 				t.Errorf("took %s, want under %s", took, tc.within)
 			}
-			if err := d.Destroy(ctx, id); err != nil {
+			if err := d.DestroySession(ctx, s.ID); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := c.Client.CoreV1().Pods(ns).Get(ctx, id, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-				t.Errorf("pod still there after Destroy: %v", err)
+				t.Errorf("pod still there after DestroySession: %v", err)
 			}
 		})
 	}
 }
 
 // TestStartOfDeletedPod: a pod deleted behind the driver's back is
-// ErrNotFound for Start, and not_found for Status.
+// ErrNotFound for StartSession and InspectSession.
 func TestStartOfDeletedPod(t *testing.T) {
 	c := k8stest.New(t)
 	d := newDriver(t, c, k8s.Config{})
 	ctx := t.Context()
-	id, err := d.Create(ctx, spec("bay-session-gone", "", nil))
-	if err != nil {
+	if _, err := d.CreateSession(ctx, spec("gone", "", nil)); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Client.CoreV1().Pods(d.Config().Namespace).Delete(ctx, id, metav1.DeleteOptions{}); err != nil {
+	if err := c.Client.CoreV1().Pods(d.Config().Namespace).Delete(ctx, "bay-session-gone", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Start(ctx, id); !errors.Is(err, driver.ErrNotFound) {
-		t.Errorf("Start of a deleted pod = %v, want driver.ErrNotFound", err)
+	if _, err := d.StartSession(ctx, "gone"); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("StartSession of a deleted pod = %v, want driver.ErrNotFound", err)
 	}
-	if st, err := d.Status(ctx, id); err != nil || st != driver.StateNotFound {
-		t.Errorf("Status = %q, %v; want not_found", st, err)
+	if s, err := d.InspectSession(ctx, "gone"); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("InspectSession = %+v, %v; want driver.ErrNotFound", s, err)
 	}
 }
 
-// TestNoNetwork: a no_network instance carries the label that the
+// TestNoNetwork: a no_network session's pod carries the label that the
 // namespace's egress-denying NetworkPolicy selects, and Bay still reaches it
 // (ingress is open). Enforcement is the CNI plugin's (the test cluster's
 // bridge plugin does not enforce policies).
@@ -281,15 +293,15 @@ func TestNoNetwork(t *testing.T) {
 	d := newDriver(t, c, k8s.Config{})
 	ctx := t.Context()
 	ns := d.Config().Namespace
-	s := spec("bay-session-nonet", "", map[string]string{"bay.test": "nonet"})
+	s := spec("nonet", "", map[string]string{"bay.test": "nonet"})
 	s.NoNetwork = true
-	id, err := d.Create(ctx, s)
-	if err != nil {
+	if _, err := d.CreateSession(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Start(ctx, id); err != nil {
+	if _, err := d.StartSession(ctx, s.ID); err != nil {
 		t.Fatal(err)
 	}
+	const id = "bay-session-nonet"
 	pod, err := c.Client.CoreV1().Pods(ns).Get(ctx, id, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -306,8 +318,8 @@ func TestNoNetwork(t *testing.T) {
 		t.Errorf("network policy %+v: want all egress denied to no_network pods", np.Spec)
 	}
 	// A second one reuses the policy.
-	s.Name = "bay-session-nonet-2"
-	if _, err := d.Create(ctx, s); err != nil {
+	s.ID = "nonet-2"
+	if _, err := d.CreateSession(ctx, s); err != nil {
 		t.Fatal(err)
 	}
 }

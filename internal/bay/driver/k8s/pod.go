@@ -1,7 +1,6 @@
 package k8s
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -19,7 +18,9 @@ import (
 // Fixed facts of every sandbox pod (DESIGN.md rule 11; as on Docker).
 const (
 	WorkspacePath = "/workspace"
-	// ContainerName is the runtime container of a pod (upstream's name).
+	// ContainerName is upstream's name of a pod's runtime container, and the
+	// name of Ship's container in Bay's default profiles (each container of a
+	// session is named as in its profile).
 	ContainerName = "ship"
 	// InitContainerName makes the workspace volume's root writable for uid 1000.
 	InitContainerName = "workspace-init"
@@ -49,37 +50,52 @@ func (d *Driver) noNetworkPolicy() string { return d.cfg.LabelPrefix + "-no-netw
 // runtimePortAnnotation records the runtime port (Start's endpoint).
 func (d *Driver) runtimePortAnnotation() string { return d.cfg.LabelPrefix + "/runtime-port" }
 
-func validateSpec(spec driver.InstanceSpec) error {
-	if spec.Image == "" {
-		return errors.New("k8s: instance spec has no image")
+// podName is the pod of a session (COMPAT §6).
+func podName(id string) string { return "bay-session-" + id }
+
+func validateSpec(spec driver.SessionSpec) error {
+	if errs := validation.IsDNS1123Subdomain(podName(spec.ID)); spec.ID == "" || len(errs) > 0 {
+		return fmt.Errorf("k8s: session id %q does not make a valid pod name: %s", spec.ID, strings.Join(errs, "; "))
 	}
-	if errs := validation.IsDNS1123Subdomain(spec.Name); len(errs) > 0 {
-		return fmt.Errorf("k8s: instance name %q is not a valid pod name: %s", spec.Name, strings.Join(errs, "; "))
-	}
-	if spec.Port < 1 || spec.Port > 65535 {
-		return fmt.Errorf("k8s: instance spec port %d out of range", spec.Port)
+	if len(spec.Containers) == 0 {
+		return fmt.Errorf("k8s: session %s has no container", spec.ID)
 	}
 	if spec.Volume != "" {
 		if errs := validation.IsDNS1123Subdomain(spec.Volume); len(errs) > 0 {
 			return fmt.Errorf("k8s: volume name %q is not a valid claim name: %s", spec.Volume, strings.Join(errs, "; "))
 		}
 	}
-	if spec.Hostname != "" {
-		if errs := validation.IsDNS1123Label(spec.Hostname); len(errs) > 0 {
-			return fmt.Errorf("k8s: hostname %q: %s", spec.Hostname, strings.Join(errs, "; "))
+	names, ports := map[string]bool{}, map[int]bool{}
+	for _, c := range spec.Containers {
+		if errs := validation.IsDNS1123Label(c.Name); len(errs) > 0 || c.Name == InitContainerName {
+			return fmt.Errorf("k8s: container name %q: %s", c.Name, strings.Join(errs, "; "))
 		}
-	}
-	for k, v := range spec.Env {
-		if errs := validation.IsEnvVarName(k); len(errs) > 0 {
-			return fmt.Errorf("k8s: invalid environment variable name %q", k)
+		if names[c.Name] {
+			return fmt.Errorf("k8s: two containers called %q", c.Name)
 		}
-		if strings.ContainsRune(v, 0) {
-			return fmt.Errorf("k8s: environment variable %s contains NUL", k)
+		names[c.Name] = true
+		if c.Image == "" {
+			return fmt.Errorf("k8s: container %s has no image", c.Name)
 		}
-	}
-	r := spec.Resources
-	if r.NanoCPUs < 0 || r.MemoryBytes < 0 || r.PidsLimit < 0 {
-		return fmt.Errorf("k8s: negative resource limit in %+v", r)
+		if c.Port < 1 || c.Port > 65535 {
+			return fmt.Errorf("k8s: container %s: port %d out of range", c.Name, c.Port)
+		}
+		if ports[c.Port] { // one network namespace
+			return fmt.Errorf("k8s: container %s: port %d is another container's of the pod", c.Name, c.Port)
+		}
+		ports[c.Port] = true
+		for k, v := range c.Env {
+			if errs := validation.IsEnvVarName(k); len(errs) > 0 {
+				return fmt.Errorf("k8s: invalid environment variable name %q", k)
+			}
+			if strings.ContainsRune(v, 0) {
+				return fmt.Errorf("k8s: environment variable %s contains NUL", k)
+			}
+		}
+		r := c.Resources
+		if r.NanoCPUs < 0 || r.MemoryBytes < 0 || r.PidsLimit < 0 {
+			return fmt.Errorf("k8s: negative resource limit in %+v", r)
+		}
 	}
 	return nil
 }
@@ -139,37 +155,30 @@ func restrictedContext() *corev1.SecurityContext {
 	}
 }
 
-// podFor builds the pod of spec, gated (not schedulable until Start).
-func (d *Driver) podFor(spec driver.InstanceSpec) *corev1.Pod {
+// podFor builds the pod of a session, gated (not schedulable until Start):
+// one container per session container, sharing the pod's network namespace
+// (each reaches the others by name: hostAliases map every name to the
+// loopback address) and the workspace claim.
+func (d *Driver) podFor(spec driver.SessionSpec) *corev1.Pod {
 	labels := maps.Clone(spec.Labels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	labels[driver.LabelRuntimePort] = strconv.Itoa(spec.Port)
+	if len(spec.Containers) == 1 {
+		maps.Copy(labels, spec.Containers[0].Labels)
+	}
+	labels[driver.LabelSessionID] = spec.ID
+	labels[driver.LabelRuntimePort] = strconv.Itoa(spec.Containers[0].Port)
 	kl, orig := d.labels.encode(labels)
 	if spec.NoNetwork {
 		kl[d.noNetworkLabel()] = "true"
 	}
-	ann := map[string]string{d.runtimePortAnnotation(): strconv.Itoa(spec.Port)}
+	ann := map[string]string{d.runtimePortAnnotation(): strconv.Itoa(spec.Containers[0].Port)}
 	if orig != "" {
 		ann[d.labels.originalsAnnotation()] = orig
 	}
-
-	ctr := corev1.Container{
-		Name:            ContainerName,
-		Image:           spec.Image,
-		ImagePullPolicy: d.pullPolicy(),
-		Env:             envVars(spec.Env),
-		WorkingDir:      WorkspacePath,
-		Ports:           []corev1.ContainerPort{{Name: "runtime", ContainerPort: int32(spec.Port), Protocol: corev1.ProtocolTCP}},
-		Resources:       resources(spec.Resources),
-		SecurityContext: restrictedContext(),
-		// The last lines of output become the termination message of a runtime
-		// that dies, so Start can say why.
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Namespace: d.cfg.Namespace, Labels: kl, Annotations: ann},
+		ObjectMeta: metav1.ObjectMeta{Name: podName(spec.ID), Namespace: d.cfg.Namespace, Labels: kl, Annotations: ann},
 		Spec: corev1.PodSpec{
 			RestartPolicy: corev1.RestartPolicyNever,
 			// A Service named like an env var prefix (e.g. "ship") would inject
@@ -178,7 +187,6 @@ func (d *Driver) podFor(spec driver.InstanceSpec) *corev1.Pod {
 			// Sandboxes never get credentials for the cluster.
 			AutomountServiceAccountToken:  ptr(false),
 			TerminationGracePeriodSeconds: ptr(int64(d.cfg.StopGrace.Seconds())),
-			Hostname:                      spec.Hostname,
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsUser:           ptr(userID),
 				RunAsGroup:          ptr(userID),
@@ -187,7 +195,6 @@ func (d *Driver) podFor(spec driver.InstanceSpec) *corev1.Pod {
 				FSGroupChangePolicy: ptr(corev1.FSGroupChangeOnRootMismatch),
 				SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
-			Containers:      []corev1.Container{ctr},
 			SchedulingGates: []corev1.PodSchedulingGate{{Name: d.gate()}},
 		},
 	}
@@ -207,17 +214,43 @@ func (d *Driver) podFor(spec driver.InstanceSpec) *corev1.Pod {
 	mount := corev1.VolumeMount{Name: workspaceVolume, MountPath: WorkspacePath}
 	// The image is read-only; what the runtime and user code write goes to the
 	// workspace or to a private /tmp (memory-backed, counted in the pod's memory).
-	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: tmpVolume, VolumeSource: corev1.VolumeSource{
-		EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
-	pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{mount, {Name: tmpVolume, MountPath: "/tmp"}}
+	var names []string
+	for i, c := range spec.Containers {
+		tmp := tmpVolume
+		if i > 0 {
+			tmp += "-" + strconv.Itoa(i)
+		}
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: tmp, VolumeSource: corev1.VolumeSource{
+			EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}})
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
+			Name:            c.Name,
+			Image:           c.Image,
+			ImagePullPolicy: d.pullPolicy(),
+			Env:             envVars(c.Env),
+			WorkingDir:      WorkspacePath,
+			Ports:           []corev1.ContainerPort{{Name: portName(c.Name), ContainerPort: int32(c.Port), Protocol: corev1.ProtocolTCP}},
+			Resources:       resources(c.Resources),
+			SecurityContext: restrictedContext(),
+			VolumeMounts:    []corev1.VolumeMount{mount, {Name: tmp, MountPath: "/tmp"}},
+			// The last lines of output become the termination message of a runtime
+			// that dies, so Start can say why.
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		})
+		names = append(names, c.Name)
+	}
+	if len(spec.Containers) > 1 {
+		// As on Docker's session network: the browser opens http://ship:8000/.
+		pod.Spec.HostAliases = []corev1.HostAlias{{IP: "127.0.0.1", Hostnames: names}}
+	}
 	if spec.Volume != "" && *d.cfg.ChownWorkspace {
+		primary := spec.Containers[0]
 		pod.Spec.InitContainers = []corev1.Container{{
 			Name:            InitContainerName,
-			Image:           spec.Image,
+			Image:           primary.Image,
 			ImagePullPolicy: d.pullPolicy(),
 			Command:         []string{"/bin/sh", "-c", chownScript},
 			VolumeMounts:    []corev1.VolumeMount{mount},
-			Resources:       resources(spec.Resources),
+			Resources:       resources(primary.Resources),
 			SecurityContext: &corev1.SecurityContext{
 				RunAsUser:                ptr(int64(0)),
 				RunAsGroup:               ptr(int64(0)),
@@ -234,6 +267,14 @@ func (d *Driver) podFor(spec driver.InstanceSpec) *corev1.Pod {
 		}}
 	}
 	return pod
+}
+
+// portName names a container's runtime port (at most 15 characters).
+func portName(container string) string {
+	if container == ContainerName || len(container) > 13 {
+		return "runtime"
+	}
+	return "rt-" + container
 }
 
 // recreated returns a copy of pod for a fresh create: what the API server
@@ -265,25 +306,43 @@ func (d *Driver) gated(pod *corev1.Pod) bool {
 }
 
 // state maps a pod to the driver's states: gated = created (or exited when
-// Stop made it); pending = created (not running yet); running; terminated =
-// exited; being deleted = exited.
+// Stop made it); pending = created (not running yet); running when every
+// container runs; a container ended, the pod ended or being deleted = exited.
 func (d *Driver) state(pod *corev1.Pod) driver.State {
-	if d.gated(pod) {
-		if pod.Annotations[d.stoppedAnnotation()] == "true" {
-			return driver.StateExited
+	return driver.Aggregate(d.containers(pod))
+}
+
+// containers observes the containers of a pod, in the order of its spec.
+func (d *Driver) containers(pod *corev1.Pod) []driver.Container {
+	whole := driver.State("")
+	switch {
+	case d.gated(pod) && pod.Annotations[d.stoppedAnnotation()] == "true":
+		whole = driver.StateExited
+	case d.gated(pod):
+		whole = driver.StateCreated
+	case pod.DeletionTimestamp != nil, pod.Status.Phase == corev1.PodSucceeded, pod.Status.Phase == corev1.PodFailed:
+		whole = driver.StateExited
+	}
+	out := make([]driver.Container, 0, len(pod.Spec.Containers))
+	for _, c := range pod.Spec.Containers {
+		st := whole
+		if st == "" {
+			st = driver.StateCreated
+			for _, cs := range pod.Status.ContainerStatuses {
+				if cs.Name != c.Name {
+					continue
+				}
+				switch {
+				case cs.State.Running != nil && pod.Status.Phase == corev1.PodRunning:
+					st = driver.StateRunning
+				case cs.State.Terminated != nil:
+					st = driver.StateExited
+				}
+			}
 		}
-		return driver.StateCreated
+		out = append(out, driver.Container{Name: c.Name, ID: pod.Name + "/" + c.Name, State: st})
 	}
-	if pod.DeletionTimestamp != nil {
-		return driver.StateExited
-	}
-	switch pod.Status.Phase {
-	case corev1.PodRunning:
-		return driver.StateRunning
-	case corev1.PodSucceeded, corev1.PodFailed:
-		return driver.StateExited
-	}
-	return driver.StateCreated
+	return out
 }
 
 func ptr[T any](v T) *T { return &v }

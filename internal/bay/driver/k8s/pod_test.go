@@ -78,13 +78,16 @@ func TestLabelCodec(t *testing.T) {
 
 func TestPodFor(t *testing.T) {
 	d := testDriver(t, Config{ImagePullSecrets: []string{"regcred"}, PullPolicy: PullNever})
-	spec := driver.InstanceSpec{
-		Name: "bay-session-x", Image: "ship:latest", Port: 8123, Volume: "bay-cargo-x", Runtime: "gvisor",
-		Env:       map[string]string{"B": "2", "A": "1"},
-		Labels:    map[string]string{driver.LabelSessionID: "x"},
-		Resources: driver.Resources{NanoCPUs: 1_500_000_000, MemoryBytes: 1 << 30},
+	spec := driver.SessionSpec{
+		ID: "x", Volume: "bay-cargo-x", Runtime: "gvisor", Labels: map[string]string{driver.LabelOwner: "o"},
+		Containers: []driver.ContainerSpec{{Name: "ship", Image: "ship:latest", Port: 8123,
+			Env:       map[string]string{"B": "2", "A": "1"},
+			Resources: driver.Resources{NanoCPUs: 1_500_000_000, MemoryBytes: 1 << 30}}},
 	}
 	pod := d.podFor(spec)
+	if pod.Name != "bay-session-x" || pod.Labels["bay.session_id"] != "x" || len(pod.Spec.HostAliases) != 0 {
+		t.Errorf("pod %s labels %v host aliases %v", pod.Name, pod.Labels, pod.Spec.HostAliases)
+	}
 	if !d.gated(pod) || d.state(pod) != driver.StateCreated {
 		t.Errorf("a created pod must be gated (state %s)", d.state(pod))
 	}
@@ -135,26 +138,88 @@ func TestPodFor(t *testing.T) {
 	}
 }
 
+// A session of two containers is one pod: a container each, with its own
+// port, the one workspace claim and /tmp of its own, every name resolving to
+// the pod's loopback address.
+func TestPodForTwoContainers(t *testing.T) {
+	d := testDriver(t, Config{})
+	pod := d.podFor(driver.SessionSpec{ID: "y", Volume: "bay-cargo-y", Containers: []driver.ContainerSpec{
+		{Name: "ship", Image: "ship:latest", Port: 8123, Env: map[string]string{"SHIP_PORT": "8123"}},
+		{Name: "browser", Image: "gull:latest", Port: 8115, Labels: map[string]string{driver.LabelRuntimeType: "gull"}},
+	}})
+	if len(pod.Spec.Containers) != 2 || pod.Spec.Containers[0].Name != "ship" || pod.Spec.Containers[1].Name != "browser" {
+		t.Fatalf("containers %+v", pod.Spec.Containers)
+	}
+	if ha := pod.Spec.HostAliases; len(ha) != 1 || ha[0].IP != "127.0.0.1" || strings.Join(ha[0].Hostnames, ",") != "ship,browser" {
+		t.Errorf("host aliases %+v", ha)
+	}
+	tmps := map[string]bool{}
+	for _, c := range pod.Spec.Containers {
+		if c.SecurityContext == nil || !*c.SecurityContext.ReadOnlyRootFilesystem || *c.SecurityContext.AllowPrivilegeEscalation {
+			t.Errorf("container %s security context %+v", c.Name, c.SecurityContext)
+		}
+		if len(c.VolumeMounts) != 2 || c.VolumeMounts[0].Name != workspaceVolume || c.VolumeMounts[1].MountPath != "/tmp" {
+			t.Errorf("container %s mounts %+v", c.Name, c.VolumeMounts)
+		}
+		tmps[c.VolumeMounts[1].Name] = true
+	}
+	if len(tmps) != 2 {
+		t.Errorf("the containers share /tmp: %v", tmps)
+	}
+	if _, ok := pod.Labels["bay.runtime_type"]; ok {
+		t.Errorf("a container's own label on the pod: %v", pod.Labels)
+	}
+	pod.Spec.SchedulingGates = nil
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.9", ContainerStatuses: []corev1.ContainerStatus{
+		{Name: "ship", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}
+	if running(pod) || d.state(pod) == driver.StateRunning {
+		t.Errorf("one of two containers running: running %v, state %s", running(pod), d.state(pod))
+	}
+	pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses,
+		corev1.ContainerStatus{Name: "browser", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}})
+	if !running(pod) || d.state(pod) != driver.StateRunning {
+		t.Errorf("both running: running %v, state %s", running(pod), d.state(pod))
+	}
+	if got := d.endpoint(pod, pod.Spec.Containers[1]); got != "http://10.244.0.9:8115" {
+		t.Errorf("browser endpoint %s", got)
+	}
+	s := d.session(pod)
+	if s.ID != "y" || s.Containers[1].ID != "bay-session-y/browser" || s.State != driver.StateRunning {
+		t.Errorf("session %+v", s)
+	}
+}
+
 func TestValidateSpec(t *testing.T) {
-	ok := driver.InstanceSpec{Name: "bay-session-a", Image: "ship", Port: 8123}
+	ok := func() driver.SessionSpec {
+		return driver.SessionSpec{ID: "a", Containers: []driver.ContainerSpec{{Name: "ship", Image: "ship", Port: 8123}}}
+	}
 	cases := []struct {
 		name   string
-		mutate func(*driver.InstanceSpec)
+		mutate func(*driver.SessionSpec)
 	}{
-		{"no image", func(s *driver.InstanceSpec) { s.Image = "" }},
-		{"bad name", func(s *driver.InstanceSpec) { s.Name = "Bay_Session" }},
-		{"bad port", func(s *driver.InstanceSpec) { s.Port = 70000 }},
-		{"bad volume", func(s *driver.InstanceSpec) { s.Volume = "a/b" }},
-		{"bad env name", func(s *driver.InstanceSpec) { s.Env = map[string]string{"A=B": "x"} }},
-		{"NUL in env", func(s *driver.InstanceSpec) { s.Env = map[string]string{"A": "x\x00y"} }},
-		{"negative memory", func(s *driver.InstanceSpec) { s.Resources.MemoryBytes = -1 }},
-		{"bad hostname", func(s *driver.InstanceSpec) { s.Hostname = "a.b" }},
+		{"no container", func(s *driver.SessionSpec) { s.Containers = nil }},
+		{"no image", func(s *driver.SessionSpec) { s.Containers[0].Image = "" }},
+		{"bad id", func(s *driver.SessionSpec) { s.ID = "Bay_Session" }},
+		{"no id", func(s *driver.SessionSpec) { s.ID = "" }},
+		{"bad port", func(s *driver.SessionSpec) { s.Containers[0].Port = 70000 }},
+		{"bad volume", func(s *driver.SessionSpec) { s.Volume = "a/b" }},
+		{"bad env name", func(s *driver.SessionSpec) { s.Containers[0].Env = map[string]string{"A=B": "x"} }},
+		{"NUL in env", func(s *driver.SessionSpec) { s.Containers[0].Env = map[string]string{"A": "x\x00y"} }},
+		{"negative memory", func(s *driver.SessionSpec) { s.Containers[0].Resources.MemoryBytes = -1 }},
+		{"bad container name", func(s *driver.SessionSpec) { s.Containers[0].Name = "a.b" }},
+		{"init container's name", func(s *driver.SessionSpec) { s.Containers[0].Name = InitContainerName }},
+		{"same name twice", func(s *driver.SessionSpec) {
+			s.Containers = append(s.Containers, driver.ContainerSpec{Name: "ship", Image: "i", Port: 1})
+		}},
+		{"same port twice", func(s *driver.SessionSpec) {
+			s.Containers = append(s.Containers, driver.ContainerSpec{Name: "b", Image: "i", Port: 8123})
+		}},
 	}
-	if err := validateSpec(ok); err != nil {
+	if err := validateSpec(ok()); err != nil {
 		t.Fatalf("valid spec refused: %v", err)
 	}
 	for _, tc := range cases {
-		s := ok
+		s := ok()
 		tc.mutate(&s)
 		if err := validateSpec(s); err == nil {
 			t.Errorf("%s: accepted", tc.name)
@@ -205,16 +270,17 @@ func TestFailure(t *testing.T) {
 
 func TestEndpointAndState(t *testing.T) {
 	d := testDriver(t, Config{})
-	pod := d.podFor(driver.InstanceSpec{Name: "p", Image: "i", Port: 8123})
+	pod := d.podFor(driver.SessionSpec{ID: "p", Containers: []driver.ContainerSpec{{Name: ContainerName, Image: "i", Port: 8123}}})
 	pod.Spec.SchedulingGates = nil
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.7",
 		ContainerStatuses: []corev1.ContainerStatus{{Name: ContainerName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}
-	if !running(pod) || d.endpoint(pod) != "http://10.244.0.7:8123" || d.state(pod) != driver.StateRunning {
-		t.Errorf("running %v endpoint %s state %s", running(pod), d.endpoint(pod), d.state(pod))
+	c := pod.Spec.Containers[0]
+	if !running(pod) || d.endpoint(pod, c) != "http://10.244.0.7:8123" || d.state(pod) != driver.StateRunning {
+		t.Errorf("running %v endpoint %s state %s", running(pod), d.endpoint(pod, c), d.state(pod))
 	}
 	pod.Status.PodIP = "fd00::7"
-	if d.endpoint(pod) != "http://[fd00::7]:8123" {
-		t.Errorf("IPv6 endpoint %s", d.endpoint(pod))
+	if d.endpoint(pod, c) != "http://[fd00::7]:8123" {
+		t.Errorf("IPv6 endpoint %s", d.endpoint(pod, c))
 	}
 	pod.Status.Phase = corev1.PodFailed
 	if d.state(pod) != driver.StateExited {

@@ -109,16 +109,15 @@ func consume(w watch.Interface, check checkFunc) (bool, error) {
 	return false, nil
 }
 
-// waitRunning waits until the runtime container of pod runs with a pod IP and
-// returns its endpoint. Failures that will not heal (image missing, container
+// waitRunning waits until every container of pod runs with a pod IP and
+// returns the pod as it is then. Failures that will not heal (image missing, container
 // exited, configuration refused) end the wait at once; a pod still not running
 // at the start timeout is described by its last conditions and events.
-func (d *Driver) waitRunning(ctx context.Context, pod *corev1.Pod) (string, error) {
+func (d *Driver) waitRunning(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
 	wctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
 	defer cancel()
 	uid := pod.UID
 	last := pod
-	var endpoint string
 	err := d.watchPod(wctx, pod.Name, pod, func(p *corev1.Pod) (bool, error) {
 		if p == nil || p.UID != uid {
 			return false, fmt.Errorf("k8s: pod %s was deleted while starting: %w", pod.Name, driver.ErrNotFound)
@@ -131,27 +130,26 @@ func (d *Driver) waitRunning(ctx context.Context, pod *corev1.Pod) (string, erro
 			return false, err
 		}
 		if running(p) {
-			endpoint = d.endpoint(p)
 			return true, nil
 		}
 		return false, nil
 	})
 	if err == nil {
-		d.log.DebugContext(ctx, "pod running", "pod", pod.Name, "endpoint", endpoint, "node", last.Spec.NodeName)
-		return endpoint, nil
+		d.log.DebugContext(ctx, "pod running", "pod", pod.Name, "ip", last.Status.PodIP, "node", last.Spec.NodeName)
+		return last, nil
 	}
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		why := errStartTimeout
 		if !scheduled(last) { // no node fits, or its claim is not bound: the scheduler said why
 			why = driver.ErrUnschedulable
 		}
-		return "", fmt.Errorf("k8s: pod %s did not run within %s: %w: %s", pod.Name, d.cfg.StartTimeout, why,
+		return nil, fmt.Errorf("k8s: pod %s did not run within %s: %w: %s", pod.Name, d.cfg.StartTimeout, why,
 			d.describe(context.WithoutCancel(ctx), last))
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return "", fmt.Errorf("k8s: waiting for pod %s: %w", pod.Name, err)
+		return nil, fmt.Errorf("k8s: waiting for pod %s: %w", pod.Name, err)
 	}
-	return "", err
+	return nil, err
 }
 
 // scheduled: the pod was bound to a node.
@@ -167,17 +165,19 @@ func scheduled(p *corev1.Pod) bool {
 	return false
 }
 
-// running: the runtime container runs and the pod has an address.
+// running: every container runs and the pod has an address.
 func running(p *corev1.Pod) bool {
 	if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
 		return false
 	}
-	for _, cs := range p.Status.ContainerStatuses {
-		if cs.Name == ContainerName {
-			return cs.State.Running != nil
+	for _, c := range p.Spec.Containers {
+		if !slices.ContainsFunc(p.Status.ContainerStatuses, func(cs corev1.ContainerStatus) bool {
+			return cs.Name == c.Name && cs.State.Running != nil
+		}) {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // Waiting reasons of a container that will not start by waiting longer.
@@ -188,8 +188,9 @@ var (
 
 // failure returns the error of a pod that will not run, or nil.
 func failure(p *corev1.Pod) error {
+	inits := len(p.Status.InitContainerStatuses)
 	statuses := append(slices.Clone(p.Status.InitContainerStatuses), p.Status.ContainerStatuses...)
-	for _, cs := range statuses {
+	for i, cs := range statuses {
 		if w := cs.State.Waiting; w != nil {
 			switch {
 			case slices.Contains(imageReasons, w.Reason):
@@ -199,7 +200,7 @@ func failure(p *corev1.Pod) error {
 				return fmt.Errorf("k8s: pod %s: container %s cannot start: %s: %s", p.Name, cs.Name, w.Reason, w.Message)
 			}
 		}
-		if t := cs.State.Terminated; t != nil && (t.ExitCode != 0 || cs.Name == ContainerName) {
+		if t := cs.State.Terminated; t != nil && (t.ExitCode != 0 || i >= inits) { // a runtime never ends
 			return fmt.Errorf("k8s: pod %s: container %s exited (code %d, %s): %s", p.Name, cs.Name, t.ExitCode, t.Reason,
 				strings.TrimSpace(t.Message))
 		}
