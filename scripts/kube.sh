@@ -17,7 +17,7 @@
 #   SHIPYARD_KUBE_DIR    cluster state (certs, etcd, containerd root, logs)
 #                                                        (default /var/tmp/shipyard-kube)
 #   SHIPYARD_KUBE_IMAGES Docker images imported into the cluster's containerd
-#                        (default ship:latest bay:latest; missing images are skipped with a note)
+#                        (default ship:latest gull:latest bay:latest; missing images are skipped with a note)
 #   SHIPYARD_KUBE_POD_CIDR pod subnet of the CNI bridge (default 10.244.0.0/24)
 set -euo pipefail
 
@@ -89,7 +89,7 @@ build() {
 
 # ---------------------------------------------------------------- cluster
 STATE=$(realpath -m "${SHIPYARD_KUBE_DIR:-/var/tmp/shipyard-kube}")
-IMAGES=${SHIPYARD_KUBE_IMAGES:-ship:latest bay:latest}
+IMAGES=${SHIPYARD_KUBE_IMAGES:-ship:latest gull:latest bay:latest}
 POD_CIDR=${SHIPYARD_KUBE_POD_CIDR:-10.244.0.0/24}
 SERVICE_CIDR=10.96.0.0/16
 API_PORT=16443

@@ -50,6 +50,7 @@ profiles:
         capabilities: [python, filesystem]
       - name: sidecar
         image: ship:latest
+        runtime_port: 8124
         capabilities: [shell]
 `
 
@@ -62,10 +63,13 @@ type env struct {
 
 // start runs a Bay on the test cluster in a namespace of its own; extra is
 // more BAY_* variables, as name, value pairs.
-func start(t *testing.T, extra ...string) *env {
+func start(t *testing.T, extra ...string) *env { return startWith(t, profiles, extra...) }
+
+// startWith is start with another config file.
+func startWith(t *testing.T, configYAML string, extra ...string) *env {
 	c := k8stest.New(t)
 	ns := c.Namespace(t, "bay-e2e")
-	o := baytest.Options{ConfigYAML: profiles, InstanceID: model.NewID("k8s"), DataDir: t.TempDir(), Env: map[string]string{
+	o := baytest.Options{ConfigYAML: configYAML, InstanceID: model.NewID("k8s"), DataDir: t.TempDir(), Env: map[string]string{
 		"BAY_DRIVER__TYPE":                     "k8s",
 		"BAY_DRIVER__IMAGE_PULL_POLICY":        "never",
 		"BAY_DRIVER__K8S__KUBECONFIG":          c.Kubeconfig,
@@ -334,21 +338,32 @@ func TestTerminal(t *testing.T) {
 	e.b.TerminalRoundTrip(t, id, "echo term-$((6*7)) && id -u\n", "term-42", "1000")
 }
 
-// TestIdleReclaimAndMultiContainer: GC's idle reclaim removes the pods of an
-// idle sandbox and keeps its files; a two-container profile is two pods on
-// the same claim, each with its container's hostname; delete removes both.
+// TestIdleReclaimAndMultiContainer: a two-container profile is one pod with
+// a container each, on the same claim, each reaching the other by name; GC's
+// idle reclaim removes the pod of an idle sandbox and keeps its files; delete
+// removes it.
 func TestIdleReclaimAndMultiContainer(t *testing.T) {
 	e := start(t)
 	b := e.b
 	id := b.CreateSandbox(t, map[string]any{"profile": "duo"})
-	if r := b.Python(t, id, "import socket; open('note.txt', 'w').write('kept'); socket.gethostname()"); r["output"] != "'ship'" {
+	if r := b.Python(t, id, "import os; open('note.txt', 'w').write('kept'); os.environ['BAY_CONTAINER_NAME']"); r["output"] != "'ship'" {
 		t.Fatalf("python ran on %v", r["output"])
 	}
-	if out := shell(t, b, id, "hostname; cat note.txt"); out != "sidecar\nkept" {
+	if out := shell(t, b, id, "echo $BAY_CONTAINER_NAME; cat note.txt"); out != "sidecar\nkept" {
 		t.Fatalf("shell: %q", out)
 	}
-	if n := len(e.pods(t, "bay.sandbox_id="+id)); n != 2 {
-		t.Fatalf("%d pods, want 2", n)
+	// By name, as on Docker's session network: the sidecar reaches Ship's port.
+	if out := shell(t, b, id, `exec 3<>/dev/tcp/ship/8123 && echo reached`); out != "reached" {
+		t.Fatalf("sidecar → ship:8123: %q", out)
+	}
+	pods := e.pods(t, "bay.sandbox_id="+id)
+	if len(pods) != 1 || len(pods[0].Spec.Containers) != 2 {
+		t.Fatalf("%d pods (want 1 of two containers): %+v", len(pods), pods)
+	}
+	for _, c := range pods[0].Spec.Containers {
+		if sc := c.SecurityContext; sc == nil || !*sc.RunAsNonRoot || *sc.AllowPrivilegeEscalation || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("container %s: security context %+v", c.Name, sc)
+		}
 	}
 	time.Sleep(1500 * time.Millisecond) // idle_timeout: 1
 	r := b.Must(t, 200, baytest.Req{Method: "POST", Path: "/v1/admin/gc/run", Body: map[string]any{"tasks": []string{"idle_session"}}})
