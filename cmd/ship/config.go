@@ -85,7 +85,7 @@ func parseConfig(args []string, getenv func(string) (string, bool)) (config, err
 	str(&c.User, "user", "SHIP_USER", "shipyard", "sandbox user name (USER/LOGNAME of user code)")
 	num(&c.UID, "uid", "SHIP_UID", 1000, "uid user code runs as when Ship runs as root")
 	num(&c.GID, "gid", "SHIP_GID", 1000, "gid user code runs as when Ship runs as root")
-	str(&c.KernelCmd, "kernel-cmd", "SHIP_KERNEL_CMD", "", "kernel command line, split on spaces, {connection_file} substituted (empty: python3 running ipykernel_launcher as -m does, without the debugger protocol's imports)")
+	str(&c.KernelCmd, "kernel-cmd", "SHIP_KERNEL_CMD", "", "kernel command line, split on spaces, {connection_file} substituted (empty: python3 running ipykernel_launcher as -m does, with less work at start: see kernel.Launcher)")
 	dur(&c.DefaultTimeout, "exec-timeout", "SHIP_EXEC_TIMEOUT", "30s", "default python/shell timeout")
 	dur(&c.MaxTimeout, "max-exec-timeout", "SHIP_MAX_EXEC_TIMEOUT", "1h", "upper bound of any requested timeout")
 	dur(&c.KernelStartTimeout, "kernel-start-timeout", "SHIP_KERNEL_START_TIMEOUT", "60s", "bound on one kernel start")

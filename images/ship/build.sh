@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds ship:latest without a registry and without BuildKit: the Debian base
-# image from build-base.sh, plus the static Ship binary and the built-in skills,
-# committed with the runtime settings. Cached by content hash (base tag + ship
+# image from build-base.sh, plus the static Ship binary, the built-in skills and
+# the kernel's start-up bundle, committed with the runtime settings. Cached by content hash (base tag + ship
 # binary + skills + this script): when ship:latest already carries the hash,
 # nothing is done. Prints the image tag on stdout.
 #
@@ -38,9 +38,20 @@ fi
 
 old_id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 echo "building $image ($hash) from $base" >&2
+# The kernel's start-up bundle: the code of every module a kernel start
+# imports, in one file, so that a start reads one file instead of ~550 through
+# the storage driver (internal/ship/kernel/launcher.py). The launcher writes
+# it when run with SHIPYARD_KERNEL_BUNDLE_OUT, here in a throwaway container
+# of the base, started like Ship starts the kernel (uid 1000 in /workspace).
+mkdir -p "$tmp/lib/shipyard" && chmod 777 "$tmp/lib/shipyard"
+docker run --rm --network none --user 1000:1000 --workdir /workspace -v "$tmp/lib/shipyard:/out" \
+  -e SHIPYARD_KERNEL_BUNDLE_OUT=/out/kernel-start.bundle "$base" \
+  python3 -c "$(cat "$repo/internal/ship/kernel/launcher.py")" -f /tmp/kernel.json >&2
+chown -R 0:0 "$tmp/lib/shipyard" && chmod 755 "$tmp/lib/shipyard" && chmod 644 "$tmp/lib/shipyard/kernel-start.bundle"
 cid=$(docker create "$base" /bin/true)
 docker cp "$tmp/ship" "$cid:/usr/local/bin/ship"
 docker cp "$here/skills/." "$cid:/app/skills/"
+docker cp "$tmp/lib/shipyard" "$cid:/usr/local/lib/"
 docker commit \
   --change 'USER 1000:1000' \
   --change 'WORKDIR /workspace' \

@@ -49,8 +49,8 @@ const (
 )
 
 // DefaultArgv launches Debian's ipykernel through Launcher (the same start as
-// python3 -m ipykernel_launcher -f {connection_file}, without the debugger
-// protocol's imports).
+// python3 -m ipykernel_launcher -f {connection_file}, with less work: no
+// debugger protocol, deferred modules, the start's code from one file).
 var DefaultArgv = []string{"python3", "-c", Launcher, "-f", "{connection_file}"}
 
 // DefaultInitCode makes plots work out of the box: matplotlib draws with the

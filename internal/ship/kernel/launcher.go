@@ -1,23 +1,32 @@
 package kernel
 
-// Launcher is the Python program DefaultArgv runs. It starts the kernel
-// exactly as `python3 -m ipykernel_launcher` does (same sys.argv, sys.path
-// and __main__; runpy's own -m entry point) with one difference: while
-// ipykernel loads, `import debugpy` fails, so ipykernel leaves out its
-// support for the Jupyter debugger protocol (kernel_info says
-// "debugger": false). Ship never speaks that protocol, and that import (with
-// pkg_resources, which debugpy's vendored pydevd pulls in) was about a fifth
-// of the kernel's import time and printed a "frozen modules" warning at every
-// start. User code imports debugpy as usual afterwards. The text contains
-// "ipykernel_launcher", which is how Ship recognizes the kernel's process.
-const Launcher = `import os, sys
-if sys.path and sys.path[0] == "":
-    sys.path[0] = os.getcwd()  # what python3 -m puts there
-sys.modules["debugpy"] = None  # ipykernel: debugger support unavailable
-try:
-    import ipykernel.ipkernel
-finally:
-    del sys.modules["debugpy"]
-import runpy
-runpy._run_module_as_main("ipykernel_launcher")
-`
+import _ "embed" // Launcher
+
+// Launcher is the Python program DefaultArgv runs (launcher.py, read it for
+// the details). It starts the kernel exactly as `python3 -m
+// ipykernel_launcher` does (same sys.argv, sys.path and __main__; runpy's own
+// -m entry point), with less work while it starts: ipykernel leaves out the
+// Jupyter debugger protocol, which Ship never speaks (importing debugpy for
+// it, with the pkg_resources that pulls in, was about a fifth of the import
+// time); modules the start does not need (the terminal shell with
+// prompt_toolkit, jedi, stack_data) are executed on first use; the code of
+// the modules it imports comes from one file, BundlePath, while that file
+// matches the disk; the garbage collector waits. All of it ends before the
+// kernel answers its first request. The launcher writes one line to the
+// kernel's own stderr at the end of the start (StartLinePrefix: how long it
+// took, whether the bundle was used), which Ship logs.
+//
+// The text contains "ipykernel_launcher", which is how Ship recognizes the
+// kernel's process.
+//
+//go:embed launcher.py
+var Launcher string
+
+// BundlePath is where the launcher looks for the code of the modules a
+// kernel start imports; the Ship image writes it at build time by running
+// the launcher with SHIPYARD_KERNEL_BUNDLE_OUT (images/ship/build.sh).
+const BundlePath = "/usr/local/lib/shipyard/kernel-start.bundle"
+
+// StartLinePrefix begins the line the launcher writes to the kernel's stderr
+// when its start ends.
+const StartLinePrefix = "shipyard kernel start: "

@@ -1,6 +1,11 @@
 package kernel
 
 import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -9,11 +14,13 @@ import (
 // probeCode prints what user code can see of how the kernel was started.
 const probeCode = `import sys, json, os
 ip = get_ipython()
+embed_module = __import__("IPython").embed.__module__
 print(json.dumps({
     "argv": sys.argv[:2] + [os.path.basename(a) for a in sys.argv[2:]],  # the connection file's directory differs
     "path": sys.path,
     "cwd": os.getcwd(),
     "main_is_user_module": sys.modules["__main__"] is ip.user_module,
+    "main_loader": type(sys.modules["__main__"].__loader__).__name__,
     "name": __name__,
     "shell": type(ip).__module__ + "." + type(ip).__name__,
     "kernel": type(ip.kernel).__module__ + "." + type(ip.kernel).__name__,
@@ -22,36 +29,190 @@ print(json.dumps({
     "backend": os.environ.get("MPLBACKEND"),
     "history": ip.history_manager.enabled,
     "debugpy_none": sys.modules.get("debugpy", 0) is None,
+    # (-m also has pkg_resources' VendorImporter, which debugpy's import pulls in)
+    "meta_path": [n for n in (getattr(f, "__name__", type(f).__name__) for f in sys.meta_path) if n != "VendorImporter"],
+    "gc": __import__("gc").isenabled(),
+    "loaders": sorted({type(getattr(m, "__loader__", None)).__name__ for m in list(sys.modules.values())}),
+    "module_types": sorted({type(m).__name__ for n, m in list(sys.modules.items()) if n.startswith(("IPython", "ipykernel", "jupyter", "traitlets", "zmq", "tornado"))}),
+    "IPython.embed": embed_module,
 }, sort_keys=True))`
 
-// TestLauncherMatchesModuleStart: the kernel DefaultArgv (Launcher) starts
-// looks the same to user code as one started with python3 -m
-// ipykernel_launcher, and debugpy stays importable.
+// deferredCode lists the modules that exist but were not executed yet.
+const deferredCode = `import sys
+print(sorted(n for n, m in list(sys.modules.items()) if type(m).__name__ == "Deferred"), "prompt_toolkit" in sys.modules)`
+
+// wantDeferred is deferredCode's answer right after a start by the launcher.
+const wantDeferred = "['IPython.terminal.embed', 'jedi', 'jedi.api', 'jedi.api.classes', 'jedi.api.helpers', 'stack_data'] False"
+
+// parityCells use what the launcher defers or loads differently (the
+// terminal shell, jedi, stack_data, IPython itself), and the usual outputs;
+// each must give the same result whichever way the kernel was started.
+var parityCells = []struct{ name, code string }{
+	{"star import", "from IPython import *\nprint(sorted(k for k in dir() if not k.startswith('_') and k not in ('In', 'Out', 'exit', 'quit', 'get_ipython')))"},
+	{"completion", `print(sorted(get_ipython().complete("", "import o", 8)[1]))`},
+	{"jedi completion", "from IPython.core.completer import provisionalcompleter\nip = get_ipython()\nwith provisionalcompleter():\n    print(ip.Completer.use_jedi, sorted(c.text for c in ip.Completer.completions('import collections; collections.Ord', 35)))"},
+	{"traceback", "def f(x):\n    return 1 / x\nf(0)"},
+	{"chained traceback", "try:\n    {}['k']\nexcept KeyError as e:\n    raise ValueError('v') from e"},
+	{"syntax error", "def ("},
+	{"embed", "import IPython, IPython.terminal.embed as e\nprint(IPython.embed is e.embed, 'embed' in dir(IPython), e.InteractiveShellEmbed.__name__)"},
+	{"from IPython import embed", "from IPython import embed\nprint(embed.__module__, embed.__name__)"},
+	{"jedi module", "import jedi, jedi.api\nprint(jedi.settings.case_insensitive_completion, jedi.api.Interpreter is jedi.Interpreter, type(jedi.__loader__).__name__)"},
+	{"stack_data module", "import stack_data\nprint(callable(stack_data.FrameInfo), type(stack_data).__name__, stack_data.__spec__.loader is stack_data.__loader__)"},
+	{"html", "from IPython.display import HTML\nHTML('<b>hi</b>')"},
+	{"plot", "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()"},
+	{"magic", "%lsmagic"},
+	{"cell magic", "%%bash\necho from bash"},
+	{"shell", "!echo hi"},
+	{"pinfo", "import json\n%pinfo json.dumps"},
+	{"await", "import asyncio\nawait asyncio.sleep(0)\n'awaited'"},
+	{"modules", "import sys\nprint(sorted(n for n in sys.modules if n.split('.')[0] in ('jedi', 'stack_data', 'prompt_toolkit', 'parso', 'IPython'))[:400])"},
+}
+
+// noise is what differs between two kernels whatever started them.
+var noise = regexp.MustCompile(`0x[0-9a-f]+|ipykernel_\d+|/tmp/[^/\s]+/`)
+
+// cellResults runs every cell and returns what each gave, noise removed.
+func cellResults(t *testing.T, m *Manager, cells []struct{ name, code string }) map[string]Result {
+	t.Helper()
+	out := map[string]Result{}
+	for _, c := range cells {
+		r := exec1(t, m, c.code, 60*time.Second)
+		r.ExecutionCount = nil
+		r.Text = noise.ReplaceAllString(r.Text, "_")
+		r.Error = noise.ReplaceAllString(r.Error, "_")
+		out[c.name] = r
+	}
+	return out
+}
+
+// launcherStartLine waits for the line the launcher writes when the start
+// ends and returns it.
+func launcherStartLine(t *testing.T, m *Manager) string {
+	t.Helper()
+	var line string
+	waitFor(t, func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		line = m.p.startLine()
+		return line != ""
+	})
+	return line
+}
+
+// buildBundle writes a bundle for kernels started in dir and returns a
+// launcher that reads it.
+func buildBundle(t *testing.T, dir string) (launcher, bundle string) {
+	t.Helper()
+	bundle = filepath.Join(t.TempDir(), "kernel-start.bundle")
+	launcher = strings.Replace(Launcher, BundlePath, bundle, 1)
+	if launcher == Launcher {
+		t.Fatal("Launcher does not contain BundlePath")
+	}
+	cmd := exec.Command(debianPython, "-c", launcher, "-f", filepath.Join(t.TempDir(), "kernel.json"))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SHIPYARD_KERNEL_BUNDLE_OUT="+bundle)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("building the bundle: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), StartLinePrefix) {
+		t.Fatalf("no start line in the output of the bundle build: %s", out)
+	}
+	return launcher, bundle
+}
+
+// TestLauncherMatchesModuleStart: a kernel started by Launcher (with and
+// without its bundle) looks to user code like one started with python3 -m
+// ipykernel_launcher, and behaves the same, also in what it defers (tab
+// completion with jedi, tracebacks, IPython.embed, rich output, magics);
+// debugpy stays importable.
 func TestLauncherMatchesModuleStart(t *testing.T) {
 	base := testConfig(t)
-	probe := func(argv []string) string {
+	launcherB, _ := buildBundle(t, base.Dir)
+	type run struct {
+		probe, deferred, line string
+		cells                 map[string]Result
+	}
+	start := func(argv []string) run {
 		cfg := base
 		cfg.Argv = argv
 		m := startManager(t, cfg)
+		var r run
+		r.deferred = exec1(t, m, deferredCode, 30*time.Second).Text
 		res := exec1(t, m, probeCode, 30*time.Second)
 		if !res.Success {
-			t.Fatalf("%v: %+v", argv, res)
+			t.Fatalf("%.40q: %+v", argv, res)
 		}
-		return res.Text
+		r.probe = res.Text
+		r.cells = cellResults(t, m, parityCells)
+		if argv[1] == "-c" {
+			r.line = launcherStartLine(t, m)
+		}
+		return r
 	}
-	module := probe([]string{debianPython, "-m", "ipykernel_launcher", "-f", "{connection_file}"})
-	launcher := probe([]string{debianPython, "-c", Launcher, "-f", "{connection_file}"})
-	// sys.argv[0] is ipykernel_launcher's file in both.
-	if module != launcher {
-		t.Fatalf("user code sees a different kernel:\n-m:       %s\nLauncher: %s", module, launcher)
+	module := start([]string{debianPython, "-m", "ipykernel_launcher", "-f", "{connection_file}"})
+	plain := start([]string{debianPython, "-c", Launcher, "-f", "{connection_file}"})
+	bundled := start([]string{debianPython, "-c", launcherB, "-f", "{connection_file}"})
+
+	if !strings.Contains(module.probe, "ipykernel_launcher.py") || !strings.Contains(module.probe, `"debugpy_none": false`) ||
+		!strings.Contains(module.probe, `"SourceFileLoader"`) {
+		t.Fatalf("probe: %s", module.probe)
 	}
-	if !strings.Contains(launcher, "ipykernel_launcher.py") || !strings.Contains(launcher, `"debugpy_none": false`) {
-		t.Fatalf("probe: %s", launcher)
+	for _, l := range []struct {
+		name string
+		run  run
+		line *regexp.Regexp
+	}{
+		{"Launcher", plain, regexp.MustCompile(`^\d+ ms, bundle none \(0 modules\), 6 deferred$`)},
+		{"Launcher with a bundle", bundled, regexp.MustCompile(`^\d+ ms, bundle used \([3-9]\d\d modules\), 6 deferred$`)},
+	} {
+		// sys.argv[0] is ipykernel_launcher's file in both.
+		if l.run.probe != module.probe {
+			t.Errorf("%s: user code sees a different kernel:\n-m:  %s\nnow: %s", l.name, module.probe, l.run.probe)
+		}
+		if l.run.deferred != wantDeferred {
+			t.Errorf("%s: deferred at start: %s, want %s", l.name, l.run.deferred, wantDeferred)
+		}
+		if !l.line.MatchString(l.run.line) {
+			t.Errorf("%s: start line %q does not match %s", l.name, l.run.line, l.line)
+		}
+		for _, c := range parityCells {
+			if got, want := l.run.cells[c.name], module.cells[c.name]; !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: cell %s:\n-m:  %+v\nnow: %+v", l.name, c.name, want, got)
+			}
+		}
 	}
+	if module.deferred != "[] True" {
+		t.Errorf("-m start: %s", module.deferred)
+	}
+	// The cells ran as meant: they used what was deferred.
+	for name, want := range map[string]string{
+		"jedi completion":           "True ['OrderedDict']",
+		"embed":                     "True True InteractiveShellEmbed",
+		"from IPython import embed": "IPython.terminal.embed embed",
+		"jedi module":               "False True SourceFileLoader",
+		"stack_data module":         "True module True",
+		"shell":                     "hi",
+		"cell magic":                "from bash",
+		"await":                     "'awaited'",
+	} {
+		if got := module.cells[name]; got.Text != want || !got.Success {
+			t.Errorf("cell %s: %+v, want %q", name, got, want)
+		}
+	}
+	if r := module.cells["traceback"]; r.Success || !strings.Contains(r.Error, "ZeroDivisionError") || !strings.Contains(r.Error, "division by zero") {
+		t.Errorf("traceback: %+v", r)
+	}
+	if r := module.cells["plot"]; len(r.Images) != 1 {
+		t.Errorf("plot: %+v", r)
+	}
+	if r := module.cells["html"]; len(r.Data["text/html"]) != 1 {
+		t.Errorf("html: %+v", r)
+	}
+
 	if !strings.Contains(Launcher, "ipykernel_launcher") {
 		t.Fatal("Ship recognizes the kernel's process by ipykernel_launcher in its command line")
 	}
-
 	cfg := base
 	cfg.Argv = []string{debianPython, "-c", Launcher, "-f", "{connection_file}"}
 	m := startManager(t, cfg)
@@ -60,5 +221,46 @@ func TestLauncherMatchesModuleStart(t *testing.T) {
 	}
 	if res := exec1(t, m, "%time x = 6*7\nx", 30*time.Second); !res.Success || !strings.Contains(res.Text, "42") {
 		t.Fatalf("magics: %+v", res)
+	}
+}
+
+// TestLauncherBundleChecks: a bundle that does not match what the start
+// would read from the disk is not used, and the kernel starts as usual.
+func TestLauncherBundleChecks(t *testing.T) {
+	base := testConfig(t)
+	launcher, bundle := buildBundle(t, base.Dir)
+	corrupt := filepath.Join(t.TempDir(), "corrupt.bundle")
+	if err := os.WriteFile(corrupt, []byte("not a bundle"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	shadowed := t.TempDir()
+	launcherS, _ := buildBundle(t, shadowed)
+	// A namespace portion named like a bundled package: the path finder
+	// would look at it, so the bundle is not used (the kernel is unaffected).
+	if err := os.Mkdir(filepath.Join(shadowed, "traitlets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, launcher, dir, want string
+	}{
+		{"matching", launcher, base.Dir, "bundle used"},
+		{"another working directory", launcher, t.TempDir(), "bundle stale (python or sys.path)"},
+		{"shadowed in the working directory", launcherS, shadowed, "bundle shadowed (traitlets)"},
+		{"corrupt", strings.Replace(Launcher, BundlePath, corrupt, 1), base.Dir, "bundle unreadable"},
+		{"missing", strings.Replace(Launcher, BundlePath, bundle+".missing", 1), base.Dir, "bundle none"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := base
+			cfg.Dir = tt.dir
+			cfg.Argv = []string{debianPython, "-c", tt.launcher, "-f", "{connection_file}"}
+			m := startManager(t, cfg)
+			if line := launcherStartLine(t, m); !strings.Contains(line, tt.want) {
+				t.Errorf("start line %q, want %q", line, tt.want)
+			}
+			if res := exec1(t, m, "import traitlets, os\nprint(os.path.dirname(traitlets.__file__) != os.getcwd() + '/traitlets', 6*7)", 30*time.Second); res.Text != "True 42" {
+				t.Errorf("kernel: %+v", res)
+			}
+		})
 	}
 }

@@ -301,7 +301,8 @@ func (m *Manager) launch(ctx context.Context) (_ *proc, note string, err error) 
 	ms := func(a, b time.Time) int64 { return b.Sub(a).Milliseconds() }
 	m.log.InfoContext(ctx, "kernel started", "kernel_pid", p.pid, "took", time.Since(began).Round(time.Millisecond),
 		"spawn_ms", ms(began, p.spawnedAt), "listening_ms", ms(p.spawnedAt, p.listeningAt),
-		"handshake_ms", ms(p.listeningAt, p.answeredAt), "info_requests", p.infoRequests, "init_ms", ms(p.answeredAt, time.Now()))
+		"handshake_ms", ms(p.listeningAt, p.answeredAt), "info_requests", p.infoRequests, "init_ms", ms(p.answeredAt, time.Now()),
+		"launcher", p.startLine())
 	return p, note, nil
 }
 

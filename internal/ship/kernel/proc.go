@@ -658,6 +658,18 @@ func (p *proc) readOutput() {
 	}
 }
 
+// startLine is what the launcher said about the start (Launcher's
+// StartLinePrefix line, without the prefix), or "".
+func (p *proc) startLine() string {
+	out := p.out.String()
+	i := strings.LastIndex(out, StartLinePrefix)
+	if i < 0 {
+		return ""
+	}
+	line, _, _ := strings.Cut(out[i+len(StartLinePrefix):], "\n")
+	return line
+}
+
 // tail keeps the last max bytes written to it.
 type tail struct {
 	mu  sync.Mutex

@@ -1,0 +1,294 @@
+# Ship's kernel launcher: run with python3 -c, it starts the kernel exactly as
+# `python3 -m ipykernel_launcher` does (same sys.argv, sys.path and __main__;
+# runpy's own -m entry point), with less work while the kernel starts. Every
+# change below ends when IPKernelApp.initialize returns, before the kernel
+# answers its first request; user code finds the interpreter as -m leaves it.
+#
+#  - `import debugpy` fails while ipykernel loads, so that it leaves out the
+#    Jupyter debugger protocol, which Ship never speaks (kernel_info says
+#    "debugger": false; user code imports debugpy as usual).
+#  - Modules the kernel does not need to start are deferred (DEFER below):
+#    created at import, executed on first use, as importlib.util.LazyLoader
+#    does; IPython.embed is bound on first access.
+#  - The code of the modules a start imports is read from one file written
+#    when the image was built (BUNDLE; see images/ship/build.sh) instead of
+#    ~550 .pyc files and ~4,700 stats through the container's storage
+#    driver; only when it still matches the disk (python's magic number,
+#    sys.path, the mtime of every directory it came from, nothing shadowing
+#    it in the working directory), else imports read the disk as usual.
+#  - The cyclic garbage collector does not run during the start.
+#
+# With SHIPYARD_KERNEL_BUNDLE_OUT set, it writes that file instead of
+# serving: at the end of the start it saves the code of every module
+# imported from source, then exits.
+#
+# Ship recognizes the kernel's process by "ipykernel_launcher" in its
+# command line (this text).
+import os, sys
+
+if sys.path and sys.path[0] == "":
+    sys.path[0] = os.getcwd()  # what python3 -m puts there
+
+
+def _shipyard_start():
+    import gc, time, types, marshal, threading, zlib
+    from importlib._bootstrap_external import MAGIC_NUMBER, SourceFileLoader, spec_from_file_location
+
+    BUNDLE = "/usr/local/lib/shipyard/kernel-start.bundle"
+    # Deferred modules, each with the attributes it answers without being
+    # executed (set before it is: jedi.settings, imported below).
+    DEFER = {
+        "IPython.terminal.embed": (),  # prompt_toolkit, pygments' terminal, the terminal shell
+        "jedi": ("settings",),  # completion (IPython sets jedi.settings... at import)
+        "jedi.api": (),
+        "jedi.api.classes": (),
+        "jedi.api.helpers": (),
+        "stack_data": (),  # tracebacks
+    }
+    # IPython/__init__.py of Debian's python3-ipython 8.5.0 (crc32), whose
+    # `from .terminal.embed import embed` becomes a deferred binding.
+    IPYTHON_INIT = 2925608568
+    began = time.perf_counter()
+    out = os.environ.get("SHIPYARD_KERNEL_BUNDLE_OUT")
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        log = os.dup(2)  # Ship's log of the kernel's own output, before ipykernel takes fd 2
+    except OSError:
+        log = None
+    path = list(sys.path)
+    served = [0]
+
+    def mtime(d):
+        try:
+            return os.stat(d).st_mtime_ns
+        except OSError:
+            return None
+
+    # --- the bundle -------------------------------------------------------
+    def read_bundle():
+        try:
+            with open(BUNDLE, "rb") as f:
+                b = marshal.load(f)
+            if b["magic"] != MAGIC_NUMBER or b["optimize"] != sys.flags.optimize or b["path"] != path:
+                return None, "stale (python or sys.path)"
+            for d, t in b["dirs"].items():
+                if mtime(d) != t:
+                    return None, "stale (" + d + ")"
+            mods = b["modules"]
+        except FileNotFoundError:
+            return None, "none"
+        except Exception as e:  # unreadable: start as usual
+            return None, "unreadable (%s)" % type(e).__name__
+        try:
+            here = os.listdir(path[0])
+        except OSError:
+            here = ()
+        for n in here:
+            if n.partition(".")[0] in mods:
+                return None, "shadowed (" + n + ")"
+        return mods, "used"
+
+    class BundleLoader(SourceFileLoader):
+        def exec_module(self, m):
+            # The module gets the loader the path finder gives it.
+            plain = SourceFileLoader(self.name, self.path)
+            m.__spec__.loader = m.__loader__ = plain
+            code = mods.pop(self.name, None)
+            if code is None:  # after the start
+                return plain.exec_module(m)
+            served[0] += 1
+            exec(marshal.loads(code[2]), m.__dict__)
+
+    class BundleFinder:
+        @staticmethod
+        def find_spec(name, where=None, target=None):
+            e = mods.get(name)
+            if e is None or [p for p in sys.path if p] != path or ("" in sys.path and os.getcwd() != path[0]):
+                return None
+            origin, pkg, _ = e
+            d = os.path.dirname(origin)
+            if where is not None and list(where) != [os.path.dirname(d) if pkg else d]:
+                return None
+            return spec_from_file_location(name, origin, loader=BundleLoader(name, origin),
+                                           submodule_search_locations=[d] if pkg else None)
+
+    # --- deferred modules -------------------------------------------------
+    meta = frozenset(("__name__", "__spec__", "__loader__", "__package__", "__path__",
+                      "__file__", "__cached__", "__class__"))
+    lock = threading.RLock()  # one for all: a load imports, which may load another
+    Module = types.ModuleType
+
+    def load(m):
+        with lock:
+            d = Module.__getattribute__(m, "__dict__")
+            spec = d["__spec__"]
+            if type(m) is not Deferred or spec.loader_state is None:
+                return  # done, or being executed by this thread
+            real, before = spec.loader_state
+            spec.loader_state = None
+            # Set since creation (submodules bound by the import system):
+            # set again after execution, as if set after it.
+            late = {k: v for k, v in d.items() if before.get(k, load) is not v}
+            try:
+                real.exec_module(m)
+                d.update(late)
+            finally:
+                object.__setattr__(m, "__class__", Module)
+
+    class Deferred(Module):
+        def __getattribute__(self, name):
+            if name not in meta:
+                d = Module.__getattribute__(self, "__dict__")
+                if name not in DEFER.get(d["__name__"], ()) or name not in d:
+                    load(self)
+            return Module.__getattribute__(self, name)
+
+        def __setattr__(self, name, value):
+            if name not in meta and not isinstance(value, Module):
+                load(self)
+            Module.__setattr__(self, name, value)
+
+        def __delattr__(self, name):
+            load(self)
+            Module.__delattr__(self, name)
+
+        def __dir__(self):
+            load(self)
+            return Module.__dir__(self)
+
+    class DeferLoader:
+        def __init__(self, real):
+            self.real = real
+
+        def create_module(self, spec):
+            return self.real.create_module(spec)
+
+        def exec_module(self, m):
+            # It shows the loader it gets when it is executed.
+            real = self.real
+            shown = SourceFileLoader(real.name, real.path) if isinstance(real, BundleLoader) else real
+            m.__spec__.loader = m.__loader__ = shown
+            m.__spec__.loader_state = (real, dict(m.__dict__))
+            object.__setattr__(m, "__class__", Deferred)
+
+    def bind_embed(m):
+        from IPython.terminal.embed import embed
+        object.__setattr__(m, "__class__", Module)
+        Module.__setattr__(m, "embed", embed)
+        return embed
+
+    class IPythonModule(Module):
+        def __getattr__(self, name):
+            if name != "embed":
+                raise AttributeError("module %r has no attribute %r" % (self.__name__, name))
+            return bind_embed(self)
+
+        @property
+        def __dict__(self):  # vars(), dir(), import *: with embed
+            if type(self) is IPythonModule:
+                bind_embed(self)
+            return Module.__dict__["__dict__"].__get__(self)
+
+    class IPythonLoader(DeferLoader):
+        def exec_module(self, m):
+            origin = m.__spec__.origin
+            m.__spec__.loader = m.__loader__ = SourceFileLoader(m.__name__, origin)
+            with open(origin, "rb") as f:
+                src = f.read()
+            old = b"from .terminal.embed import embed\n"
+            if zlib.crc32(src) != IPYTHON_INIT or src.count(old) != 1:
+                return m.__loader__.exec_module(m)
+            src = src.replace(old, b'__import__("IPython.terminal.embed")\n')
+            exec(compile(src, origin, "exec", dont_inherit=True), m.__dict__)
+            object.__setattr__(m, "__class__", IPythonModule)
+
+    class DeferFinder:
+        @staticmethod
+        def find_spec(name, where=None, target=None):
+            if name not in DEFER and name != "IPython":
+                return None
+            for f in sys.meta_path:
+                if f is not DeferFinder and hasattr(f, "find_spec"):
+                    spec = f.find_spec(name, where, target)
+                    if spec is not None:
+                        break
+            else:
+                return None
+            if spec.loader is not None and hasattr(spec.loader, "exec_module") and spec.loader_state is None:
+                spec.loader = (IPythonLoader if name == "IPython" else DeferLoader)(spec.loader)
+            return spec
+
+    # --- the start --------------------------------------------------------
+    mods, bundle = (None, "building") if out else read_bundle()
+    finders = [DeferFinder] + ([BundleFinder] if mods else [])
+    sys.meta_path[0:0] = finders
+    try:
+        import jedi.settings  # noqa: F401 (bound on the deferred jedi)
+    except ImportError:
+        pass
+    sys.modules["debugpy"] = None  # ipykernel: debugger support unavailable
+    try:
+        from ipykernel.kernelapp import IPKernelApp
+        import ipykernel.ipkernel  # noqa: F401
+    finally:
+        del sys.modules["debugpy"]
+
+    initialize = IPKernelApp.__dict__["initialize"]
+
+    def end(ok):
+        IPKernelApp.initialize = initialize
+        for f in finders:
+            if f in sys.meta_path:
+                sys.meta_path.remove(f)
+        if out and ok:
+            write_bundle(out)
+        n, deferred = served[0], sum(type(m) is Deferred for m in list(sys.modules.values()))
+        if mods:
+            mods.clear()
+        msg = "shipyard kernel start: %.0f ms, bundle %s (%d modules), %d deferred\n" % (
+            (time.perf_counter() - began) * 1000, bundle, n, deferred)
+        if log is not None:
+            try:
+                os.write(log, msg.encode())
+            except OSError:
+                pass
+            os.close(log)
+        if gc_was:
+            gc.enable()
+        if out:
+            os._exit(0 if ok else 1)
+
+    def write_bundle(file):
+        modules, dirs = {}, {p: mtime(p) for p in path[1:]}
+        for name, m in list(sys.modules.items()):
+            spec = Module.__getattribute__(m, "__spec__") if isinstance(m, Module) else None
+            if (name == "__main__" or type(m) is Deferred or spec is None or spec.name != name
+                    or type(spec.loader) is not SourceFileLoader or not spec.origin.endswith(".py")):
+                continue
+            code = spec.loader.get_code(name)
+            modules[name] = (spec.origin, spec.submodule_search_locations is not None, marshal.dumps(code))
+            d = os.path.dirname(spec.origin)
+            dirs[d] = mtime(d)
+        tmp = file + ".tmp"
+        with open(tmp, "wb") as f:
+            marshal.dump({"magic": MAGIC_NUMBER, "optimize": sys.flags.optimize, "path": path,
+                          "dirs": dirs, "modules": modules}, f)
+        os.replace(tmp, file)
+
+    def wrapper(self, *args, **kwargs):
+        ok = False
+        try:
+            r = initialize(self, *args, **kwargs)
+            ok = True
+            return r
+        finally:
+            end(ok)
+
+    IPKernelApp.initialize = wrapper
+
+
+_shipyard_start()
+del _shipyard_start
+import runpy
+runpy._run_module_as_main("ipykernel_launcher")
