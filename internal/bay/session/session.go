@@ -483,12 +483,7 @@ func (m *Manager) Gone(ctx context.Context, ss *model.Session) bool {
 	if obs.State != driver.StateRunning {
 		return true
 	}
-	for _, c := range ss.Containers { // one removed behind the driver's back
-		if obs.Container(c.Name) == nil {
-			return true
-		}
-	}
-	return false
+	return len(obs.Containers) < len(ss.Containers) // one removed behind the driver's back
 }
 
 func targets(ss *model.Session) []runtime.Target {

@@ -44,8 +44,13 @@ type Instance struct {
 	CreatedAt time.Time
 }
 
-// labelContainerIndex orders the containers of a session as its spec did.
-const labelContainerIndex = "bay.container_index"
+// Labels of the Docker driver's own: a container's place in its session, and
+// how many containers the session has (so one removed behind Bay's back
+// shows as a session not running).
+const (
+	labelContainerIndex = "bay.container_index"
+	labelContainerCount = "bay.container_count"
+)
 
 var _ driver.Driver = (*Driver)(nil)
 
@@ -126,6 +131,7 @@ func (d *Driver) CreateSession(ctx context.Context, spec driver.SessionSpec) (s 
 		maps.Copy(cl, c.Labels)
 		cl[driver.LabelContainerName] = c.Name
 		cl[labelContainerIndex] = strconv.Itoa(i)
+		cl[labelContainerCount] = strconv.Itoa(len(spec.Containers))
 		in := InstanceSpec{
 			Name: containerName(spec, c), Image: c.Image, Env: c.Env, Labels: cl, Volume: spec.Volume, Port: c.Port,
 			Network: network, Runtime: spec.Runtime, NoNetwork: spec.NoNetwork, Egress: spec.Egress, Resources: c.Resources,
@@ -166,6 +172,9 @@ func group(id string, list []Instance) *driver.Session {
 		}
 	}
 	s.State = driver.Aggregate(s.Containers)
+	if n, err := strconv.Atoi(list[0].Labels[labelContainerCount]); err == nil && len(list) < n {
+		s.State = driver.StateExited // a container is missing
+	}
 	return s
 }
 
@@ -229,8 +238,12 @@ func (d *Driver) DestroySession(ctx context.Context, id string) error {
 	if err := d.each(list, func(in Instance) error { return d.Destroy(ctx, in.ID) }); err != nil {
 		return err
 	}
-	if len(list) == 1 { // a session of one container has no network of its own
-		return nil
+	// A session of one container has no network of its own (a count label
+	// above one: its other containers were removed behind the driver's back).
+	if len(list) == 1 {
+		if n, _ := strconv.Atoi(list[0].Labels[labelContainerCount]); n <= 1 {
+			return nil
+		}
 	}
 	if err := d.DeleteNetwork(ctx, sessionNetwork(id)); err != nil {
 		return fmt.Errorf("docker: destroy session %s: %w", id, err)
@@ -252,8 +265,20 @@ func (d *Driver) each(list []Instance, f func(Instance) error) error {
 	return errors.Join(errList...)
 }
 
-// InspectSession observes the session's containers.
+// InspectSession observes the session's containers. A session of one
+// container (the common case, probed every few seconds while in use) is
+// found by its name in one lookup; others by their session label, a listing
+// that grows with the number of containers on the engine.
 func (d *Driver) InspectSession(ctx context.Context, id string) (*driver.Session, error) {
+	info, err := d.cli.ContainerInspect(ctx, "bay-session-"+id)
+	switch {
+	case err == nil && info.Config != nil && info.Config.Labels[driver.LabelSessionID] == id && info.State != nil:
+		created, _ := time.Parse(time.RFC3339Nano, info.Created)
+		return group(id, []Instance{{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/"), State: mapState(info.State.Status),
+			Labels: info.Config.Labels, CreatedAt: created.UTC()}}), nil
+	case err != nil && !cerrdefs.IsNotFound(err):
+		return nil, wrap("inspect container", "bay-session-"+id, err)
+	}
 	list, err := d.sessionContainers(ctx, id)
 	if err != nil {
 		return nil, err
