@@ -69,8 +69,8 @@ type Options struct {
 	Terminal      http.Handler // nil: /term/ws is not served
 	Metrics       *Metrics
 	Logger        *slog.Logger
-	// Token, when set, is required as "Authorization: Bearer <token>" on every
-	// route but /health.
+	// Token, when set, is required as "Authorization: Bearer <token>" (or as
+	// the X-Ship-Token header) on every route but /health.
 	Token string
 	// Pressure, when set, reports process pressure in /health.
 	Pressure func() sweep.Stats
@@ -191,6 +191,10 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// TokenHeader is the header that may carry the token instead of
+// Authorization (through proxies that take Authorization for themselves).
+const TokenHeader = "X-Ship-Token"
+
 // open routes need no token (so that orchestrators can probe readiness).
 func open(path string) bool { return path == "/health" }
 
@@ -203,10 +207,14 @@ func (s *Server) hasToken(r *http.Request) bool {
 	if s.opt.Token == "" {
 		return true
 	}
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
-		return false
+	// X-Ship-Token carries it where Authorization cannot: the Kubernetes API
+	// server's pod proxy consumes Authorization (Bay's own credentials).
+	tok := r.Header.Get(TokenHeader)
+	if tok == "" {
+		var ok bool
+		if tok, ok = strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); !ok {
+			return false
+		}
 	}
 	sum := sha256.Sum256([]byte(tok))
 	return subtle.ConstantTimeCompare(sum[:], s.token[:]) == 1
@@ -255,7 +263,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
 		sw.Header().Set("WWW-Authenticate", "Bearer")
 		msg := "Not authenticated"
-		if r.Header.Get("Authorization") != "" {
+		if r.Header.Get("Authorization") != "" || r.Header.Get(TokenHeader) != "" {
 			msg = "Invalid token"
 		}
 		detail(sw, http.StatusUnauthorized, msg)

@@ -241,6 +241,28 @@ func TestAuthAndRouting(t *testing.T) {
 	}
 }
 
+// TestTokenHeader: the token passes in X-Ship-Token where a proxy (the
+// Kubernetes API server's) takes Authorization for itself.
+func TestTokenHeader(t *testing.T) {
+	e := setup(t, nil)
+	tests := []struct {
+		name, token string
+		status      int
+		body        string
+	}{
+		{"right", e.token, 200, `"AstrBot Team"`},
+		{"wrong", "nope", 401, `"detail":"Invalid token"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(t, "GET", "/stat", nil, map[string]string{"Authorization": "", TokenHeader: tt.token})
+			if r.status != tt.status || !strings.Contains(string(r.body), tt.body) {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+		})
+	}
+}
+
 func TestHealthReportsProcessPressure(t *testing.T) {
 	cur, max := 40, 256
 	e := setup(t, func(o *Options) {
