@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/errs"
@@ -84,6 +85,13 @@ func (a *API) previewResolveSandbox(ctx context.Context, sb *model.Sandbox, now 
 		t.runtimePorts[c.RuntimePort] = true
 	}
 	u, err := url.Parse(endpoint)
+	if err == nil && strings.Trim(u.Path, "/") != "" {
+		// Ship behind a proxy (Kubernetes: the API server's pod proxy): the
+		// endpoint's host is the proxy, never a host to dial other ports of.
+		release()
+		return nil, errs.New(errs.CapabilityNotSupported,
+			"Port preview needs Bay to reach sandboxes by their address (driver.k8s.endpoint: pod_ip), not through the API server's pod proxy")
+	}
 	if err == nil {
 		if n, perr := strconv.Atoi(u.Port()); perr == nil {
 			t.runtimePorts[n] = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -17,6 +18,13 @@ import (
 // errors of an unreachable engine marked driver.ErrUnavailable (503, not 500),
 // and the function that releases it.
 type driverFactory func(ctx context.Context, cfg *config.Config, log *slog.Logger) (driver.Driver, func() error, error)
+
+// transportWrapper is implemented by drivers whose runtime endpoints need
+// their own transport (Kubernetes: the API server's pod proxy); app hands it
+// to the runtime client.
+type transportWrapper interface {
+	WrapTransport(http.RoundTripper) http.RoundTripper
+}
 
 // driverFactories is the registry of drivers, by driver.type.
 func driverFactories() map[string]driverFactory {
@@ -59,7 +67,7 @@ func openK8s(ctx context.Context, cfg *config.Config, log *slog.Logger) (driver.
 		Namespace: k.Namespace, Kubeconfig: k.Kubeconfig, StorageClass: k.StorageClass,
 		DefaultStorageSize: k.DefaultStorageSize, ImagePullSecrets: k.ImagePullSecrets,
 		PullPolicy: cfg.Driver.ImagePullPolicy, StartTimeout: k.PodStartupTimeout(),
-		LabelPrefix: k.LabelPrefix, ChownWorkspace: k8s.Bool(k.ChownWorkspace), Logger: log,
+		LabelPrefix: k.LabelPrefix, ChownWorkspace: k8s.Bool(k.ChownWorkspace), Endpoint: k.Endpoint, Logger: log,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -69,5 +77,16 @@ func openK8s(ctx context.Context, cfg *config.Config, log *slog.Logger) (driver.
 	if err := d.Ping(ctx); err != nil {
 		return nil, nil, err
 	}
-	return driver.MarkUnavailable(d, k8s.Unreachable), d.Close, nil
+	return k8sDriver{Driver: driver.MarkUnavailable(d, k8s.Unreachable), wrap: d}, d.Close, nil
+}
+
+// k8sDriver is the marked driver that still offers the Kubernetes driver's
+// runtime transport.
+type k8sDriver struct {
+	driver.Driver
+	wrap transportWrapper
+}
+
+func (k k8sDriver) WrapTransport(rt http.RoundTripper) http.RoundTripper {
+	return k.wrap.WrapTransport(rt)
 }

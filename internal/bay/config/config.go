@@ -156,6 +156,10 @@ type K8sConfig struct {
 	// gives the workspace PVC's root to uid 1000, for volume plugins that ignore
 	// fsGroup (hostPath); false where Pod Security "restricted" forbids it. true.
 	ChownWorkspace bool `yaml:"chown_workspace"`
+	// Endpoint (ours): how Bay reaches a sandbox's runtime: pod_ip (Bay on the
+	// cluster network), api_proxy (the API server's pod proxy, with Bay's
+	// kube credentials) or auto: pod_ip in a cluster, api_proxy outside. auto.
+	Endpoint string `yaml:"endpoint"`
 }
 
 // PodStartupTimeout is pod_startup_timeout as a duration.
@@ -490,6 +494,7 @@ func defaults() *Config {
 				PodStartupTimeoutSeconds: 60,
 				ChownWorkspace:           true,
 				LabelPrefix:              "bay",
+				Endpoint:                 "auto",
 			},
 		},
 		Cargo: CargoConfig{

@@ -85,6 +85,7 @@ func TestDefaultsMatchUpstream(t *testing.T) {
 		{"driver.k8s.image_pull_secrets", c.Driver.K8s.ImagePullSecrets, []string{}},
 		{"driver.k8s.pod_startup_timeout", c.Driver.K8s.PodStartupTimeout(), 60 * time.Second},
 		{"driver.k8s.label_prefix", c.Driver.K8s.LabelPrefix, "bay"},
+		{"driver.k8s.endpoint", c.Driver.K8s.Endpoint, "auto"},
 		{"cargo.root_path", c.Cargo.RootPath, "/var/lib/bay/cargos"},
 		{"cargo.host_root_path", c.Cargo.HostRootPath, ""},
 		{"cargo.default_size_limit_mb", c.Cargo.DefaultSizeLimitMB, 1024},
@@ -179,7 +180,7 @@ func TestLoadUpstreamFile(t *testing.T) {
 		{"host_port null", c.Driver.Docker.HostPort, 0},
 		{"k8s", c.Driver.K8s, K8sConfig{Namespace: "sandboxes", Kubeconfig: "/etc/bay/kubeconfig", StorageClass: "fast-ssd",
 			DefaultStorageSize: "5Gi", ImagePullSecrets: []string{"regcred"}, PodStartupTimeoutSeconds: 90, LabelPrefix: "shipyard",
-			ChownWorkspace: true}}, // ours, default true: the file (upstream keys only) does not set it
+			ChownWorkspace: true, Endpoint: "auto"}}, // ours, defaults: the file (upstream keys only) does not set them
 		{"cargo", c.Cargo, CargoConfig{RootPath: "/data/cargos", HostRootPath: "/srv/bay/cargos", DefaultSizeLimitMB: 2048, MountPath: "/workspace"}},
 		{"security", c.Security, SecurityConfig{APIKey: "sk-bay-from-file", AllowAnonymous: false, BlockedHosts: []string{"169.254.0.0/16", "10.0.0.0/8"}}},
 		{"idempotency", c.Idempotency, IdempotencyConfig{Enabled: true, TTLHours: 24}},
@@ -472,6 +473,7 @@ func TestBadValues(t *testing.T) {
 		{"host port", "driver: {docker: {host_port: -1}}", nil, []string{"driver.docker.host_port: must be 0 (random) or 1..65535"}},
 		{"k8s namespace", "driver: {type: k8s, k8s: {namespace: Bad_NS}}", nil, []string{"driver.k8s.namespace: must be a DNS label"}},
 		{"k8s storage", "driver: {type: kubernetes, k8s: {default_storage_size: lots}}", nil, []string{"driver.k8s.default_storage_size: must be a Kubernetes quantity"}},
+		{"k8s endpoint", "driver: {type: k8s, k8s: {endpoint: service}}", nil, []string{`driver.k8s.endpoint: must be one of auto, pod_ip, api_proxy (got "service")`}},
 		{"k8s browser service", "driver: {type: k8s}\nbrowser_service: {enabled: true}", nil, []string{"browser_service.enabled: the shared browser service is not supported with driver.type k8s"}},
 		{"browser endpoint", "browser_service: {enabled: true, endpoint: gull}", nil, []string{`browser_service.endpoint: must be an http(s) URL (got "gull")`}},
 		{"gc interval", "gc: {enabled: true, interval_seconds: 0}", nil, []string{"gc.interval_seconds: must be > 0 (got 0)"}},

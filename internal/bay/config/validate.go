@@ -228,6 +228,7 @@ func (c *Config) validate() []error {
 			v.bad("driver.k8s.default_storage_size", "must be a Kubernetes quantity such as 1Gi (got %q)", k.DefaultStorageSize)
 		}
 		v.positive("driver.k8s.pod_startup_timeout", k.PodStartupTimeoutSeconds)
+		v.oneOf("driver.k8s.endpoint", k.Endpoint, "auto", "pod_ip", "api_proxy")
 		if k.LabelPrefix == "" || !k8sLabelRE.MatchString(k.LabelPrefix) {
 			v.bad("driver.k8s.label_prefix", "must be a label-safe name (got %q)", k.LabelPrefix)
 		}

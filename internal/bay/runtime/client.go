@@ -36,6 +36,10 @@ type Config struct {
 	MaxFileResponseBytes int64
 	// DialContext replaces the TCP dialer (tests inject unreachable hosts).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// WrapTransport, when set, wraps the pooled transport: the driver's way to
+	// route some endpoints differently (Kubernetes: through the API server's
+	// pod proxy, with Bay's kube credentials).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Defaults of Config.
@@ -83,7 +87,11 @@ func New(cfg Config) *Client {
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	return &Client{http: &http.Client{Transport: tr}, cfg: cfg}
+	var rt http.RoundTripper = tr
+	if cfg.WrapTransport != nil {
+		rt = cfg.WrapTransport(tr)
+	}
+	return &Client{http: &http.Client{Transport: rt}, cfg: cfg}
 }
 
 // Close drops idle connections.

@@ -17,6 +17,18 @@ const (
 	PullNever        = "never"
 )
 
+// Endpoint values (driver.k8s.endpoint): how Bay reaches a session's runtime.
+const (
+	// EndpointAuto: the pod IP when Bay runs in a cluster (KUBERNETES_SERVICE_HOST
+	// is set), else the API server's pod proxy.
+	EndpointAuto = "auto"
+	// EndpointPodIP: http://<pod IP>:<port>; Bay must be on the cluster network.
+	EndpointPodIP = "pod_ip"
+	// EndpointAPIProxy: <API server>/api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy,
+	// with Bay's kube credentials (the Role needs pods/proxy).
+	EndpointAPIProxy = "api_proxy"
+)
+
 // Defaults applied by New to zero-valued fields.
 const (
 	DefaultNamespace     = "bay"
@@ -58,6 +70,8 @@ type Config struct {
 	// Namespaces enforcing the "restricted" Pod Security level refuse it: set
 	// false there (their CSI drivers honour fsGroup).
 	ChownWorkspace *bool
+	// Endpoint: auto (default), pod_ip or api_proxy.
+	Endpoint string
 	// Logger; nil = slog.Default().
 	Logger *slog.Logger
 }
@@ -102,6 +116,13 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("k8s: image pull secret %q: %v", s, errs)
 		}
 	}
+	switch c.Endpoint {
+	case "":
+		c.Endpoint = EndpointAuto
+	case EndpointAuto, EndpointPodIP, EndpointAPIProxy:
+	default:
+		return c, fmt.Errorf("k8s: endpoint %q: want auto, pod_ip or api_proxy", c.Endpoint)
+	}
 	if c.ChownWorkspace == nil {
 		c.ChownWorkspace = Bool(true)
 	}
@@ -112,3 +133,14 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 var errNoConfig = errors.New("k8s: no kubeconfig given and not running in a cluster (driver.k8s.kubeconfig)")
+
+// endpointMode resolves auto: the pod IP in a cluster, the proxy outside.
+func endpointMode(mode string, inCluster bool) string {
+	if mode != EndpointAuto {
+		return mode
+	}
+	if inCluster {
+		return EndpointPodIP
+	}
+	return EndpointAPIProxy
+}

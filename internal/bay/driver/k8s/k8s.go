@@ -11,9 +11,10 @@
 //     run; state "created".
 //   - StartSession removes the gate and watches the pod (no polling) until
 //     every container runs and it has an IP; each container's endpoint is
-//     http://<pod IP>:<its port>. Scheduling, volume binding, image and
-//     container failures end the wait early with a clear error; the pod is
-//     left for the caller to destroy, as on Docker.
+//     http://<pod IP>:<its port>, or, for a Bay outside the cluster
+//     network, the API server's pod proxy (see WrapTransport). Scheduling,
+//     volume binding, image and container failures end the wait early with
+//     a clear error; the pod is left for the caller to destroy, as on Docker.
 //   - StopSession deletes the pod (grace period) and creates it again, gated
 //     and marked stopped; state "exited"; StartSession runs it again.
 //   - DestroySession deletes the pod at once (grace period 0).
@@ -30,6 +31,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +62,7 @@ type Driver struct {
 	rest   *rest.Config
 	log    *slog.Logger
 	labels labelCodec
+	proxy  *apiProxy // nil: endpoints are pod IPs
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -85,11 +88,18 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("k8s: client: %w", err)
 	}
-	return NewWithClient(c, cs, rc), nil
+	d := NewWithClient(c, cs, rc)
+	if endpointMode(c.Endpoint, os.Getenv("KUBERNETES_SERVICE_HOST") != "") == EndpointAPIProxy {
+		if d.proxy, err = newAPIProxy(rc, c.Namespace, d.log); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
 }
 
 // NewWithClient returns a driver using cs (rc may be nil). cfg must carry
-// defaults already when called directly; New is the usual entry.
+// defaults already when called directly; New is the usual entry. Its
+// endpoints are pod IPs (New sets up the API server's pod proxy).
 func NewWithClient(cfg Config, cs kubernetes.Interface, rc *rest.Config) *Driver {
 	if c, err := cfg.withDefaults(); err == nil {
 		cfg = c
@@ -313,6 +323,7 @@ func (d *Driver) StartSession(ctx context.Context, id string) (*driver.Session, 
 	for i, c := range pod.Spec.Containers {
 		s.Containers[i].Endpoint = d.endpoint(pod, c)
 	}
+	d.log.DebugContext(ctx, "session started", "pod", pod.Name, "endpoint", s.Containers[0].Endpoint)
 	return s, nil
 }
 
@@ -446,6 +457,9 @@ func (d *Driver) endpoint(pod *corev1.Pod, c corev1.Container) string {
 		port = strconv.Itoa(int(c.Ports[0].ContainerPort))
 	} else {
 		port = pod.Annotations[d.runtimePortAnnotation()]
+	}
+	if d.proxy != nil {
+		return d.proxy.endpoint(pod.Name, port)
 	}
 	host := pod.Status.PodIP
 	if strings.Contains(host, ":") {
