@@ -116,10 +116,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	}
 	a.Driver = d
 	a.closers = append(a.closers, closeDriver)
-	var wrapTransport func(http.RoundTripper) http.RoundTripper
-	if w, ok := d.(transportWrapper); ok {
-		wrapTransport = w.WrapTransport
-	}
 
 	a.Metrics = metrics.New()
 	a.Driver = metrics.InstrumentDriver(a.Driver, a.Metrics)
@@ -133,7 +129,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 
 	sc := cfg.Session
 	a.Runtime = runtime.New(runtime.Config{ConnectTimeout: sc.ShipConnectTimeout(), RequestTimeout: sc.ShipRequestTimeout(),
-		WrapTransport: wrapTransport})
+		WrapTransport: runtimeTransport(d)})
 	a.closers = append(a.closers, func() error { a.Runtime.Close(); return nil })
 	locks := keylock.New()
 	a.Sessions = session.New(st, a.Driver, a.Runtime, locks, session.Config{

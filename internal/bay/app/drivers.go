@@ -77,16 +77,19 @@ func openK8s(ctx context.Context, cfg *config.Config, log *slog.Logger) (driver.
 	if err := d.Ping(ctx); err != nil {
 		return nil, nil, err
 	}
-	return k8sDriver{Driver: driver.MarkUnavailable(d, k8s.Unreachable), wrap: d}, d.Close, nil
+	return driver.MarkUnavailable(d, k8s.Unreachable), d.Close, nil
 }
 
-// k8sDriver is the marked driver that still offers the Kubernetes driver's
-// runtime transport.
-type k8sDriver struct {
-	driver.Driver
-	wrap transportWrapper
-}
-
-func (k k8sDriver) WrapTransport(rt http.RoundTripper) http.RoundTripper {
-	return k.wrap.WrapTransport(rt)
+// runtimeTransport is the WrapTransport of d or of a driver it wraps; nil if none.
+func runtimeTransport(d driver.Driver) func(http.RoundTripper) http.RoundTripper {
+	for {
+		if w, ok := d.(transportWrapper); ok {
+			return w.WrapTransport
+		}
+		u, ok := d.(interface{ Unwrap() driver.Driver })
+		if !ok {
+			return nil
+		}
+		d = u.Unwrap()
+	}
 }
