@@ -38,8 +38,8 @@ type Browser interface {
 type Options struct {
 	Browser   Browser
 	Workspace string // reported by /meta
-	// Token, when set, is required as "Authorization: Bearer <token>" on every
-	// route but /health.
+	// Token, when set, is required as "Authorization: Bearer <token>" (or in
+	// X-Ship-Token) on every route but /health.
 	Token          string
 	DefaultTimeout time.Duration // 30s
 	MaxTimeout     time.Duration // 600s
@@ -122,7 +122,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/health" && !s.hasToken(r) {
 		sw.Header().Set("WWW-Authenticate", "Bearer")
 		msg := "Not authenticated"
-		if r.Header.Get("Authorization") != "" {
+		if r.Header.Get("Authorization") != "" || r.Header.Get("X-Ship-Token") != "" {
 			msg = "Invalid token"
 		}
 		detail(sw, http.StatusUnauthorized, msg)
@@ -136,9 +136,14 @@ func (s *Server) hasToken(r *http.Request) bool {
 	if s.opt.Token == "" {
 		return true
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return false
+	// X-Ship-Token carries it through proxies that take Authorization for
+	// themselves (the Kubernetes API server's pod proxy), as for Ship.
+	tok := r.Header.Get("X-Ship-Token")
+	if tok == "" {
+		var ok bool
+		if tok, ok = strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); !ok {
+			return false
+		}
 	}
 	sum := sha256.Sum256([]byte(tok))
 	return subtle.ConstantTimeCompare(sum[:], s.token[:]) == 1

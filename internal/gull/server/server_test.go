@@ -150,3 +150,22 @@ func TestBatch(t *testing.T) {
 		t.Errorf("second step got %v, want what was left of the batch's second", fb.timeout[1])
 	}
 }
+
+// TestTokenHeader: the token passes in X-Ship-Token where a proxy (the
+// Kubernetes API server's) takes Authorization for itself.
+func TestTokenHeader(t *testing.T) {
+	h := New(Options{Browser: &fakeBrowser{}, Workspace: "/workspace", Token: "tok", MaxBatch: 3}).Handler()
+	tests := []struct {
+		token string
+		want  int
+	}{{"tok", http.StatusOK}, {"nope", http.StatusUnauthorized}}
+	for _, tt := range tests {
+		req := httptest.NewRequest("GET", "/meta", nil)
+		req.Header.Set("X-Ship-Token", tt.token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("token %q: %d %s", tt.token, rec.Code, rec.Body)
+		}
+	}
+}
