@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 	a.Sandboxes.SetUnavailable(unavailable)
 	a.Caps = &capability.Service{Store: st, Sessions: a.Sessions, Runtime: a.Runtime, Config: cfg, Profiles: profiles, Log: log,
 		Observe: a.Metrics.ObserveExec}
-	gull := browser.NewClient(browser.ClientConfig{ConnectTimeout: sc.ShipConnectTimeout()})
+	gull := browser.NewClient(browser.ClientConfig{ConnectTimeout: sc.ShipConnectTimeout(), WrapTransport: runtimeTransport(d)})
 	a.closers = append(a.closers, func() error { gull.Close(); return nil })
 	a.Browser = &browser.Service{Caps: a.Caps, Store: st, Gull: gull, Config: cfg, Log: log}
 	a.Metrics.SetSandboxCounter(func(ctx context.Context) (map[string]int, error) {

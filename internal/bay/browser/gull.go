@@ -32,6 +32,9 @@ type ClientConfig struct {
 	MaxResponseBytes int64
 	// DialContext replaces the TCP dialer (tests).
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// WrapTransport, when set, wraps the pooled transport (the driver's
+	// routing of some endpoints, e.g. Kubernetes' API server pod proxy).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // DefaultMaxResponseBytes caps one Gull answer.
@@ -61,7 +64,11 @@ func NewClient(cfg ClientConfig) *Client {
 	}
 	tr := &http.Transport{Proxy: nil, DialContext: dial, MaxIdleConns: cfg.MaxIdleConns,
 		MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
-	return &Client{http: &http.Client{Transport: tr}, max: cfg.MaxResponseBytes}
+	var rt http.RoundTripper = tr
+	if cfg.WrapTransport != nil {
+		rt = cfg.WrapTransport(tr)
+	}
+	return &Client{http: &http.Client{Transport: rt}, max: cfg.MaxResponseBytes}
 }
 
 // Close drops idle connections.
