@@ -119,6 +119,8 @@ func TestBayPods(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		zero := int64(0)
+		_ = c.Client.RbacV1().ClusterRoleBindings().Delete(ctx, ctlNS+"-runtimeclasses", metav1.DeleteOptions{})
+		_ = c.Client.RbacV1().ClusterRoles().Delete(ctx, ctlNS+"-runtimeclasses", metav1.DeleteOptions{})
 		for _, ns := range []string{sbxNS, ctlNS} {
 			_ = c.Client.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
 			if err := c.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
@@ -230,6 +232,11 @@ patches:
     patch: '[{"op": "replace", "path": "/metadata/namespace", "value": "%[3]s"}]'
   - target: {kind: RoleBinding, name: bay-driver}
     patch: '[{"op": "replace", "path": "/subjects/0/namespace", "value": "%[2]s"}]'
+  # The cluster-scoped RuntimeClass reader gets names of its own (deleted at the end).
+  - target: {kind: ClusterRole, name: bay-runtimeclasses}
+    patch: '[{"op": "replace", "path": "/metadata/name", "value": "%[2]s-runtimeclasses"}]'
+  - target: {kind: ClusterRoleBinding, name: bay-runtimeclasses}
+    patch: '[{"op": "replace", "path": "/metadata/name", "value": "%[2]s-runtimeclasses"}, {"op": "replace", "path": "/roleRef/name", "value": "%[2]s-runtimeclasses"}, {"op": "replace", "path": "/subjects/0/namespace", "value": "%[2]s"}]'
   - target: {kind: NetworkPolicy, name: sandboxes}
     patch: '[{"op": "replace", "path": "/spec/ingress/0/from/0/namespaceSelector/matchLabels/kubernetes.io~1metadata.name", "value": "%[2]s"}]'
   # Bay's config (the ConfigMap) stays; the sandbox namespace is set over it

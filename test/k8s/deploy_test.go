@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -64,6 +65,8 @@ func TestDeployManifests(t *testing.T) {
 		for _, ns := range []string{"shipyard", "bay"} {
 			_ = c.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
 		}
+		_ = c.Client.RbacV1().ClusterRoleBindings().Delete(ctx, "bay-runtimeclasses", metav1.DeleteOptions{})
+		_ = c.Client.RbacV1().ClusterRoles().Delete(ctx, "bay-runtimeclasses", metav1.DeleteOptions{})
 	})
 	built := run(nil, "kustomize", "../../deploy/k8s")
 	for _, want := range []string{"kind: Deployment", "replicas: 2", "kind: Role", "kind: NetworkPolicy", "type: k8s"} {
@@ -71,8 +74,11 @@ func TestDeployManifests(t *testing.T) {
 			t.Errorf("kustomize output lacks %q", want)
 		}
 	}
-	// Server-side validation of every object, then the real thing (Bay's own
-	// pods cannot run here: bay:latest is not built; it is scaled to 0).
+	// Server-side validation of every object, then the real thing. Bay's own
+	// replicas are scaled to 0: this test checks the manifests and the Role
+	// with the conformance suite in namespace bay, and running replicas would
+	// need a database and act in that namespace meanwhile (TestBayPods runs
+	// bay:latest as deployed, in namespaces of its own).
 	run([]byte(built), "apply", "-f", "-")
 	run(nil, "-n", "shipyard", "scale", "deployment/bay", "--replicas=0")
 
@@ -91,6 +97,13 @@ func TestDeployManifests(t *testing.T) {
 		t.Error("Bay's service account can list secrets")
 	}
 	d := k8s.NewWithClient(k8s.Config{Namespace: "bay", PullPolicy: k8s.PullNever, StartTimeout: 90 * time.Second}, cs, rc)
+	// The ClusterRole lets it read RuntimeClasses (the profiles' runtimes), and no more.
+	if _, err := d.Runtimes(t.Context()); err != nil {
+		t.Errorf("Bay's service account cannot list RuntimeClasses: %v", err)
+	}
+	if err := cs.NodeV1().RuntimeClasses().Delete(t.Context(), "no-such-class", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("deleting a RuntimeClass as Bay's service account: %v, want forbidden", err)
+	}
 	// A no_network session: the Role may create the egress-denying policy.
 	nonet := driver.SessionSpec{ID: "rbac-nonet", NoNetwork: true, Labels: map[string]string{drivertest.LabelRun: "rbac"},
 		Containers: []driver.ContainerSpec{{Name: k8s.ContainerName, Image: shipImage(), Port: 8123}}}

@@ -14,6 +14,12 @@ type RuntimeLister interface {
 	Runtimes(ctx context.Context) ([]string, error)
 }
 
+// MissingRuntimeExplainer is a RuntimeLister that says in its own terms why
+// a profile whose runtime it lacks cannot start (Kubernetes: RuntimeClasses).
+type MissingRuntimeExplainer interface {
+	MissingRuntime(profile, runtime string, have []string) string
+}
+
 // UnavailableProfiles checks once, at start-up, that the OCI runtime of every
 // profile exists, and returns why each profile that names a missing one cannot
 // start (keyed by profile id). A driver that cannot list runtimes, or an
@@ -41,6 +47,10 @@ func UnavailableProfiles(ctx context.Context, d any, cfg *config.Config) (map[st
 			have = rts
 		}
 		if !slices.Contains(have, p.Runtime) && out[id] == "" {
+			if ex, ok := rl.(MissingRuntimeExplainer); ok {
+				out[id] = ex.MissingRuntime(id, p.Runtime, have)
+				continue
+			}
 			out[id] = fmt.Sprintf("profile %s cannot start: its OCI runtime %q is not registered in the container engine (it has %v); "+
 				"for gVisor run scripts/ensure-runsc.sh (make run does) or remove the profile", id, p.Runtime, have)
 		}
