@@ -2,12 +2,18 @@ package k8s_test
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/shipyard/shipyard/internal/bay/driver/k8s/k8stest"
 	"github.com/shipyard/shipyard/internal/bay/model"
@@ -34,15 +40,21 @@ func (l *logBuffer) String() string {
 
 // startEndpoint runs a Bay whose driver reaches Ship by the given
 // driver.k8s.endpoint, logging at debug level into the returned buffer.
-func startEndpoint(t *testing.T, endpoint string) (*env, *logBuffer) {
+// With asRole, Bay acts as a service account holding only the rules of
+// deploy/k8s/rbac.yaml's Role and extra (impersonated through its kubeconfig).
+func startEndpoint(t *testing.T, endpoint string, asRole bool, extra ...rbacv1.PolicyRule) (*env, *logBuffer) {
 	c := k8stest.New(t)
 	ns := c.Namespace(t, "bay-e2e")
+	kubeconfig := c.Kubeconfig
+	if asRole {
+		kubeconfig = roleKubeconfig(t, c, ns, extra)
+	}
 	logs := &logBuffer{}
 	o := baytest.Options{ConfigYAML: profiles, InstanceID: model.NewID("k8s"), DataDir: t.TempDir(), LogWriter: logs,
 		Env: map[string]string{
 			"BAY_DRIVER__TYPE":                     "k8s",
 			"BAY_DRIVER__IMAGE_PULL_POLICY":        "never",
-			"BAY_DRIVER__K8S__KUBECONFIG":          c.Kubeconfig,
+			"BAY_DRIVER__K8S__KUBECONFIG":          kubeconfig,
 			"BAY_DRIVER__K8S__NAMESPACE":           ns,
 			"BAY_DRIVER__K8S__POD_STARTUP_TIMEOUT": "30",
 			"BAY_DRIVER__K8S__ENDPOINT":            endpoint,
@@ -69,14 +81,72 @@ func endpoints(t *testing.T, logs *logBuffer) []string {
 	return out
 }
 
+// podsProxyRule is the rule deploy/k8s/rbac.yaml documents (commented) for a
+// Bay outside the cluster network.
+var podsProxyRule = rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"pods/proxy"},
+	Verbs: []string{"get", "create", "update", "delete"}}
+
+// roleKubeconfig writes a kubeconfig that acts as a fresh service account of
+// ns bound to the sandbox-namespace Role of deploy/k8s/rbac.yaml plus extra.
+func roleKubeconfig(t *testing.T, c *k8stest.Cluster, ns string, extra []rbacv1.PolicyRule) string {
+	t.Helper()
+	data, err := os.ReadFile("../../deploy/k8s/rbac.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var role *rbacv1.Role
+	dec := k8syaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		var r rbacv1.Role
+		if err := dec.Decode(&r); err != nil {
+			break
+		}
+		if r.Kind == "Role" && r.Name == "bay-driver" {
+			role = &r
+			break
+		}
+	}
+	if role == nil {
+		t.Fatal("deploy/k8s/rbac.yaml has no Role bay-driver")
+	}
+	ctx := t.Context()
+	rb := c.Client.RbacV1()
+	role = &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "bay-driver"}, Rules: append(role.Rules, extra...)}
+	if _, err := rb.Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "bay"}},
+		metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rb.RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "bay-driver"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "bay-driver"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "bay", Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range cfg.AuthInfos {
+		u.Impersonate = "system:serviceaccount:" + ns + ":bay"
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestAPIProxyEndpoint: with driver.k8s.endpoint api_proxy every call to Ship
 // goes through the API server's pod proxy with Bay's kube credentials (Ship's
 // token in X-Ship-Token, since the API server consumes Authorization): python
 // with state, shell, files, the terminal's WebSocket, and a pod deleted
 // behind Bay's back (the proxy's "not found" is no answer from the runtime,
-// so the next call rebuilds it).
+// so the next call rebuilds it). Bay holds only the Role of deploy/k8s and
+// the pods/proxy rule the docs give.
 func TestAPIProxyEndpoint(t *testing.T) {
-	e, logs := startEndpoint(t, "api_proxy")
+	e, logs := startEndpoint(t, "api_proxy", true, podsProxyRule)
 	b := e.b
 	id := b.CreateSandbox(t, nil)
 	sb := "/v1/sandboxes/" + id
@@ -130,7 +200,7 @@ func TestAPIProxyEndpoint(t *testing.T) {
 // TestPodIPEndpoint: with endpoint pod_ip Bay dials the pod's IP (this host
 // is on the test cluster's pod network).
 func TestPodIPEndpoint(t *testing.T) {
-	e, logs := startEndpoint(t, "pod_ip")
+	e, logs := startEndpoint(t, "pod_ip", false)
 	id := e.b.CreateSandbox(t, nil)
 	if r := e.b.Python(t, id, "1+1"); r["output"] != "2" {
 		t.Fatalf("python: %v", r)
