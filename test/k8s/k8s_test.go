@@ -400,6 +400,11 @@ func TestUnschedulableAndExpiry(t *testing.T) {
 	}
 	b.Must(t, 204, baytest.Req{Method: "DELETE", Path: "/v1/sandboxes/" + id})
 
+	// The rest on a Bay with the usual start timeout: 4 s is too short for a pod
+	// that does get scheduled when the machine is busy (then a clear 503
+	// session_not_ready, which this 1-second TTL leaves no time to retry).
+	e = start(t)
+	b = e.b
 	id = b.CreateSandbox(t, map[string]any{"ttl": 1})
 	if r := b.Python(t, id, "1+1"); r["output"] != "2" {
 		t.Fatalf("1+1: %v", r)

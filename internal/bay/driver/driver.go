@@ -31,6 +31,10 @@ var (
 	// node fits its resources, its volume is not bound, a quota is exhausted.
 	// A retry later may succeed.
 	ErrUnschedulable = errors.New("cannot be scheduled")
+	// ErrStartTimeout: StartSession placed the session but its containers
+	// did not run within the driver's start timeout (a slow image unpack or
+	// volume attach). A retry later may succeed.
+	ErrStartTimeout = errors.New("did not start in time")
 )
 
 // Labels Bay puts on everything it creates (spec/COMPAT.md §6).

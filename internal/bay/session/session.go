@@ -706,6 +706,8 @@ func (m *Manager) driverError(sb *model.Sandbox, p *Profile, op string, err erro
 	case errors.Is(err, driver.ErrImageNotFound): // Kubernetes learns it only when the pod runs
 		return errs.Newf(errs.ProfileUnavailable, "Runtime image %s of profile %s could not be pulled where the sandbox "+
 			"was scheduled (load it into the nodes' image store or a registry they reach)", strings.Join(images, ", "), p.ID).Wrap(err)
+	case errors.Is(err, driver.ErrStartTimeout): // placed, but not running in time: the details go to the log
+		return m.notReady(sb.ID, len(p.Containers) > 1, "The sandbox's runtime did not start in time; try again later").(*errs.Error).Wrap(err)
 	case errors.Is(err, driver.ErrUnschedulable):
 		return m.notReady(sb.ID, len(p.Containers) > 1, "The sandbox's runtime could not be scheduled (no node fits its "+
 			"resources, its volume is not bound, or a quota is exhausted); try again later").(*errs.Error).Wrap(err)

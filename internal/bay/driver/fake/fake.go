@@ -128,6 +128,10 @@ type Driver struct {
 	// MissingImages are images the fake does not have: CreateSession of a
 	// session using one fails with driver.ErrImageNotFound.
 	MissingImages []string
+	// StartError, when set and answering non-nil for a session, makes its
+	// StartSession fail with that error (fault injection: a start timeout,
+	// an unschedulable session).
+	StartError func(spec driver.SessionSpec) error
 
 	mu       sync.Mutex
 	seq      int
@@ -315,6 +319,11 @@ func (d *Driver) StartSession(ctx context.Context, id string) (*driver.Session, 
 	s := d.sessions[id]
 	if s == nil {
 		return nil, fmt.Errorf("fake: session %s: %w", id, driver.ErrNotFound)
+	}
+	if d.StartError != nil {
+		if err := d.StartError(s.spec); err != nil {
+			return nil, fmt.Errorf("fake: start %s: %w", id, err)
+		}
 	}
 	for _, c := range s.containers {
 		if c.state == driver.StateRunning {

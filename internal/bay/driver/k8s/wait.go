@@ -20,9 +20,6 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/driver"
 )
 
-// errStartTimeout is wrapped by Start when the pod did not run within the start timeout.
-var errStartTimeout = errors.New("pod did not start in time")
-
 // checkFunc looks at one version of the watched object (nil: it was deleted)
 // and says whether the wait is over, or failed.
 type checkFunc func(pod *corev1.Pod) (done bool, err error)
@@ -139,7 +136,7 @@ func (d *Driver) waitRunning(ctx context.Context, pod *corev1.Pod) (*corev1.Pod,
 		return last, nil
 	}
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		why := errStartTimeout
+		why := driver.ErrStartTimeout
 		if !scheduled(last) { // no node fits, or its claim is not bound: the scheduler said why
 			why = driver.ErrUnschedulable
 		}
