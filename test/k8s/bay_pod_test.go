@@ -1,7 +1,6 @@
 package k8s_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -13,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -50,13 +48,7 @@ func TestBayPods(t *testing.T) {
 	if dsn == "" {
 		t.Skip("SHIPYARD_TEST_PG_DSN not set: Bay's replicas share PostgreSQL (SHIPYARD_TEST_PG_DSN=$(scripts/pg.sh))")
 	}
-	kubectl := os.Getenv("SHIPYARD_TEST_KUBECTL")
-	if kubectl == "" {
-		kubectl = filepath.Join(filepath.Dir(c.Kubeconfig), "kubectl") // scripts/kube.sh puts it there
-	}
-	if _, err := os.Stat(kubectl); err != nil {
-		t.Skipf("no kubectl (%v): set SHIPYARD_TEST_KUBECTL", err)
-	}
+	kc := c.Kubectl(t)
 	var rb [4]byte
 	_, _ = rand.Read(rb[:])
 	ctlNS := "baypods-" + hex.EncodeToString(rb[:])
@@ -101,17 +93,6 @@ func TestBayPods(t *testing.T) {
 		}
 	}
 
-	kc := func(stdin []byte, args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(t.Context(), kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
-		cmd.Stdin = bytes.NewReader(stdin)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errb.String())
-		}
-		return out.String()
-	}
 	built := kc(nil, "kustomize", dir)
 	checkOverlay(t, built, ctlNS, sbxNS)
 

@@ -1,12 +1,9 @@
 package k8s_test
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,24 +26,7 @@ import (
 // container included). The namespaces are deleted afterwards.
 func TestDeployManifests(t *testing.T) {
 	c := k8stest.New(t)
-	kubectl := os.Getenv("SHIPYARD_TEST_KUBECTL")
-	if kubectl == "" {
-		kubectl = filepath.Join(filepath.Dir(c.Kubeconfig), "kubectl") // scripts/kube.sh puts it there
-	}
-	if _, err := os.Stat(kubectl); err != nil {
-		t.Skipf("no kubectl (%v): set SHIPYARD_TEST_KUBECTL", err)
-	}
-	run := func(stdin []byte, args ...string) string {
-		t.Helper()
-		cmd := exec.CommandContext(t.Context(), kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
-		cmd.Stdin = bytes.NewReader(stdin)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errb.String())
-		}
-		return out.String()
-	}
+	run := c.Kubectl(t)
 	// A previous run's namespaces may still be terminating: objects cannot be created in them until they are gone.
 	for _, ns := range []string{"shipyard", "bay"} {
 		for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(250 * time.Millisecond) {

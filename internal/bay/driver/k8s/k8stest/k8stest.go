@@ -9,6 +9,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -102,3 +104,29 @@ type ExecError struct {
 
 func (e *ExecError) Error() string { return e.Err.Error() + ": " + e.Stderr }
 func (e *ExecError) Unwrap() error { return e.Err }
+
+// Kubectl returns a runner of the cluster's kubectl (SHIPYARD_TEST_KUBECTL,
+// else the one scripts/kube.sh puts beside the kubeconfig) that feeds it stdin
+// and returns its output, failing the test when it fails; the test is skipped
+// when there is no kubectl.
+func (c *Cluster) Kubectl(t testing.TB) func(stdin []byte, args ...string) string {
+	t.Helper()
+	kubectl := os.Getenv("SHIPYARD_TEST_KUBECTL")
+	if kubectl == "" {
+		kubectl = filepath.Join(filepath.Dir(c.Kubeconfig), "kubectl")
+	}
+	if _, err := os.Stat(kubectl); err != nil {
+		t.Skipf("no kubectl (%v): set SHIPYARD_TEST_KUBECTL", err)
+	}
+	return func(stdin []byte, args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+		cmd.Stdin = bytes.NewReader(stdin)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+		}
+		return out.String()
+	}
+}
