@@ -57,10 +57,8 @@ func (s *Service) Resolve(ctx context.Context, owner, id string) (*model.Cargo, 
 	if err != nil {
 		return nil, err
 	}
-	vctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := s.Driver.CreateVolume(vctx, c.DriverRef, sandbox.CargoLabels(c, s.InstanceID), c.SizeLimitMB); err != nil {
-		return nil, fmt.Errorf("cargo: create volume: %w", err)
+	if err := sandbox.MakeVolume(ctx, s.Driver, c, s.InstanceID); err != nil {
+		return nil, fmt.Errorf("cargo: %w", err)
 	}
 	return c, nil
 }

@@ -143,13 +143,22 @@ func (s *Service) Resolve(ctx context.Context, owner, id string, now time.Time) 
 		return nil, err
 	}
 	if c.Managed {
-		vctx, cancel := context.WithTimeout(ctx, volumeTimeout)
-		defer cancel()
-		if err := s.Driver.CreateVolume(vctx, c.DriverRef, CargoLabels(c, s.Config.GC.InstanceID), c.SizeLimitMB); err != nil {
-			return nil, fmt.Errorf("sandbox: create volume: %w", err)
+		if err := MakeVolume(ctx, s.Driver, c, s.Config.GC.InstanceID); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
 		}
 	}
 	return sb, nil
+}
+
+// MakeVolume creates c's volume (exists → nil) within volumeTimeout: for a
+// create resolved after its commit was cut, which stopped before making it.
+func MakeVolume(ctx context.Context, d driver.Driver, c *model.Cargo, instanceID string) error {
+	ctx, cancel := context.WithTimeout(ctx, volumeTimeout)
+	defer cancel()
+	if err := d.CreateVolume(ctx, c.DriverRef, CargoLabels(c, instanceID), c.SizeLimitMB); err != nil {
+		return fmt.Errorf("create volume: %w", err)
+	}
+	return nil
 }
 
 // volumeTimeout bounds a volume operation that runs detached from its request.
