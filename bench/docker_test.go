@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -159,9 +160,9 @@ func floorArgs(name, token string, port int) []string {
 		"-v", name + ":/workspace", shipImage}
 }
 
-// floorRun is one start of a raw Ship container to its first `1+1`.
+// floorRun is one start of a raw Ship container to its first call.
 type floorRun struct {
-	total  time.Duration // start → first 1+1 answered
+	total  time.Duration // start → first call answered
 	health time.Duration // start → first /health 200
 	// Engine API floor only: container create and start calls, and the time
 	// from the start call's return to the first /health 200.
@@ -170,8 +171,14 @@ type floorRun struct {
 	remove               func(context.Context)
 }
 
-// floorCLI times `docker run` of the image to its first `1+1` straight to Ship.
-func floorCLI(ctx context.Context, cli *client.Client, port int) (*floorRun, error) {
+// firstCall is the first call a cold start is timed to: `1+1` or `echo hi`.
+type firstCall func(ctx context.Context, st *shipTarget) error
+
+func firstPython(ctx context.Context, st *shipTarget) error { return st.python(ctx, "1+1", "2") }
+func firstShell(ctx context.Context, st *shipTarget) error  { return st.shell(ctx, "echo hi", "hi") }
+
+// floorCLI times `docker run` of the image to its first call straight to Ship.
+func floorCLI(ctx context.Context, cli *client.Client, port int, first firstCall) (*floorRun, error) {
 	name := floorPrefix + randHex(5)
 	token := randHex(16)
 	fr := &floorRun{remove: func(ctx context.Context) {
@@ -183,12 +190,12 @@ func floorCLI(ctx context.Context, cli *client.Client, port int) (*floorRun, err
 		return fr, fmt.Errorf("docker run: %v: %s", err, out)
 	}
 	ep := "http://127.0.0.1:" + strconv.Itoa(port)
-	return fr, fr.firstExec(ctx, t0, ep, token)
+	return fr, fr.firstExec(ctx, t0, ep, token, first)
 }
 
 // floorAPI does the same through the Engine API, the calls Bay's driver makes
 // (volume create, container create, start, inspect for the port).
-func floorAPI(ctx context.Context, cli *client.Client) (*floorRun, error) {
+func floorAPI(ctx context.Context, cli *client.Client, first firstCall) (*floorRun, error) {
 	name := floorPrefix + randHex(5)
 	token := randHex(16)
 	fr := &floorRun{remove: func(ctx context.Context) {
@@ -229,11 +236,11 @@ func floorAPI(ctx context.Context, cli *client.Client) (*floorRun, error) {
 	if len(binds) == 0 {
 		return fr, fmt.Errorf("port not published")
 	}
-	return fr, fr.firstExec(ctx, t0, "http://127.0.0.1:"+binds[0].HostPort, token)
+	return fr, fr.firstExec(ctx, t0, "http://127.0.0.1:"+binds[0].HostPort, token, first)
 }
 
-// firstExec polls /health every 5 ms, then runs `1+1`.
-func (fr *floorRun) firstExec(ctx context.Context, t0 time.Time, endpoint, token string) error {
+// firstExec polls /health every 5 ms, then makes the first call.
+func (fr *floorRun) firstExec(ctx context.Context, t0 time.Time, endpoint, token string, first firstCall) error {
 	h, err := pollHealthy(endpoint+"/health", t0, 2*time.Minute, 5*time.Millisecond, nil)
 	if err != nil {
 		return err
@@ -244,9 +251,51 @@ func (fr *floorRun) firstExec(ctx context.Context, t0 time.Time, endpoint, token
 	}
 	st := &shipTarget{Endpoint: endpoint, Token: token, http: newHTTPClient()}
 	defer st.http.CloseIdleConnections()
-	if err := st.python(ctx, "1+1", "2"); err != nil {
+	if err := first(ctx, st); err != nil {
 		return err
 	}
 	fr.total = time.Since(t0)
 	return nil
+}
+
+// kernelStart reads the "kernel started" line of Ship's log in a container:
+// from Ship spawning the kernel to the kernel's first answer.
+func kernelStart(ctx context.Context, cli *client.Client, id string) (time.Duration, error) {
+	rc, err := cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		var e struct {
+			Msg  string `json:"msg"`
+			Took int64  `json:"took"` // slog's JSON: nanoseconds
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Msg == "kernel started" {
+			return time.Duration(e.Took), nil
+		}
+	}
+	return 0, fmt.Errorf("container %s: no \"kernel started\" line in Ship's log", id)
+}
+
+// pythonPass times `python3 -c pass` in a container, as its user, with bash's
+// own clock: the interpreter's floor in the kernel's own file system.
+func pythonPass(ctx context.Context, cli *client.Client, id string) (time.Duration, error) {
+	out, err := dockerExec(ctx, cli, id, "bash", "-c", "TIMEFORMAT=%3R; time python3 -c pass")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(out)
+	if len(f) == 0 {
+		return 0, fmt.Errorf("python3 -c pass: no timing in %q", out)
+	}
+	s, err := strconv.ParseFloat(f[len(f)-1], 64)
+	if err != nil {
+		return 0, fmt.Errorf("python3 -c pass: %q: %w", out, err)
+	}
+	return time.Duration(s * float64(time.Second)), nil
 }
