@@ -44,7 +44,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -58,8 +57,7 @@ const cleanupTimeout = 30 * time.Second
 // Driver runs instances as pods. It is safe for concurrent use.
 type Driver struct {
 	cfg    Config
-	cs     kubernetes.Interface
-	rest   *rest.Config
+	kc     *kubeClient
 	log    *slog.Logger
 	labels labelCodec
 	proxy  *apiProxy // nil: endpoints are pod IPs
@@ -84,11 +82,10 @@ func New(cfg Config) (*Driver, error) {
 	rc.UserAgent = "shipyard-bay"
 	// API warnings (e.g. Pod Security "warn" levels) go to the log, not to stderr.
 	rc.WarningHandler = warningLogger{log: c.Logger.With("component", "driver.k8s")}
-	cs, err := kubernetes.NewForConfig(rc)
+	d, err := NewForConfig(c, rc)
 	if err != nil {
-		return nil, fmt.Errorf("k8s: client: %w", err)
+		return nil, err
 	}
-	d := NewWithClient(c, cs, rc)
 	if endpointMode(c.Endpoint, os.Getenv("KUBERNETES_SERVICE_HOST") != "") == EndpointAPIProxy {
 		if d.proxy, err = newAPIProxy(rc, c.Namespace, d.log); err != nil {
 			return nil, err
@@ -97,15 +94,33 @@ func New(cfg Config) (*Driver, error) {
 	return d, nil
 }
 
-// NewWithClient returns a driver using cs (rc may be nil). cfg must carry
-// defaults already when called directly; New is the usual entry. Its
+// NewForConfig returns a driver for the API server of rc, used as given (New
+// also sets Bay's rate limits, user agent and warning handler). cfg must
+// carry defaults already when called directly; New is the usual entry. Its
 // endpoints are pod IPs (New sets up the API server's pod proxy).
-func NewWithClient(cfg Config, cs kubernetes.Interface, rc *rest.Config) *Driver {
+func NewForConfig(cfg Config, rc *rest.Config) (*Driver, error) {
 	if c, err := cfg.withDefaults(); err == nil {
 		cfg = c
 	}
-	return &Driver{cfg: cfg, cs: cs, rest: rc, log: cfg.Logger.With("component", "driver.k8s"),
-		labels: labelCodec{prefix: cfg.LabelPrefix}}
+	kc, err := newKubeClient(rc)
+	if err != nil {
+		return nil, fmt.Errorf("k8s: client: %w", err)
+	}
+	return &Driver{cfg: cfg, kc: kc, log: cfg.Logger.With("component", "driver.k8s"),
+		labels: labelCodec{prefix: cfg.LabelPrefix}}, nil
+}
+
+// NewWithClient is NewForConfig for callers written when the driver used
+// client-go's clientset: cs is not used (the driver makes its own client of
+// rc, which must not be nil), and it panics where NewForConfig fails.
+//
+// Deprecated: use NewForConfig.
+func NewWithClient(cfg Config, cs any, rc *rest.Config) *Driver {
+	d, err := NewForConfig(cfg, rc)
+	if err != nil {
+		panic(err)
+	}
+	return d
 }
 
 // warningLogger logs the API server's warnings at debug level.
@@ -133,23 +148,18 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // Config returns the effective configuration (defaults filled in).
 func (d *Driver) Config() Config { return d.cfg }
 
-// Client returns the clientset (tests read pods back through it).
-func (d *Driver) Client() kubernetes.Interface { return d.cs }
-
 // Close is a no-op (client-go keeps no resources that need closing); it
 // exists so the app closes every driver alike.
 func (d *Driver) Close() error { return nil }
 
-func (d *Driver) pods() podClient { return d.cs.CoreV1().Pods(d.cfg.Namespace) }
-
-type podClient interface {
-	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Pod, error)
+func (d *Driver) pods() resourceClient[*corev1.Pod, *corev1.PodList] {
+	return d.kc.Pods(d.cfg.Namespace)
 }
 
 // Ping checks the API server answers and Bay may list pods in its namespace
 // (the least the Role grants; no cluster-wide permission is needed).
 func (d *Driver) Ping(ctx context.Context) error {
-	_, err := d.cs.CoreV1().Pods(d.cfg.Namespace).List(ctx, metav1.ListOptions{Limit: 1})
+	_, err := d.pods().List(ctx, metav1.ListOptions{Limit: 1})
 	if err != nil {
 		return fmt.Errorf("k8s: list pods in namespace %s: %w", d.cfg.Namespace, err)
 	}
@@ -233,7 +243,7 @@ func (d *Driver) ensureNoNetworkPolicy(ctx context.Context) error {
 			Egress:      []networkingv1.NetworkPolicyEgressRule{},
 		},
 	}
-	_, err := d.cs.NetworkingV1().NetworkPolicies(d.cfg.Namespace).Create(ctx, np, metav1.CreateOptions{})
+	_, err := d.kc.NetworkPolicies(d.cfg.Namespace).Create(ctx, np, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return wrap("create network policy", np.Name, err)
 	}
@@ -247,7 +257,7 @@ func (d *Driver) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, e
 	delay := 50 * time.Millisecond
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		created, err := d.cs.CoreV1().Pods(d.cfg.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+		created, err := d.kc.Pods(d.cfg.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 		if err == nil || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "serviceaccount") ||
 			time.Now().Add(delay).After(deadline) {
 			return created, err
@@ -290,7 +300,7 @@ func (d *Driver) deletePod(ctx context.Context, pod *corev1.Pod, grace int64) er
 	if pod.UID != "" {
 		opts.Preconditions = &metav1.Preconditions{UID: &pod.UID}
 	}
-	err := d.cs.CoreV1().Pods(d.cfg.Namespace).Delete(ctx, pod.Name, opts)
+	err := d.kc.Pods(d.cfg.Namespace).Delete(ctx, pod.Name, opts)
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) { // gone, or already replaced
 		return nil
 	}
@@ -344,7 +354,7 @@ func (d *Driver) ungate(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, erro
 	if err != nil {
 		return nil, err
 	}
-	p, err := d.cs.CoreV1().Pods(d.cfg.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, body, metav1.PatchOptions{})
+	p, err := d.kc.Pods(d.cfg.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, body, metav1.PatchOptions{})
 	if err != nil {
 		return nil, wrap("start pod", pod.Name, err)
 	}
@@ -385,7 +395,7 @@ func (d *Driver) StopSession(ctx context.Context, id string) error {
 			return nil
 		}
 		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}}}`, d.stoppedAnnotation())
-		_, err := d.cs.CoreV1().Pods(d.cfg.Namespace).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		_, err := d.kc.Pods(d.cfg.Namespace).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -409,7 +419,7 @@ func wrapIf(op, ref string, err error) error {
 func (d *Driver) DestroySession(ctx context.Context, id string) error {
 	name := podName(id)
 	zero := int64(0)
-	err := d.cs.CoreV1().Pods(d.cfg.Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	err := d.kc.Pods(d.cfg.Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return wrap("delete pod", name, err)
 	}
@@ -438,7 +448,7 @@ func (d *Driver) ListSessions(ctx context.Context, labels map[string]string) ([]
 		sel += ","
 	}
 	sel += d.labels.key(driver.LabelSessionID) // pods of sessions only
-	list, err := d.cs.CoreV1().Pods(d.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	list, err := d.kc.Pods(d.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, wrap("list pods", sel, err)
 	}
@@ -493,7 +503,7 @@ func (d *Driver) CreateVolume(ctx context.Context, name string, labels map[strin
 	if d.cfg.StorageClass != "" {
 		pvc.Spec.StorageClassName = ptr(d.cfg.StorageClass)
 	}
-	pvcs := d.cs.CoreV1().PersistentVolumeClaims(d.cfg.Namespace)
+	pvcs := d.kc.PersistentVolumeClaims(d.cfg.Namespace)
 	for attempt := 0; ; attempt++ {
 		_, err := pvcs.Create(ctx, pvc, metav1.CreateOptions{})
 		if err == nil {
@@ -523,7 +533,7 @@ func (d *Driver) CreateVolume(ctx context.Context, name string, labels map[strin
 // pod still mounts is driver.ErrInUse (Kubernetes would only mark it for
 // deletion and keep it until the pod ends).
 func (d *Driver) DeleteVolume(ctx context.Context, name string) error {
-	pods, err := d.cs.CoreV1().Pods(d.cfg.Namespace).List(ctx, metav1.ListOptions{})
+	pods, err := d.kc.Pods(d.cfg.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return wrap("list pods using pvc", name, err)
 	}
@@ -537,7 +547,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, name string) error {
 			}
 		}
 	}
-	err = d.cs.CoreV1().PersistentVolumeClaims(d.cfg.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	err = d.kc.PersistentVolumeClaims(d.cfg.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return wrap("delete pvc", name, err)
 	}
@@ -551,7 +561,7 @@ func (d *Driver) ListVolumes(ctx context.Context, labels map[string]string) ([]s
 	if err != nil {
 		return nil, err
 	}
-	list, err := d.cs.CoreV1().PersistentVolumeClaims(d.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	list, err := d.kc.PersistentVolumeClaims(d.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, wrap("list pvcs", sel, err)
 	}

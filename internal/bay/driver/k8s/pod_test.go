@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
 
 	"github.com/shipyard/shipyard/internal/bay/driver"
 )
@@ -19,7 +20,12 @@ func testDriver(t *testing.T, cfg Config) *Driver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewWithClient(c, nil, nil)
+	// The pure parts only: nothing is sent to this address.
+	d, err := NewForConfig(c, &rest.Config{Host: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func TestLabelCodec(t *testing.T) {

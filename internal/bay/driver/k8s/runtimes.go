@@ -13,7 +13,7 @@ import (
 // runtimeClassName. RuntimeClasses are cluster-scoped: listing them takes a
 // ClusterRole (deploy/k8s/rbac.yaml).
 func (d *Driver) Runtimes(ctx context.Context) ([]string, error) {
-	list, err := d.cs.NodeV1().RuntimeClasses().List(ctx, metav1.ListOptions{})
+	list, err := d.kc.RuntimeClasses().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, wrap("list runtime classes", "", err)
 	}
