@@ -1,7 +1,6 @@
 package apispec
 
 import (
-	"context"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -21,30 +20,6 @@ func TestSpecPathAndParams(t *testing.T) {
 		if m != tc.method || p != tc.path || !slices.Equal(PathParams(tc.pattern), tc.params) {
 			t.Errorf("%s: %q %q %v", tc.pattern, m, p, PathParams(tc.pattern))
 		}
-	}
-}
-
-type item struct {
-	Name  string   `json:"name"`
-	Note  *string  `json:"note"`
-	Tags  []string `json:"tags,omitempty"`
-	Count int      `json:"count"`
-}
-
-// A built document validates; omitempty is optional, pointers nullable.
-func TestBuild(t *testing.T) {
-	doc, err := Build(Info{Title: "t", Version: "1", Bearer: "key"}, []Operation{
-		{Pattern: "GET /items/{id}", Responses: map[int]any{200: item{}, 404: NoBody("none")}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := doc.Validate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	s := doc.Components.Schemas["Item"].Value
-	if !slices.Equal(s.Required, []string{"name", "note", "count"}) || !s.Properties["note"].Value.Nullable {
-		t.Errorf("Item: required %v", s.Required)
 	}
 }
 

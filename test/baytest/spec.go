@@ -8,8 +8,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/shipyard/shipyard/docs/openapi"
 	"github.com/shipyard/shipyard/internal/apispec/speccheck"
-	"github.com/shipyard/shipyard/internal/bay/api"
 )
 
 var (
@@ -19,10 +21,11 @@ var (
 )
 
 // Spec returns the checker of Bay's OpenAPI document (the one served at
-// /openapi.json), built once per test binary.
+// /openapi.json, kept current by api's TestOpenAPIFileIsCurrent), built once
+// per test binary.
 func Spec() (*speccheck.Checker, error) {
 	specOnce.Do(func() {
-		doc, err := api.OpenAPI()
+		doc, err := openapi3.NewLoader().LoadFromData([]byte(openapi.Bay()))
 		if err != nil {
 			specErr = err
 			return

@@ -28,7 +28,7 @@ type Checker struct {
 	routes map[string]*routers.Route // method + " " + pattern
 }
 
-// NewChecker prepares a checker for doc (built by Build).
+// NewChecker prepares a checker for doc (built by specgen.Build).
 func NewChecker(doc *openapi3.T) (*Checker, error) {
 	c := &Checker{mux: http.NewServeMux(), routes: map[string]*routers.Route{}}
 	patterns := map[string]bool{}

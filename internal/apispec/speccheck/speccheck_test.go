@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/shipyard/shipyard/internal/apispec"
+	"github.com/shipyard/shipyard/internal/apispec/specgen"
 )
 
 type item struct {
@@ -25,7 +26,7 @@ type itemRequest struct {
 
 // A built document validates, and the checker holds answers to it.
 func TestBuildAndCheck(t *testing.T) {
-	doc, err := apispec.Build(apispec.Info{Title: "t", Version: "1", Bearer: "key"}, []apispec.Operation{
+	doc, err := specgen.Build(apispec.Info{Title: "t", Version: "1", Bearer: "key"}, []apispec.Operation{
 		{Pattern: "POST /items", Request: itemRequest{}, Responses: map[int]any{201: item{}, 400: apispec.FreeForm("an error")}},
 		{Pattern: "GET /items/{id}", Responses: map[int]any{200: item{}, 404: apispec.NoBody("none")}},
 		{Pattern: "/raw/{rest...}", Methods: []string{"GET", "PUT"}, Responses: map[int]any{0: apispec.Raw{Type: "*/*", Desc: "any"}}},
@@ -66,7 +67,7 @@ func TestBuildAndCheck(t *testing.T) {
 }
 
 func TestFieldDrift(t *testing.T) {
-	doc, err := apispec.Build(apispec.Info{Title: "t", Version: "1"}, []apispec.Operation{
+	doc, err := specgen.Build(apispec.Info{Title: "t", Version: "1"}, []apispec.Operation{
 		{Pattern: "GET /items", Responses: map[int]any{200: struct {
 			Items []item `json:"items"`
 		}{}}},

@@ -11,7 +11,6 @@ import (
 	"path"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -87,9 +86,6 @@ type API struct {
 	// patterns are the registered patterns, in order (the OpenAPI
 	// conformance test compares them with the operations table).
 	patterns []string
-	specOnce sync.Once
-	spec     []byte
-	specErr  error
 }
 
 // New builds the handler.

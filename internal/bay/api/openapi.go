@@ -1,17 +1,15 @@
 package api
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/getkin/kin-openapi/openapi3"
-
+	"github.com/shipyard/shipyard/docs/openapi"
 	"github.com/shipyard/shipyard/internal/apispec"
 	"github.com/shipyard/shipyard/internal/bay/capability"
 	"github.com/shipyard/shipyard/internal/bay/errs"
@@ -381,8 +379,9 @@ var operations = []operation{
 // pattern an OpenAPI operation documents.
 const PatternExtension = apispec.PatternExtension
 
-// OpenAPI builds Bay's OpenAPI document from the operations table.
-func OpenAPI() (*openapi3.T, error) {
+// Operations is Bay's route table as apispec declarations, its error
+// answers included (docs/openapi/bay.json is generated from it).
+func Operations() ([]apispec.Operation, error) {
 	ops := make([]apispec.Operation, 0, len(operations))
 	for _, op := range operations {
 		o, err := op.spec()
@@ -391,22 +390,15 @@ func OpenAPI() (*openapi3.T, error) {
 		}
 		ops = append(ops, o)
 	}
-	return apispec.Build(apispec.Info{Title: "Shipyard Bay", Version: Version,
-		Description: "Bay's HTTP API. Errors are {\"error\":{code,message,request_id,details}}; " +
-			"request validation errors are FastAPI's 422 {\"detail\":[...]}. Every answer carries X-Request-Id.",
-		Bearer: "an API key (or the configured token)"}, ops)
+	return ops, nil
 }
 
-// OpenAPIJSON is the document as served at /openapi.json.
-func OpenAPIJSON() ([]byte, error) {
-	doc, err := OpenAPI()
-	if err != nil {
-		return nil, err
-	}
-	if err := doc.Validate(context.Background()); err != nil {
-		return nil, fmt.Errorf("openapi document: %w", err)
-	}
-	return json.Marshal(doc)
+// SpecInfo heads Bay's document.
+func SpecInfo() apispec.Info {
+	return apispec.Info{Title: "Shipyard Bay", Version: Version,
+		Description: "Bay's HTTP API. Errors are {\"error\":{code,message,request_id,details}}; " +
+			"request validation errors are FastAPI's 422 {\"detail\":[...]}. Every answer carries X-Request-Id.",
+		Bearer: "an API key (or the configured token)"}
 }
 
 // spec is the operation with its error answers: its codes and the ones every
@@ -457,14 +449,10 @@ func (op operation) spec() (apispec.Operation, error) {
 	return o, nil
 }
 
-// serveSpec answers /openapi.json (built once per API; no auth, like upstream's).
-func (a *API) serveSpec(w http.ResponseWriter, r *http.Request) {
-	a.specOnce.Do(func() { a.spec, a.specErr = OpenAPIJSON() })
-	if a.specErr != nil {
-		a.writeError(w, r, a.specErr)
-		return
-	}
-	writeRaw(w, http.StatusOK, a.spec)
+// serveSpec answers /openapi.json: the generated document (no auth, like upstream's).
+func (a *API) serveSpec(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, openapi.Bay())
 }
 
 // serveDocs answers /docs: a self-contained page rendering /openapi.json.

@@ -97,9 +97,6 @@ type Server struct {
 	// patterns are the registered patterns (openapi_test.go compares them
 	// with the OpenAPI table); spec is /openapi.json, built on first use.
 	patterns []string
-	specOnce sync.Once
-	spec     []byte
-	specErr  error
 }
 
 // New returns a Server. It is ready as soon as it serves: /health answers 200
