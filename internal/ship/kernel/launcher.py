@@ -45,6 +45,15 @@ def _shipyard_start():
         "jedi.api.helpers": (),
         "stack_data": (),  # tracebacks
     }
+    # Imported by a start, never used by it nor by the first cell: each is
+    # executed on first use, and what it alone imports (ssl's libssl and
+    # libcrypto, bz2's, lzma's, curses' extension modules) with it.
+    DEFER.update(dict.fromkeys((
+        "asyncio.format_helpers", "asyncio.sslproto", "asyncio.staggered", "asyncio.trsock",
+        "bz2", "cProfile", "code", "curses", "dataclasses", "dateutil.relativedelta",
+        "email.base64mime", "email.errors", "email.header", "email.parser", "email.quoprimime",
+        "ipaddress", "lzma", "mimetypes", "packaging", "pexpect", "pstats", "pydoc", "shlex",
+        "ssl", "zipfile"), ()))
     # IPython/__init__.py of Debian's python3-ipython 8.5.0 (crc32), whose
     # `from .terminal.embed import embed` becomes a deferred binding.
     IPYTHON_INIT = 2925608568
@@ -227,6 +236,27 @@ def _shipyard_start():
         import jedi.settings  # noqa: F401 (bound on the deferred jedi)
     except ImportError:
         pass
+    # gettext: argparse translates each of its messages (~40 while IPython
+    # builds its magics' parsers), and every translation searches the locale
+    # directories again for catalogs that are not there (8 stats through the
+    # storage driver each time). During the start the same search gives the
+    # same answer: remember it.
+    import gettext
+    real_find = gettext.find
+    found = {}
+
+    def find(domain, localedir=None, languages=None, all=False):
+        try:
+            key = (domain, localedir, None if languages is None else tuple(languages), all,
+                   tuple(os.environ.get(v) for v in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")))
+            r = found.get(key, found)
+        except TypeError:
+            return real_find(domain, localedir, languages, all)
+        if r is found:
+            r = found[key] = real_find(domain, localedir, languages, all)
+        return list(r) if all else r
+
+    gettext.find = find
     sys.modules["debugpy"] = None  # ipykernel: debugger support unavailable
     try:
         from ipykernel.kernelapp import IPKernelApp
@@ -236,8 +266,38 @@ def _shipyard_start():
 
     initialize = IPKernelApp.__dict__["initialize"]
 
+    # IPython's history database: a start creates it (a new workspace) and
+    # records the session, four transactions of four fsyncs each on the
+    # workspace's volume. They are not synced during the start (sqlite's
+    # synchronous=OFF on the connections made by this thread); the end of the
+    # start restores each connection's setting, so the next commit syncs the
+    # file with them. (A crash of the machine during the start could leave
+    # the file damaged; IPython then moves it aside and starts a new one.)
+    synced = []
+    sqlite3 = real_connect = None
+
+    def connect(*args, **kwargs):
+        c = real_connect(*args, **kwargs)
+        if threading.current_thread() is threading.main_thread():
+            try:
+                synced.append((c, c.execute("PRAGMA synchronous").fetchone()[0]))
+                c.execute("PRAGMA synchronous=OFF")
+            except Exception:
+                pass
+        return c
+
     def end(ok):
         IPKernelApp.initialize = initialize
+        gettext.find = real_find
+        found.clear()
+        if real_connect is not None:
+            sqlite3.connect = real_connect
+        for c, level in synced:
+            try:
+                c.execute("PRAGMA synchronous=%d" % level)
+            except Exception:
+                pass
+        synced.clear()
         for f in finders:
             if f in sys.meta_path:
                 sys.meta_path.remove(f)
@@ -277,8 +337,13 @@ def _shipyard_start():
         os.replace(tmp, file)
 
     def wrapper(self, *args, **kwargs):
+        nonlocal sqlite3, real_connect
         ok = False
         try:
+            sqlite3 = sys.modules.get("sqlite3")  # imported by IPython.core.history
+            if sqlite3 is not None and type(sqlite3) is Module:
+                real_connect = sqlite3.connect
+                sqlite3.connect = connect
             r = initialize(self, *args, **kwargs)
             ok = True
             return r

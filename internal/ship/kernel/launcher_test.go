@@ -35,6 +35,11 @@ print(json.dumps({
     "loaders": sorted({type(getattr(m, "__loader__", None)).__name__ for m in list(sys.modules.values())}),
     "module_types": sorted({type(m).__name__ for n, m in list(sys.modules.items()) if n.startswith(("IPython", "ipykernel", "jupyter", "traitlets", "zmq", "tornado"))}),
     "IPython.embed": embed_module,
+    # the start's memo of gettext's searches and its unsynced history database end with it
+    "gettext.find": __import__("gettext").find.__code__.co_filename,
+    "sqlite3.connect": type(__import__("sqlite3").connect).__name__,
+    "history synchronous": ip.history_manager.db.execute("PRAGMA synchronous").fetchone()[0],
+    "history session recorded": ip.history_manager.db.execute("SELECT count(*) FROM sessions WHERE session=?", (ip.history_manager.session_number,)).fetchone()[0],
 }, sort_keys=True))`
 
 // deferredCode lists the modules that exist but were not executed yet.
@@ -42,7 +47,11 @@ const deferredCode = `import sys
 print(sorted(n for n, m in list(sys.modules.items()) if type(m).__name__ == "Deferred"), "prompt_toolkit" in sys.modules)`
 
 // wantDeferred is deferredCode's answer right after a start by the launcher.
-const wantDeferred = "['IPython.terminal.embed', 'jedi', 'jedi.api', 'jedi.api.classes', 'jedi.api.helpers', 'stack_data'] False"
+const wantDeferred = "['IPython.terminal.embed', 'asyncio.format_helpers', 'asyncio.sslproto', 'asyncio.staggered', 'asyncio.trsock', " +
+	"'bz2', 'cProfile', 'code', 'curses', 'dataclasses', 'dateutil.relativedelta', 'email.base64mime', 'email.errors', " +
+	"'email.header', 'email.parser', 'email.quoprimime', 'ipaddress', 'jedi', 'jedi.api', 'jedi.api.classes', " +
+	"'jedi.api.helpers', 'lzma', 'mimetypes', 'packaging', 'pexpect', 'pstats', 'pydoc', 'shlex', 'ssl', 'stack_data', " +
+	"'zipfile'] False"
 
 // parityCells use what the launcher defers or loads differently (the
 // terminal shell, jedi, stack_data, IPython itself), and the usual outputs;
@@ -66,6 +75,18 @@ var parityCells = []struct{ name, code string }{
 	{"pinfo", "import json\n%pinfo json.dumps"},
 	{"await", "import asyncio\nawait asyncio.sleep(0)\n'awaited'"},
 	{"modules", "import sys\nprint(sorted(n for n in sys.modules if n.split('.')[0] in ('jedi', 'stack_data', 'prompt_toolkit', 'parso', 'IPython'))[:400])"},
+	// deferred standard modules, used
+	{"ssl", "import ssl, asyncio.sslproto\nprint(ssl.OPENSSL_VERSION[:7], ssl.create_default_context().verify_mode, asyncio.sslproto.SSLProtocol.__name__)"},
+	{"pydoc", "import pydoc\nprint(pydoc.render_doc(len, renderer=pydoc.plaintext)[:60])"},
+	{"prun", "%prun -q -l 0 sum(range(10))"},
+	{"dataclass", "from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int = 1\nP()"},
+	{"zipfile", "import zipfile, io, bz2, lzma\nb = io.BytesIO()\nwith zipfile.ZipFile(b, 'w', zipfile.ZIP_LZMA) as z:\n    z.writestr('a', 'x' * 100)\nprint(zipfile.ZipFile(b).read('a')[:3], len(bz2.compress(b'a')) > 0)"},
+	// argparse's messages (the start remembers gettext's searches)
+	{"magic usage error", "%history --no-such-option"},
+	{"magic help", "%history?"},
+	// the history database (not synced during the start)
+	{"history", "x = 6 * 7\n%history -n 1-2"},
+	{"history vars", "print(_i, len(In) > 2, _ih[1][:20], get_ipython().history_manager.session_number > 0)"},
 }
 
 // noise is what differs between two kernels whatever started them.
@@ -163,8 +184,8 @@ func TestLauncherMatchesModuleStart(t *testing.T) {
 		run  run
 		line *regexp.Regexp
 	}{
-		{"Launcher", plain, regexp.MustCompile(`^\d+ ms, bundle none \(0 modules\), 6 deferred$`)},
-		{"Launcher with a bundle", bundled, regexp.MustCompile(`^\d+ ms, bundle used \([3-9]\d\d modules\), 6 deferred$`)},
+		{"Launcher", plain, regexp.MustCompile(`^\d+ ms, bundle none \(0 modules\), 31 deferred$`)},
+		{"Launcher with a bundle", bundled, regexp.MustCompile(`^\d+ ms, bundle used \([3-9]\d\d modules\), 31 deferred$`)},
 	} {
 		// sys.argv[0] is ipykernel_launcher's file in both.
 		if l.run.probe != module.probe {
@@ -195,6 +216,9 @@ func TestLauncherMatchesModuleStart(t *testing.T) {
 		"shell":                     "hi",
 		"cell magic":                "from bash",
 		"await":                     "'awaited'",
+		"ssl":                       "OpenSSL 2 SSLProtocol",
+		"dataclass":                 "P(x=1)",
+		"zipfile":                   "b'xxx' True",
 	} {
 		if got := module.cells[name]; got.Text != want || !got.Success {
 			t.Errorf("cell %s: %+v, want %q", name, got, want)
@@ -202,6 +226,12 @@ func TestLauncherMatchesModuleStart(t *testing.T) {
 	}
 	if r := module.cells["traceback"]; r.Success || !strings.Contains(r.Error, "ZeroDivisionError") || !strings.Contains(r.Error, "division by zero") {
 		t.Errorf("traceback: %+v", r)
+	}
+	if r := module.cells["magic usage error"]; r.Success || !strings.Contains(r.Error, "unrecognized arguments: --no-such-option") {
+		t.Errorf("magic usage error: %+v", r)
+	}
+	if r := module.cells["history"]; !strings.Contains(r.Text, "1:") || !strings.Contains(r.Text, "2:") {
+		t.Errorf("history: %+v", r)
 	}
 	if r := module.cells["plot"]; len(r.Images) != 1 {
 		t.Errorf("plot: %+v", r)
