@@ -75,16 +75,34 @@ def _shipyard_start():
             return None
 
     # --- the bundle -------------------------------------------------------
+    # The file holds two marshalled objects: what it must match, then the
+    # modules' code. The ~65 directories are checked (a stat each through
+    # the storage driver) by a thread while this one reads the code (the
+    # GIL is released in both waits); the code is used only once they match.
     def read_bundle():
         try:
             with open(BUNDLE, "rb") as f:
                 b = marshal.load(f)
-            if b["magic"] != MAGIC_NUMBER or b["optimize"] != sys.flags.optimize or b["path"] != path:
-                return None, "stale (python or sys.path)"
-            for d, t in b["dirs"].items():
-                if mtime(d) != t:
-                    return None, "stale (" + d + ")"
-            mods = b["modules"]
+                if b["magic"] != MAGIC_NUMBER or b["optimize"] != sys.flags.optimize or b["path"] != path:
+                    return None, "stale (python or sys.path)"
+                stale = []
+
+                def check():
+                    for d, t in b["dirs"].items():
+                        if mtime(d) != t:
+                            stale.append(d)
+                            return
+
+                # A name of its own: an unnamed thread would take "Thread-1"
+                # from the user's first one.
+                th = threading.Thread(target=check, name="shipyard-bundle-check", daemon=True)
+                th.start()
+                try:
+                    mods = marshal.loads(f.read())
+                finally:
+                    th.join()
+            if stale:
+                return None, "stale (" + stale[0] + ")"
         except FileNotFoundError:
             return None, "none"
         except Exception as e:  # unreadable: start as usual
@@ -258,6 +276,12 @@ def _shipyard_start():
 
     gettext.find = find
     sys.modules["debugpy"] = None  # ipykernel: debugger support unavailable
+    # Importing debugpy creates a thread object, which takes a number of the
+    # default thread names (Thread-N): take it, so that the kernel's threads
+    # and the user's get the names they get after -m.
+    from importlib.machinery import PathFinder
+    if PathFinder.find_spec("debugpy") is not None:
+        threading._newname("Thread-%d")
     try:
         from ipykernel.kernelapp import IPKernelApp
         import ipykernel.ipkernel  # noqa: F401
@@ -332,8 +356,8 @@ def _shipyard_start():
             dirs[d] = mtime(d)
         tmp = file + ".tmp"
         with open(tmp, "wb") as f:
-            marshal.dump({"magic": MAGIC_NUMBER, "optimize": sys.flags.optimize, "path": path,
-                          "dirs": dirs, "modules": modules}, f)
+            marshal.dump({"magic": MAGIC_NUMBER, "optimize": sys.flags.optimize, "path": path, "dirs": dirs}, f)
+            marshal.dump(modules, f)
         os.replace(tmp, file)
 
     def wrapper(self, *args, **kwargs):

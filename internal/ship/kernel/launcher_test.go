@@ -36,6 +36,7 @@ print(json.dumps({
     "module_types": sorted({type(m).__name__ for n, m in list(sys.modules.items()) if n.startswith(("IPython", "ipykernel", "jupyter", "traitlets", "zmq", "tornado"))}),
     "IPython.embed": embed_module,
     # the start's memo of gettext's searches and its unsynced history database end with it
+    "threads": sorted(t.name for t in __import__("threading").enumerate()),
     "gettext.find": __import__("gettext").find.__code__.co_filename,
     "sqlite3.connect": type(__import__("sqlite3").connect).__name__,
     "history synchronous": ip.history_manager.db.execute("PRAGMA synchronous").fetchone()[0],
@@ -263,6 +264,23 @@ func TestLauncherBundleChecks(t *testing.T) {
 	if err := os.WriteFile(corrupt, []byte("not a bundle"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A bundle whose record of a directory's mtime no longer matches it.
+	staleDir := filepath.Join(t.TempDir(), "stale.bundle")
+	rewrite := `import marshal, sys
+with open(sys.argv[1], "rb") as f:
+    head = marshal.load(f)
+    rest = f.read()
+d = sorted(head["dirs"])[-1]
+head["dirs"][d] -= 1
+with open(sys.argv[2], "wb") as f:
+    marshal.dump(head, f)
+    f.write(rest)
+print(d, end="")`
+	out, err := exec.Command(debianPython, "-c", rewrite, bundle, staleDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rewriting the bundle: %v: %s", err, out)
+	}
+	changedDir := string(out)
 	shadowed := t.TempDir()
 	launcherS, _ := buildBundle(t, shadowed)
 	// A namespace portion named like a bundled package: the path finder
@@ -277,6 +295,7 @@ func TestLauncherBundleChecks(t *testing.T) {
 		{"another working directory", launcher, t.TempDir(), "bundle stale (python or sys.path)"},
 		{"shadowed in the working directory", launcherS, shadowed, "bundle shadowed (traitlets)"},
 		{"corrupt", strings.Replace(Launcher, BundlePath, corrupt, 1), base.Dir, "bundle unreadable"},
+		{"a directory changed", strings.Replace(Launcher, BundlePath, staleDir, 1), base.Dir, "bundle stale (" + changedDir + ")"},
 		{"missing", strings.Replace(Launcher, BundlePath, bundle+".missing", 1), base.Dir, "bundle none"},
 	}
 	for _, tt := range tests {
