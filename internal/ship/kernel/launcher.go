@@ -11,8 +11,12 @@ import _ "embed" // Launcher
 // time); modules the start does not need (the terminal shell with
 // prompt_toolkit, jedi, stack_data) are executed on first use; the code of
 // the modules it imports comes from one file, BundlePath, while that file
-// matches the disk; the garbage collector waits. All of it ends before the
-// kernel answers its first request. The launcher writes one line to the
+// matches the disk, and so do the regular expressions they compile (re's
+// cache gets the same patterns); standard modules a start imports but never
+// uses (ssl, pydoc, zipfile, ...) are executed on first use too; gettext's
+// searches for argparse's message catalogs are remembered; IPython's history
+// database is not fsynced while the start creates it; the garbage collector
+// waits. All of it ends before the kernel answers its first request. The launcher writes one line to the
 // kernel's own stderr at the end of the start (StartLinePrefix: how long it
 // took, whether the bundle was used), which Ship logs.
 //

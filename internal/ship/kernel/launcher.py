@@ -16,11 +16,17 @@
 #    driver; only when it still matches the disk (python's magic number,
 #    sys.path, the mtime of every directory it came from, nothing shadowing
 #    it in the working directory), else imports read the disk as usual.
+#    The file also holds re's compiled form of the regular expressions a
+#    start compiles: re's cache has them before the modules ask.
+#  - Standard modules a start imports but never uses (ssl, pydoc, zipfile,
+#    ...) are deferred too; gettext's searches for argparse's catalogs are
+#    remembered; IPython's history database is not fsynced while the start
+#    creates it (each connection's setting is restored at the end).
 #  - The cyclic garbage collector does not run during the start.
 #
 # With SHIPYARD_KERNEL_BUNDLE_OUT set, it writes that file instead of
 # serving: at the end of the start it saves the code of every module
-# imported from source, then exits.
+# imported from source and the patterns compiled, then exits.
 #
 # Ship recognizes the kernel's process by "ipykernel_launcher" in its
 # command line (this text).
@@ -67,6 +73,7 @@ def _shipyard_start():
         log = None
     path = list(sys.path)
     served = [0]
+    patterns = []  # the regular expressions a start compiles (see compiled_patterns)
 
     def mtime(d):
         try:
@@ -98,7 +105,7 @@ def _shipyard_start():
                 th = threading.Thread(target=check, name="shipyard-bundle-check", daemon=True)
                 th.start()
                 try:
-                    mods = marshal.loads(f.read())
+                    mods, patterns[:] = marshal.loads(f.read())
                 finally:
                     th.join()
             if stale:
@@ -250,6 +257,43 @@ def _shipyard_start():
     mods, bundle = (None, "building") if out else read_bundle()
     finders = [DeferFinder] + ([BundleFinder] if mods else [])
     sys.meta_path[0:0] = finders
+
+    # --- regular expressions ---------------------------------------------
+    # The ~150 patterns the modules of a start compile: re parses and
+    # compiles each in Python (~5% of the start). The bundle holds what re's
+    # compiler gave for each when it was written (its arguments to
+    # _sre.compile), and re's cache gets the same Pattern objects under the
+    # same keys before the modules ask for them.
+    import re, _sre
+    real_re_compile, real_sre_compile = re._compile, _sre.compile
+    compiled = []
+    if out:
+        last = []
+
+        def sre_compile(*args):
+            last.append(args)
+            return real_sre_compile(*args)
+
+        def record(pattern, flags):
+            k = flags.value if isinstance(flags, re.RegexFlag) else flags
+            new = type(pattern) in (str, bytes) and type(k) is int and (type(pattern), pattern, k) not in re._cache
+            del last[:]
+            p = real_re_compile(pattern, flags)
+            if new and len(last) == 1 and last[0][0] == pattern and not k & re.DEBUG:
+                a = last[0]  # the code's opcodes are int subclasses: plain ints for marshal
+                compiled.append((type(pattern) is bytes, pattern, k, (a[0], a[1], [int(x) for x in a[2]]) + a[3:]))
+            return p
+
+        re._compile, _sre.compile = record, sre_compile
+    elif mods and patterns and type(getattr(re, "_cache", None)) is dict:
+        for isbytes, pattern, k, args in patterns:
+            key = (bytes if isbytes else str, pattern, k)
+            if key not in re._cache:
+                try:
+                    re._cache[key] = real_sre_compile(*args)
+                except Exception:
+                    pass
+    patterns.clear()
     try:
         import jedi.settings  # noqa: F401 (bound on the deferred jedi)
     except ImportError:
@@ -312,6 +356,7 @@ def _shipyard_start():
 
     def end(ok):
         IPKernelApp.initialize = initialize
+        re._compile, _sre.compile = real_re_compile, real_sre_compile
         gettext.find = real_find
         found.clear()
         if real_connect is not None:
@@ -357,7 +402,7 @@ def _shipyard_start():
         tmp = file + ".tmp"
         with open(tmp, "wb") as f:
             marshal.dump({"magic": MAGIC_NUMBER, "optimize": sys.flags.optimize, "path": path, "dirs": dirs}, f)
-            marshal.dump(modules, f)
+            marshal.dump((modules, compiled), f)
         os.replace(tmp, file)
 
     def wrapper(self, *args, **kwargs):

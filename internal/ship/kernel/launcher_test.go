@@ -36,6 +36,8 @@ print(json.dumps({
     "module_types": sorted({type(m).__name__ for n, m in list(sys.modules.items()) if n.startswith(("IPython", "ipykernel", "jupyter", "traitlets", "zmq", "tornado"))}),
     "IPython.embed": embed_module,
     # the start's memo of gettext's searches and its unsynced history database end with it
+    # each cached pattern is what re compiles now (the launcher fills the cache from its bundle)
+    "re cache": all(p == __import__("re")._compiler.compile(k[1], k[2]) for k, p in list(__import__("re")._cache.items()) if type(k[1]) in (str, bytes)),
     "threads": sorted(t.name for t in __import__("threading").enumerate()),
     "gettext.find": __import__("gettext").find.__code__.co_filename,
     "sqlite3.connect": type(__import__("sqlite3").connect).__name__,
