@@ -76,7 +76,10 @@ func TestDeployManifests(t *testing.T) {
 	if _, err := cs.CoreV1().Secrets("bay").List(t.Context(), metav1.ListOptions{}); err == nil {
 		t.Error("Bay's service account can list secrets")
 	}
-	d := k8s.NewWithClient(k8s.Config{Namespace: "bay", PullPolicy: k8s.PullNever, StartTimeout: 90 * time.Second}, cs, rc)
+	d, err := k8s.NewForConfig(k8s.Config{Namespace: "bay", PullPolicy: k8s.PullNever, StartTimeout: 90 * time.Second}, rc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The ClusterRole lets it read RuntimeClasses (the profiles' runtimes), and no more.
 	if _, err := d.Runtimes(t.Context()); err != nil {
 		t.Errorf("Bay's service account cannot list RuntimeClasses: %v", err)

@@ -110,19 +110,6 @@ func NewForConfig(cfg Config, rc *rest.Config) (*Driver, error) {
 		labels: labelCodec{prefix: cfg.LabelPrefix}}, nil
 }
 
-// NewWithClient is NewForConfig for callers written when the driver used
-// client-go's clientset: cs is not used (the driver makes its own client of
-// rc, which must not be nil), and it panics where NewForConfig fails.
-//
-// Deprecated: use NewForConfig.
-func NewWithClient(cfg Config, cs any, rc *rest.Config) *Driver {
-	d, err := NewForConfig(cfg, rc)
-	if err != nil {
-		panic(err)
-	}
-	return d
-}
-
 // warningLogger logs the API server's warnings at debug level.
 type warningLogger struct{ log *slog.Logger }
 
