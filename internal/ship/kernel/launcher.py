@@ -82,45 +82,96 @@ def _shipyard_start():
             return None
 
     # --- the bundle -------------------------------------------------------
-    # The file holds two marshalled objects: what it must match, then the
-    # modules' code. The ~65 directories are checked (a stat each through
-    # the storage driver) by a thread while this one reads the code (the
-    # GIL is released in both waits); the code is used only once they match.
+    # The file holds what it must match, an index (each module's place in
+    # the code that follows, and the patterns), then the modules' code in
+    # the order a start imports them. A thread reads the code while this one
+    # checks the ~65 directories and then imports: a module's code is
+    # unmarshalled as soon as its part has arrived (the reads wait on the
+    # storage driver with the GIL released). Nothing is executed before
+    # the directories are found to match.
+    CHUNK = 1 << 20
+
+    class Stream:
+        def __init__(self, fd, base, size):
+            self.fd, self.base, self.size = fd, base, size
+            self.buf = memoryview(bytearray(size))
+            self.filled, self.done, self.stop = 0, False, False
+            self.cond = threading.Condition()
+            # A name of its own: an unnamed thread would take "Thread-1"
+            # from the user's first one. Joined at the end of the start.
+            self.thread = threading.Thread(target=self.run, name="shipyard-bundle-read", daemon=True)
+            self.thread.start()
+
+        def run(self):
+            try:
+                while self.filled < self.size and not self.stop:
+                    n = os.preadv(self.fd, [self.buf[self.filled:self.filled + CHUNK]], self.base + self.filled)
+                    if n <= 0:
+                        raise EOFError
+                    with self.cond:
+                        self.filled += n
+                        self.cond.notify_all()
+            except Exception:
+                pass  # what was not read comes from the disk
+            finally:
+                os.close(self.fd)
+                with self.cond:
+                    self.done = True
+                    self.cond.notify_all()
+
+        def code(self, off, n):
+            with self.cond:
+                while self.filled < off + n and not self.done:
+                    self.cond.wait()
+                if self.filled < off + n:
+                    return None
+            return marshal.loads(self.buf[off:off + n])
+
+        def close(self):
+            self.stop = True
+            self.thread.join()
+            self.buf = None
+
+    stream = None
+
     def read_bundle():
+        nonlocal stream
         try:
-            with open(BUNDLE, "rb") as f:
-                b = marshal.load(f)
-                if b["magic"] != MAGIC_NUMBER or b["optimize"] != sys.flags.optimize or b["path"] != path:
-                    return None, "stale (python or sys.path)"
-                stale = []
-
-                def check():
-                    for d, t in b["dirs"].items():
-                        if mtime(d) != t:
-                            stale.append(d)
-                            return
-
-                # A name of its own: an unnamed thread would take "Thread-1"
-                # from the user's first one.
-                th = threading.Thread(target=check, name="shipyard-bundle-check", daemon=True)
-                th.start()
-                try:
-                    mods, patterns[:] = marshal.loads(f.read())
-                finally:
-                    th.join()
-            if stale:
-                return None, "stale (" + stale[0] + ")"
+            fd = os.open(BUNDLE, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None, "none"
-        except Exception as e:  # unreadable: start as usual
+        except OSError as e:
             return None, "unreadable (%s)" % type(e).__name__
         try:
-            here = os.listdir(path[0])
-        except OSError:
-            here = ()
-        for n in here:
-            if n.partition(".")[0] in mods:
-                return None, "shadowed (" + n + ")"
+            with open(fd, "rb", closefd=False) as f:
+                b = marshal.load(f)
+                if b["magic"] != MAGIC_NUMBER or b["optimize"] != sys.flags.optimize or b["path"] != path:
+                    os.close(fd)
+                    return None, "stale (python or sys.path)"
+                mods, patterns[:] = marshal.load(f)
+                base = f.tell()
+            stream = Stream(fd, base, os.fstat(fd).st_size - base)
+        except Exception as e:  # unreadable: start as usual
+            os.close(fd)
+            return None, "unreadable (%s)" % type(e).__name__
+        why = None
+        for d, t in b["dirs"].items():
+            if mtime(d) != t:
+                why = "stale (" + d + ")"
+                break
+        if why is None:
+            try:
+                here = os.listdir(path[0])
+            except OSError:
+                here = ()
+            for n in here:
+                if n.partition(".")[0] in mods:
+                    why = "shadowed (" + n + ")"
+                    break
+        if why is not None:
+            stream.close()
+            stream = None
+            return None, why
         return mods, "used"
 
     class BundleLoader(SourceFileLoader):
@@ -128,11 +179,12 @@ def _shipyard_start():
             # The module gets the loader the path finder gives it.
             plain = SourceFileLoader(self.name, self.path)
             m.__spec__.loader = m.__loader__ = plain
-            code = mods.pop(self.name, None)
-            if code is None:  # after the start
+            e = mods.pop(self.name, None)
+            code = None if e is None or stream is None else stream.code(e[2], e[3])
+            if code is None:  # after the start (or the file ended early)
                 return plain.exec_module(m)
             served[0] += 1
-            exec(marshal.loads(code[2]), m.__dict__)
+            exec(code, m.__dict__)
 
     class BundleFinder:
         @staticmethod
@@ -140,7 +192,7 @@ def _shipyard_start():
             e = mods.get(name)
             if e is None or [p for p in sys.path if p] != path or ("" in sys.path and os.getcwd() != path[0]):
                 return None
-            origin, pkg, _ = e
+            origin, pkg = e[0], e[1]
             d = os.path.dirname(origin)
             if where is not None and list(where) != [os.path.dirname(d) if pkg else d]:
                 return None
@@ -375,6 +427,8 @@ def _shipyard_start():
         n, deferred = served[0], sum(type(m) is Deferred for m in list(sys.modules.values()))
         if mods:
             mods.clear()
+        if stream is not None:
+            stream.close()
         msg = "shipyard kernel start: %.0f ms, bundle %s (%d modules), %d deferred\n" % (
             (time.perf_counter() - began) * 1000, bundle, n, deferred)
         if log is not None:
@@ -390,19 +444,23 @@ def _shipyard_start():
 
     def write_bundle(file):
         modules, dirs = {}, {p: mtime(p) for p in path[1:]}
+        codes, size = [], 0  # in the order of sys.modules: the order the start imported them
         for name, m in list(sys.modules.items()):
             spec = Module.__getattribute__(m, "__spec__") if isinstance(m, Module) else None
             if (name == "__main__" or type(m) is Deferred or spec is None or spec.name != name
                     or type(spec.loader) is not SourceFileLoader or not spec.origin.endswith(".py")):
                 continue
-            code = spec.loader.get_code(name)
-            modules[name] = (spec.origin, spec.submodule_search_locations is not None, marshal.dumps(code))
+            code = marshal.dumps(spec.loader.get_code(name))
+            modules[name] = (spec.origin, spec.submodule_search_locations is not None, size, len(code))
+            codes.append(code)
+            size += len(code)
             d = os.path.dirname(spec.origin)
             dirs[d] = mtime(d)
         tmp = file + ".tmp"
         with open(tmp, "wb") as f:
             marshal.dump({"magic": MAGIC_NUMBER, "optimize": sys.flags.optimize, "path": path, "dirs": dirs}, f)
             marshal.dump((modules, compiled), f)
+            f.write(b"".join(codes))
         os.replace(tmp, file)
 
     def wrapper(self, *args, **kwargs):

@@ -283,6 +283,15 @@ print(d, end="")`
 		t.Fatalf("rewriting the bundle: %v: %s", err, out)
 	}
 	changedDir := string(out)
+	// A bundle whose code ends early: the modules past the end come from the disk.
+	whole, err := os.ReadFile(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(t.TempDir(), "truncated.bundle")
+	if err := os.WriteFile(truncated, whole[:len(whole)*2/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	shadowed := t.TempDir()
 	launcherS, _ := buildBundle(t, shadowed)
 	// A namespace portion named like a bundled package: the path finder
@@ -297,6 +306,7 @@ print(d, end="")`
 		{"another working directory", launcher, t.TempDir(), "bundle stale (python or sys.path)"},
 		{"shadowed in the working directory", launcherS, shadowed, "bundle shadowed (traitlets)"},
 		{"corrupt", strings.Replace(Launcher, BundlePath, corrupt, 1), base.Dir, "bundle unreadable"},
+		{"code ends early", strings.Replace(Launcher, BundlePath, truncated, 1), base.Dir, "bundle used"},
 		{"a directory changed", strings.Replace(Launcher, BundlePath, staleDir, 1), base.Dir, "bundle stale (" + changedDir + ")"},
 		{"missing", strings.Replace(Launcher, BundlePath, bundle+".missing", 1), base.Dir, "bundle none"},
 	}
