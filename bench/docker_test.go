@@ -150,10 +150,11 @@ func shipRSS(ctx context.Context, cli *client.Client, id string) (rss, hwm int, 
 }
 
 // floorArgs are the flags Bay's Docker driver gives a sandbox container
-// (user, capabilities, no-new-privileges, pids/memory/CPU limits of the
-// default profile, the Ship port on 127.0.0.1, a named volume at /workspace).
-func floorArgs(name, token string, port int) []string {
-	return []string{"run", "-d", "--name", name, "--label", benchLabel + "=floor",
+// (its network, user, capabilities, no-new-privileges, pids/memory/CPU
+// limits of the default profile, the Ship port on 127.0.0.1, a named volume
+// at /workspace).
+func floorArgs(name, token, network string, port int) []string {
+	return []string{"run", "-d", "--name", name, "--label", benchLabel + "=floor", "--network", network,
 		"--user", "1000:1000", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
 		"--pids-limit", "256", "-m", "1g", "--cpus", "1",
 		"-p", "127.0.0.1:" + strconv.Itoa(port) + ":8123", "-e", "SHIP_TOKEN=" + token,
@@ -178,7 +179,7 @@ func firstPython(ctx context.Context, st *shipTarget) error { return st.python(c
 func firstShell(ctx context.Context, st *shipTarget) error  { return st.shell(ctx, "echo hi", "hi") }
 
 // floorCLI times `docker run` of the image to its first call straight to Ship.
-func floorCLI(ctx context.Context, cli *client.Client, port int, first firstCall) (*floorRun, error) {
+func floorCLI(ctx context.Context, cli *client.Client, port int, network string, first firstCall) (*floorRun, error) {
 	name := floorPrefix + randHex(5)
 	token := randHex(16)
 	fr := &floorRun{remove: func(ctx context.Context) {
@@ -186,7 +187,7 @@ func floorCLI(ctx context.Context, cli *client.Client, port int, first firstCall
 		_ = cli.VolumeRemove(ctx, name, true)
 	}}
 	t0 := time.Now()
-	if out, err := exec.CommandContext(ctx, "docker", floorArgs(name, token, port)...).CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "docker", floorArgs(name, token, network, port)...).CombinedOutput(); err != nil {
 		return fr, fmt.Errorf("docker run: %v: %s", err, out)
 	}
 	ep := "http://127.0.0.1:" + strconv.Itoa(port)
@@ -195,7 +196,7 @@ func floorCLI(ctx context.Context, cli *client.Client, port int, first firstCall
 
 // floorAPI does the same through the Engine API, the calls Bay's driver makes
 // (volume create, container create, start, inspect for the port).
-func floorAPI(ctx context.Context, cli *client.Client, first firstCall) (*floorRun, error) {
+func floorAPI(ctx context.Context, cli *client.Client, network string, first firstCall) (*floorRun, error) {
 	name := floorPrefix + randHex(5)
 	token := randHex(16)
 	fr := &floorRun{remove: func(ctx context.Context) {
@@ -211,7 +212,8 @@ func floorAPI(ctx context.Context, cli *client.Client, first firstCall) (*floorR
 	cfg := &container.Config{Image: shipImage, User: "1000:1000", Env: []string{"SHIP_TOKEN=" + token}, Labels: labels,
 		ExposedPorts: nat.PortSet{"8123/tcp": struct{}{}}}
 	hc := &container.HostConfig{
-		CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges"},
+		NetworkMode: container.NetworkMode(network),
+		CapDrop:     []string{"ALL"}, SecurityOpt: []string{"no-new-privileges"},
 		Resources:    container.Resources{Memory: 1 << 30, NanoCPUs: 1e9, PidsLimit: &pids},
 		PortBindings: nat.PortMap{"8123/tcp": {{HostIP: "127.0.0.1"}}},
 		Mounts:       []mount.Mount{{Type: mount.TypeVolume, Source: name, Target: "/workspace"}},
