@@ -379,9 +379,9 @@ var operations = []operation{
 // pattern an OpenAPI operation documents.
 const PatternExtension = apispec.PatternExtension
 
-// Operations is Bay's route table as apispec declarations, its error
+// specOperations is Bay's route table as apispec declarations, its error
 // answers included (docs/openapi/bay.json is generated from it).
-func Operations() ([]apispec.Operation, error) {
+func specOperations() ([]apispec.Operation, error) {
 	ops := make([]apispec.Operation, 0, len(operations))
 	for _, op := range operations {
 		o, err := op.spec()
@@ -393,8 +393,8 @@ func Operations() ([]apispec.Operation, error) {
 	return ops, nil
 }
 
-// SpecInfo heads Bay's document.
-func SpecInfo() apispec.Info {
+// specInfo heads Bay's document.
+func specInfo() apispec.Info {
 	return apispec.Info{Title: "Shipyard Bay", Version: Version,
 		Description: "Bay's HTTP API. Errors are {\"error\":{code,message,request_id,details}}; " +
 			"request validation errors are FastAPI's 422 {\"detail\":[...]}. Every answer carries X-Request-Id.",

@@ -235,11 +235,11 @@ var sdkPartial = map[reflect.Type]string{
 
 // OpenAPI builds Bay's document from the operations table.
 func OpenAPI() (*openapi3.T, error) {
-	ops, err := Operations()
+	ops, err := specOperations()
 	if err != nil {
 		return nil, err
 	}
-	return specgen.Build(SpecInfo(), ops)
+	return specgen.Build(specInfo(), ops)
 }
 
 // docs/openapi/bay.json is the generated document: Bay serves it at

@@ -184,15 +184,16 @@ var shipOperations = []apispec.Operation{
 			101: apispec.NoBody("switching to the WebSocket protocol")})},
 }
 
-// Operations is Ship's route table as apispec declarations
+// specOperations is Ship's route table as apispec declarations
 // (docs/openapi/ship.json is generated from it).
-func Operations() []apispec.Operation { return shipOperations }
+func specOperations() []apispec.Operation { return shipOperations }
 
-// SpecInfo heads Ship's document.
-func SpecInfo() apispec.Info {
+// specInfo heads Ship's document.
+func specInfo() apispec.Info {
 	return apispec.Info{Title: "Shipyard Ship", Version: Version,
 		Description: "The runtime inside a sandbox. Errors are FastAPI's {\"detail\": ...}.",
-		Bearer:      "Ship's token (Bay holds it)"}
+		Bearer: "Ship's token (Bay holds it). It may come in the " + TokenHeader + " header instead of " +
+			"Authorization (Kubernetes' API server pod proxy consumes Authorization)"}
 }
 
 // handleOpenAPI answers /openapi.json: the generated document.

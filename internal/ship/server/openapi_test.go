@@ -129,7 +129,7 @@ func TestBayRuntimeTypesMatchShipsDocument(t *testing.T) {
 }
 
 // OpenAPI builds Ship's document from its route table.
-func OpenAPI() (*openapi3.T, error) { return specgen.Build(SpecInfo(), Operations()) }
+func OpenAPI() (*openapi3.T, error) { return specgen.Build(specInfo(), specOperations()) }
 
 // docs/openapi/ship.json is the generated document of Ship's API: Ship serves
 // it at /openapi.json.
