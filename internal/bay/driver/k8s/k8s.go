@@ -139,8 +139,13 @@ func (d *Driver) Config() Config { return d.cfg }
 // exists so the app closes every driver alike.
 func (d *Driver) Close() error { return nil }
 
+// pods and claims are the driver's resources in its namespace.
 func (d *Driver) pods() resourceClient[*corev1.Pod, *corev1.PodList] {
 	return d.kc.Pods(d.cfg.Namespace)
+}
+
+func (d *Driver) claims() resourceClient[*corev1.PersistentVolumeClaim, *corev1.PersistentVolumeClaimList] {
+	return d.kc.PersistentVolumeClaims(d.cfg.Namespace)
 }
 
 // Ping checks the API server answers and Bay may list pods in its namespace
@@ -244,7 +249,7 @@ func (d *Driver) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, e
 	delay := 50 * time.Millisecond
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		created, err := d.kc.Pods(d.cfg.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+		created, err := d.pods().Create(ctx, pod, metav1.CreateOptions{})
 		if err == nil || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "serviceaccount") ||
 			time.Now().Add(delay).After(deadline) {
 			return created, err
@@ -287,7 +292,7 @@ func (d *Driver) deletePod(ctx context.Context, pod *corev1.Pod, grace int64) er
 	if pod.UID != "" {
 		opts.Preconditions = &metav1.Preconditions{UID: &pod.UID}
 	}
-	err := d.kc.Pods(d.cfg.Namespace).Delete(ctx, pod.Name, opts)
+	err := d.pods().Delete(ctx, pod.Name, opts)
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) { // gone, or already replaced
 		return nil
 	}
@@ -341,7 +346,7 @@ func (d *Driver) ungate(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, erro
 	if err != nil {
 		return nil, err
 	}
-	p, err := d.kc.Pods(d.cfg.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, body, metav1.PatchOptions{})
+	p, err := d.pods().Patch(ctx, pod.Name, types.JSONPatchType, body, metav1.PatchOptions{})
 	if err != nil {
 		return nil, wrap("start pod", pod.Name, err)
 	}
@@ -382,7 +387,7 @@ func (d *Driver) StopSession(ctx context.Context, id string) error {
 			return nil
 		}
 		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}}}`, d.stoppedAnnotation())
-		_, err := d.kc.Pods(d.cfg.Namespace).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		_, err := d.pods().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -406,7 +411,7 @@ func wrapIf(op, ref string, err error) error {
 func (d *Driver) DestroySession(ctx context.Context, id string) error {
 	name := podName(id)
 	zero := int64(0)
-	err := d.kc.Pods(d.cfg.Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+	err := d.pods().Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return wrap("delete pod", name, err)
 	}
@@ -435,7 +440,7 @@ func (d *Driver) ListSessions(ctx context.Context, labels map[string]string) ([]
 		sel += ","
 	}
 	sel += d.labels.key(driver.LabelSessionID) // pods of sessions only
-	list, err := d.kc.Pods(d.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	list, err := d.pods().List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, wrap("list pods", sel, err)
 	}
@@ -490,7 +495,7 @@ func (d *Driver) CreateVolume(ctx context.Context, name string, labels map[strin
 	if d.cfg.StorageClass != "" {
 		pvc.Spec.StorageClassName = ptr(d.cfg.StorageClass)
 	}
-	pvcs := d.kc.PersistentVolumeClaims(d.cfg.Namespace)
+	pvcs := d.claims()
 	for attempt := 0; ; attempt++ {
 		_, err := pvcs.Create(ctx, pvc, metav1.CreateOptions{})
 		if err == nil {
@@ -520,7 +525,7 @@ func (d *Driver) CreateVolume(ctx context.Context, name string, labels map[strin
 // pod still mounts is driver.ErrInUse (Kubernetes would only mark it for
 // deletion and keep it until the pod ends).
 func (d *Driver) DeleteVolume(ctx context.Context, name string) error {
-	pods, err := d.kc.Pods(d.cfg.Namespace).List(ctx, metav1.ListOptions{})
+	pods, err := d.pods().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return wrap("list pods using pvc", name, err)
 	}
@@ -534,7 +539,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, name string) error {
 			}
 		}
 	}
-	err = d.kc.PersistentVolumeClaims(d.cfg.Namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	err = d.claims().Delete(ctx, name, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return wrap("delete pvc", name, err)
 	}
@@ -548,7 +553,7 @@ func (d *Driver) ListVolumes(ctx context.Context, labels map[string]string) ([]s
 	if err != nil {
 		return nil, err
 	}
-	list, err := d.kc.PersistentVolumeClaims(d.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+	list, err := d.claims().List(ctx, metav1.ListOptions{LabelSelector: sel})
 	if err != nil {
 		return nil, wrap("list pvcs", sel, err)
 	}

@@ -36,7 +36,7 @@ func (d *Driver) watchPod(ctx context.Context, name string, pod *corev1.Pod, che
 	if pod != nil {
 		rv = pod.ResourceVersion
 	}
-	pods := d.kc.Pods(d.cfg.Namespace)
+	pods := d.pods()
 	sel := fields.OneTermEqualSelector("metadata.name", name).String()
 	for {
 		if rv != "" {
@@ -228,7 +228,7 @@ func (d *Driver) describe(ctx context.Context, p *corev1.Pod) string {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		pvc, err := d.kc.PersistentVolumeClaims(d.cfg.Namespace).Get(cctx, v.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
+		pvc, err := d.claims().Get(cctx, v.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
 		cancel()
 		switch {
 		case apierrors.IsNotFound(err):
@@ -279,7 +279,7 @@ func (d *Driver) waitGone(ctx context.Context, name string, uid types.UID, timeo
 func (d *Driver) waitPVCGone(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
 	wctx, cancel := context.WithTimeout(ctx, d.cfg.StartTimeout)
 	defer cancel()
-	pvcs := d.kc.PersistentVolumeClaims(d.cfg.Namespace)
+	pvcs := d.claims()
 	w, err := pvcs.Watch(wctx, metav1.ListOptions{
 		FieldSelector:   fields.OneTermEqualSelector("metadata.name", pvc.Name).String(),
 		ResourceVersion: pvc.ResourceVersion,
