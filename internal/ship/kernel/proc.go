@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -180,22 +181,24 @@ func startProc(ctx context.Context, cfg *Config, log *slog.Logger, spawned func(
 	return p, nil
 }
 
-// freeConnectionInfo picks five free TCP ports on 127.0.0.1 and a random key.
+// The kernel's ports come from this band. Ports the system hands out itself
+// must be avoided: the kernel binds one more socket of its own while it starts
+// (ipykernel's IOPub pipe, a PULL socket on a random port in 49152-65535), and
+// outgoing connections take local ports from the ephemeral range (32768-60999
+// by default). A port Ship picked with ":0" came from that range and could be
+// taken by either before the kernel bound it: the kernel then failed to start,
+// or Ship's heartbeat socket reached the PULL socket instead.
+const (
+	kernelPortLow  = 20000
+	kernelPortHigh = 32768 // exclusive
+)
+
+// freeConnectionInfo picks five free TCP ports on 127.0.0.1 in the kernel's
+// band and a random key.
 func freeConnectionInfo() (connectionInfo, error) {
-	var ports [5]int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return connectionInfo{}, fmt.Errorf("kernel: find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+	ports, err := freePorts(5, kernelPortLow, kernelPortHigh)
+	if err != nil {
+		return connectionInfo{}, err
 	}
 	var key [32]byte
 	rand.Read(key[:])
@@ -203,6 +206,33 @@ func freeConnectionInfo() (connectionInfo, error) {
 		ShellPort: ports[0], IOPubPort: ports[1], StdinPort: ports[2], ControlPort: ports[3], HBPort: ports[4],
 		IP: "127.0.0.1", Key: hex.EncodeToString(key[:]), Transport: "tcp", SignatureScheme: "hmac-sha256",
 	}, nil
+}
+
+// freePorts returns n distinct ports in [low, high) that could be bound on
+// 127.0.0.1, tried in turn from a random one. Each stays bound until all are
+// found, so none is returned twice.
+func freePorts(n, low, high int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	start := mrand.IntN(high - low)
+	for i := 0; i < high-low && len(ports) < n; i++ {
+		port := low + (start+i)%(high-low)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // in use
+		}
+		ls = append(ls, l)
+		ports = append(ports, port)
+	}
+	if len(ports) < n {
+		return nil, fmt.Errorf("kernel: find a free port: only %d of %d ports in %d-%d are free", len(ports), n, low, high-1)
+	}
+	return ports, nil
 }
 
 // writeConnectionFile writes the connection file into a fresh private
