@@ -172,56 +172,23 @@ func (s *Service) recover(ctx context.Context, c *call, cause error, now time.Ti
 // pending after connectGrace and the engine says the container is gone (cause
 // errNotReached: nothing reached Ship, so the call can be repeated). /health has its own short deadline and is served while a cell or
 // command runs, so a long call is never mistaken for a wedged runtime.
+// The checks run on timers, not on a goroutine of the call's own: a call
+// that answers within the watch interval (almost every call) starts and
+// wakes nothing.
 func (s *Service) watch(ctx context.Context, c *call, fn func(context.Context, *call) error) error {
 	callCtx, cancelCall := context.WithCancelCause(ctx)
 	defer cancelCall(nil)
-	watchCtx, stopWatch := context.WithCancel(callCtx)
-	connecting := make(chan struct{}, 1)
-	var bound atomic.Bool // a connection carries the request: it may have reached Ship
+	checkCtx, stopChecks := context.WithCancel(callCtx)
+	w := &watcher{s: s, c: c, ctx: checkCtx, cancel: cancelCall}
+	w.mu.Lock()
+	w.tick = time.AfterFunc(s.watchInterval(), w.onTick)
+	w.mu.Unlock()
 	fnCtx := httptrace.WithClientTrace(callCtx, &httptrace.ClientTrace{
-		ConnectStart: func(string, string) {
-			select {
-			case connecting <- struct{}{}:
-			default:
-			}
-		},
-		GotConn: func(httptrace.GotConnInfo) { bound.Store(true) },
+		ConnectStart: func(string, string) { w.connecting() },
+		GotConn:      func(httptrace.GotConnInfo) { w.bound.Store(true) },
 	})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(s.watchInterval())
-		defer tick.Stop()
-		var grace <-chan time.Time
-		for {
-			select {
-			case <-watchCtx.Done():
-				return
-			case <-connecting:
-				if grace == nil {
-					grace = time.After(connectGrace)
-				}
-			case <-grace:
-				if !bound.Load() && s.Sessions.Gone(watchCtx, c.session) && !bound.Load() {
-					cancelCall(errNotReached)
-					return
-				}
-			case <-tick.C:
-				if !s.Sessions.Responsive(watchCtx, c.target, 2) && watchCtx.Err() == nil {
-					if bound.Load() {
-						cancelCall(errUnresponsive)
-					} else {
-						cancelCall(errNotReached)
-					}
-					return
-				}
-			}
-		}
-	}()
 	err := fn(fnCtx, c)
-	stopWatch()
-	wg.Wait()
+	w.stop(stopChecks)
 	if err == nil {
 		return nil
 	}
@@ -234,6 +201,84 @@ func (s *Service) watch(ctx context.Context, c *call, fn func(context.Context, *
 			Wrap(fmt.Errorf("%w: %w: %w", runtime.ErrNoAnswer, runtime.ErrNotConnected, cause))
 	}
 	return err
+}
+
+// watcher holds the checks of one watched call (see watch).
+type watcher struct {
+	s      *Service
+	c      *call
+	ctx    context.Context         // ends with the call: a check in flight gives up
+	cancel context.CancelCauseFunc // cancels the call
+	bound  atomic.Bool             // a connection carries the request: it may have reached Ship
+
+	mu      sync.Mutex
+	done    bool        // the call ended: no check starts or cancels any more
+	tick    *time.Timer // the next /health check
+	grace   *time.Timer // the connect grace, once a connection is being made
+	running sync.WaitGroup
+}
+
+// begin registers a check about to run; false once the call ended.
+func (w *watcher) begin() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return false
+	}
+	w.running.Add(1)
+	return true
+}
+
+// stop ends the checks: none starts after it, and it returns once the ones
+// in flight (cut short by stopChecks) are done, so the call's cause is final.
+func (w *watcher) stop(stopChecks context.CancelFunc) {
+	w.mu.Lock()
+	w.done = true
+	w.tick.Stop()
+	if w.grace != nil {
+		w.grace.Stop()
+	}
+	w.mu.Unlock()
+	stopChecks()
+	w.running.Wait()
+}
+
+func (w *watcher) connecting() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done && w.grace == nil {
+		w.grace = time.AfterFunc(connectGrace, w.onGrace)
+	}
+}
+
+func (w *watcher) onGrace() {
+	if !w.begin() {
+		return
+	}
+	defer w.running.Done()
+	if !w.bound.Load() && w.s.Sessions.Gone(w.ctx, w.c.session) && !w.bound.Load() {
+		w.cancel(errNotReached)
+	}
+}
+
+func (w *watcher) onTick() {
+	if !w.begin() {
+		return
+	}
+	defer w.running.Done()
+	if !w.s.Sessions.Responsive(w.ctx, w.c.target, 2) && w.ctx.Err() == nil {
+		if w.bound.Load() {
+			w.cancel(errUnresponsive)
+		} else {
+			w.cancel(errNotReached)
+		}
+		return
+	}
+	w.mu.Lock()
+	if !w.done {
+		w.tick.Reset(w.s.watchInterval())
+	}
+	w.mu.Unlock()
 }
 
 func (s *Service) watchInterval() time.Duration {
