@@ -77,7 +77,7 @@ func (s *Store) writeExecution(ctx context.Context, e *model.Execution, seq int6
 // is tried alone, so one bad row does not fail the others.
 func (s *Store) insertExecutions(ctx context.Context, group []*queuedExec) []error {
 	errs := make([]error, len(group))
-	err := s.insertRows(ctx, group)
+	err := s.insertRows(ctx, group, false)
 	if err == nil || len(group) == 1 {
 		for i := range errs {
 			errs[i] = err
@@ -85,12 +85,12 @@ func (s *Store) insertExecutions(ctx context.Context, group []*queuedExec) []err
 		return errs
 	}
 	for i, q := range group {
-		errs[i] = s.insertRows(ctx, []*queuedExec{q})
+		errs[i] = s.insertRows(ctx, []*queuedExec{q}, false)
 	}
 	return errs
 }
 
-func (s *Store) insertRows(ctx context.Context, group []*queuedExec) error {
+func (s *Store) insertRows(ctx context.Context, group []*queuedExec, replay bool) error {
 	const row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 	var sb strings.Builder
 	sb.WriteString(`INSERT INTO executions (` + execCols + `, seq) VALUES `)
@@ -104,6 +104,9 @@ func (s *Store) insertRows(ctx context.Context, group []*queuedExec) error {
 		args = append(args, e.ID, e.SandboxID, e.Owner, e.SessionID, e.ExecType, e.Code, e.Success, e.ExecutionTimeMs,
 			e.Output, e.Error, e.PayloadRef, e.Description, e.Tags, e.Notes, e.LearnEnabled, e.LearnStatus,
 			e.LearnError, usPtr(e.LearnProcessedAt), us(e.CreatedAt), q.seq)
+	}
+	if replay { // a replayed journal may hold rows that are already in
+		sb.WriteString(` ON CONFLICT (id) DO NOTHING`)
 	}
 	if _, err := s.exec(ctx, s.q, sb.String(), args...); err != nil {
 		return fmt.Errorf("store: insert execution: %w", err)

@@ -38,9 +38,17 @@ func scanExecution(sc scanner) (*model.Execution, error) {
 }
 
 // CreateExecution appends a history entry. It returns once the entry is
-// committed; concurrent calls share one insert (see execBatcher).
+// journaled (SQLite, see histJournal) or committed (PostgreSQL: concurrent
+// calls share one insert, see execBatcher); reads see it either way.
 func (s *Store) CreateExecution(ctx context.Context, e *model.Execution) error {
-	return s.writeExecution(ctx, e, s.nextSeq(e.CreatedAt))
+	seq := s.nextSeq(e.CreatedAt)
+	if s.journal != nil {
+		if err := s.journal.append(e, seq); err == nil {
+			return nil
+		}
+		// Not journaled (closing, or the file failed): write it in place.
+	}
+	return s.writeExecution(ctx, e, seq)
 }
 
 // nextSeq returns the tie-breaker of entries stored at the same created_at (one
@@ -119,6 +127,9 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // ListExecutions returns entries newest first and the total matching.
 func (s *Store) ListExecutions(ctx context.Context, f ExecFilter) ([]*model.Execution, int, error) {
+	if err := s.journal.settle(ctx); err != nil {
+		return nil, 0, err
+	}
 	w, args := f.where()
 	var total int
 	if err := s.q.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM executions`+w), args...).Scan(&total); err != nil {
@@ -143,6 +154,9 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecFilter) ([]*model.Exec
 
 // GetExecution returns one entry of a sandbox.
 func (s *Store) GetExecution(ctx context.Context, sandboxID, id string) (*model.Execution, error) {
+	if err := s.journal.settle(ctx); err != nil {
+		return nil, err
+	}
 	return scanExecution(s.q.QueryRowContext(ctx, s.rebind(`SELECT `+execCols+
 		` FROM executions WHERE sandbox_id = ? AND id = ?`), sandboxID, id))
 }
@@ -161,6 +175,9 @@ func (s *Store) LastExecution(ctx context.Context, sandboxID, execType string) (
 
 // AnnotateExecution sets description, tags and notes (nil = unchanged).
 func (s *Store) AnnotateExecution(ctx context.Context, sandboxID, id string, description, tags, notes *string) error {
+	if err := s.journal.settle(ctx); err != nil {
+		return err
+	}
 	_, err := s.exec(ctx, s.q, `UPDATE executions SET description = COALESCE(?, description),
 		tags = COALESCE(?, tags), notes = COALESCE(?, notes) WHERE sandbox_id = ? AND id = ?`,
 		description, tags, notes, sandboxID, id)

@@ -199,7 +199,9 @@ func TestListExecutionsManyTags(t *testing.T) {
 }
 
 // TestCreateExecutionConcurrent: many callers at once (they share group
-// inserts) each get their own outcome, and every row is stored once.
+// inserts) each get their own outcome, and every row is stored once. On
+// SQLite the call returns once the row is journaled: a duplicate id is
+// dropped by the journal's writer (and logged), not reported to the caller.
 func TestCreateExecutionConcurrent(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e *env) {
 		const sb, n = "sandbox-cccccccccccc", 300
@@ -222,8 +224,12 @@ func TestCreateExecutionConcurrent(t *testing.T) {
 				failed++
 			}
 		}
-		if failed != 1 {
-			t.Fatalf("%d calls failed, want exactly the duplicate's", failed)
+		want := 1
+		if e.dialect == store.SQLite {
+			want = 0
+		}
+		if failed != want {
+			t.Fatalf("%d calls failed, want %d", failed, want)
 		}
 		list, total, err := e.s.ListExecutions(e.ctx, store.ExecFilter{SandboxID: sb, Limit: n})
 		if err != nil || total != n-1 || len(list) != n-1 {

@@ -132,6 +132,9 @@ func (s *Store) FirstUnownedExecution(ctx context.Context, owner string, ids []s
 	if len(ids) == 0 {
 		return "", nil
 	}
+	if err := s.journal.settle(ctx); err != nil {
+		return "", err
+	}
 	args := []any{owner}
 	for _, id := range ids {
 		args = append(args, id)
@@ -171,6 +174,9 @@ type ReleaseMetrics struct {
 // many executions carry the tag.
 func (s *Store) SkillReleaseMetrics(ctx context.Context, owner, releaseID string, from, to time.Time) (ReleaseMetrics, error) {
 	var m ReleaseMetrics
+	if err := s.journal.settle(ctx); err != nil {
+		return m, err
+	}
 	where := ` FROM executions WHERE owner = ? AND created_at >= ? AND created_at <= ?
 		AND LOWER(COALESCE(tags, '')) LIKE ? ESCAPE '\'`
 	args := []any{owner, us(from), us(to), "%" + likeEscaper.Replace(strings.ToLower("release:"+releaseID)) + "%"}

@@ -52,6 +52,7 @@ type Store struct {
 	seq     atomic.Int64                // last executions.seq handed out (see nextSeq)
 	quotas  atomic.Pointer[QuotaConfig] // see SetQuotas
 	hist    execBatcher                 // group commit of history rows
+	journal *histJournal                // SQLite: history rows off the call's path (nil: hist)
 }
 
 // Open connects, applies pending migrations and returns the store.
@@ -114,7 +115,23 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{db: db, q: newStmtCache(db), dialect: dialect}, nil
+	s := &Store{db: db, q: newStmtCache(db), dialect: dialect}
+	if dialect == SQLite && !memory {
+		if s.journal, err = s.openHistJournal(ctx, sqlitePath(dsn)); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// sqlitePath is the database file of a SQLite DSN built by Open.
+func sqlitePath(dsn string) string {
+	path := strings.TrimPrefix(dsn, "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	return path
 }
 
 // migrate applies pending migrations. Several Bay replicas may start at once on
@@ -138,11 +155,8 @@ func migrate(ctx context.Context, db *sql.DB, dialect string, gd goose.Dialect, 
 		}
 		defer unlock()
 	case !memory:
-		path := dsn
-		if i := strings.IndexByte(path, '?'); i >= 0 {
-			path = path[:i]
-		}
-		if abs, err := filepath.Abs(strings.TrimPrefix(path, "file:")); err == nil {
+		path := sqlitePath(dsn)
+		if abs, err := filepath.Abs(path); err == nil {
 			path = abs
 		}
 		h := fnv.New32a()
@@ -198,6 +212,11 @@ var sqliteMigrateMu [16]sync.Mutex
 
 // Close closes the database.
 func (s *Store) Close() error {
+	if s.journal != nil {
+		if err := s.journal.close(); err != nil {
+			return fmt.Errorf("store: close history journal: %w", err)
+		}
+	}
 	s.q.close()
 	return s.db.Close()
 }

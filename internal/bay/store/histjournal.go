@@ -1,0 +1,264 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/shipyard/shipyard/internal/bay/model"
+)
+
+// histJournal takes the history row off a call's path on SQLite. The row is
+// appended to a journal file beside the database, one write(2) that survives
+// the process being killed, and the call answers; a writer goroutine inserts
+// the queued rows in groups and empties the journal once everything in it is
+// in the database. Every read of executions first waits until the rows queued
+// before it are in (settle), so a client reads its own writes. Opening the
+// store replays a journal that a killed process left behind.
+//
+// Durability is SQLite's own with synchronous=NORMAL: nothing answered is
+// lost when Bay is killed; a power loss may lose the newest rows (neither is
+// fsynced). PostgreSQL keeps the synchronous group commit (execBatcher): a
+// replica's local file may not outlive its pod.
+type histJournal struct {
+	f   *os.File // O_APPEND, flock'ed: one store per journal
+	log *slog.Logger
+
+	mu      sync.Mutex
+	queue   []*queuedExec // appended, not yet inserted, in order
+	added   uint64        // rows appended since open
+	done    uint64        // rows inserted (or given up) since open
+	changed chan struct{} // closed and replaced whenever done grows
+	closing bool
+
+	wake chan struct{} // cap 1: rows are queued
+	quit chan struct{} // closed by close
+	exit chan struct{} // closed when the writer returned
+}
+
+// journalRow is one line of the journal.
+type journalRow struct {
+	E   *model.Execution `json:"e"`
+	Seq int64            `json:"seq"`
+}
+
+// historyJournalSuffix names the journal beside the database file.
+const historyJournalSuffix = "-history"
+
+// openHistJournal locks and opens the journal of the database at dbPath,
+// replays what a previous process left in it and starts the writer. It
+// returns nil, nil when another store holds the journal (that store owns it;
+// this one writes synchronously).
+func (s *Store) openHistJournal(ctx context.Context, dbPath string) (*histJournal, error) {
+	f, err := os.OpenFile(dbPath+historyJournalSuffix, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: open history journal: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("store: lock history journal: %w", err)
+	}
+	j := &histJournal{f: f, log: slog.Default(), changed: make(chan struct{}),
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), exit: make(chan struct{})}
+	if err := s.replayJournal(ctx, f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	go s.writeJournaled(j)
+	return j, nil
+}
+
+// replayJournal inserts the rows a previous process journaled (those already
+// in are skipped: ON CONFLICT DO NOTHING) and empties the journal. A last
+// line without its newline was cut by a crash mid-write; its call never
+// answered.
+func (s *Store) replayJournal(ctx context.Context, f *os.File) error {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("store: replay history journal: %w", err)
+	}
+	r := bufio.NewReader(f)
+	var group []*queuedExec
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		err := s.insertRows(ctx, group, true)
+		group = group[:0]
+		return err
+	}
+	for {
+		line, err := r.ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("store: replay history journal: %w", err)
+		}
+		var row journalRow
+		if err := json.Unmarshal(bytes.TrimSpace(line), &row); err != nil || row.E == nil {
+			slog.Default().Warn("history journal: skipping an unreadable line", "err", err)
+			continue
+		}
+		s.seq.Store(max(s.seq.Load(), row.Seq))
+		if group = append(group, &queuedExec{e: row.E, seq: row.Seq}); len(group) == maxExecBatch {
+			if err := flush(); err != nil {
+				return fmt.Errorf("store: replay history journal: %w", err)
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("store: replay history journal: %w", err)
+	}
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("store: empty history journal: %w", err)
+	}
+	return nil
+}
+
+// append journals a row and queues it for the writer. It returns once the
+// row is in the journal file.
+func (j *histJournal) append(e *model.Execution, seq int64) error {
+	line, err := json.Marshal(journalRow{E: e, Seq: seq})
+	if err != nil {
+		return fmt.Errorf("store: journal history row: %w", err)
+	}
+	line = append(line, '\n')
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closing {
+		return errJournalClosed
+	}
+	if _, err := j.f.Write(line); err != nil {
+		return fmt.Errorf("store: journal history row: %w", err)
+	}
+	j.queue = append(j.queue, &queuedExec{e: e, seq: seq})
+	j.added++
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+var errJournalClosed = errors.New("store: history journal closed")
+
+// writeJournaled is the writer: it inserts queued rows in groups of up to
+// maxExecBatch. A group that fails as a whole (the database is busy or
+// unwritable) stays queued and journaled and is tried again with backoff; a
+// row that fails on its own while the others of its group go in is dropped
+// with an error logged, as a synchronous write would have reported it.
+func (s *Store) writeJournaled(j *histJournal) {
+	defer close(j.exit)
+	backoff := 50 * time.Millisecond
+	for {
+		j.mu.Lock()
+		n := min(len(j.queue), maxExecBatch)
+		group := j.queue[:n:n]
+		closing := j.closing
+		j.mu.Unlock()
+		if n == 0 {
+			if closing {
+				return
+			}
+			select {
+			case <-j.wake:
+			case <-j.quit:
+			}
+			continue
+		}
+		errs := s.insertExecutions(context.Background(), group)
+		failed := 0
+		for _, err := range errs {
+			if err != nil {
+				failed++
+			}
+		}
+		if failed == n {
+			j.log.Error("writing history rows; they stay journaled and are tried again", "rows", n, "err", errs[0])
+			select {
+			case <-time.After(backoff):
+			case <-j.quit:
+				if j.isClosing() { // give up: the journal keeps them for the next start
+					return
+				}
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		for i, err := range errs {
+			if err != nil {
+				j.log.Error("writing a history row", "execution_id", group[i].e.ID, "err", err)
+			}
+		}
+		j.mu.Lock()
+		j.queue = j.queue[n:]
+		j.done += uint64(n)
+		if len(j.queue) == 0 {
+			// Everything journaled is in the database (rows append under mu).
+			if err := j.f.Truncate(0); err != nil {
+				j.log.Error("emptying the history journal", "err", err)
+			}
+			j.queue = nil
+		}
+		close(j.changed)
+		j.changed = make(chan struct{})
+		j.mu.Unlock()
+	}
+}
+
+func (j *histJournal) isClosing() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.closing
+}
+
+// settleTimeout bounds how long a read waits for the rows queued before it.
+const settleTimeout = 15 * time.Second
+
+// settle waits until every row journaled before the call is in the database.
+func (j *histJournal) settle(ctx context.Context) error {
+	if j == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	j.mu.Lock()
+	target := j.added
+	for j.done < target {
+		ch := j.changed
+		j.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("store: waiting for queued history rows: %w", ctx.Err())
+		}
+		j.mu.Lock()
+	}
+	j.mu.Unlock()
+	return nil
+}
+
+// close writes what is queued (as long as the database takes it), stops the
+// writer and releases the journal. Rows it could not write stay journaled
+// for the next start.
+func (j *histJournal) close() error {
+	j.mu.Lock()
+	j.closing = true
+	j.mu.Unlock()
+	close(j.quit)
+	<-j.exit
+	return j.f.Close()
+}
