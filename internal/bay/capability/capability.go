@@ -56,6 +56,8 @@ type Service struct {
 
 	metaMu sync.Mutex
 	meta   map[string]map[string]bool // endpoint+session → runtime capabilities
+	rowsMu sync.Mutex
+	rows   map[string]recentRow // sandbox rows read for recent calls (see sandboxMemory)
 }
 
 // call is a resolved target for one capability call.

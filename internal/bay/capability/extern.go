@@ -16,12 +16,16 @@ import (
 // sandbox is the owner's (404), not expired (409), and its profile has the
 // capability (400 capability_not_supported).
 func (s *Service) check(ctx context.Context, owner, sandboxID, capability string, now time.Time) (*model.Sandbox, *config.Profile, error) {
-	sb, err := s.Store.GetSandbox(ctx, owner, sandboxID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, errs.New(errs.NotFound, "Resource not found")
+	sb := s.recentSandbox(owner, sandboxID, now)
+	if sb == nil {
+		var err error
+		if sb, err = s.Store.GetSandbox(ctx, owner, sandboxID); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, nil, errs.New(errs.NotFound, "Resource not found")
+			}
+			return nil, nil, err
 		}
-		return nil, nil, err
+		s.rememberSandbox(sb)
 	}
 	if sb.Expired(now) {
 		return nil, nil, errs.Newf(errs.SandboxExpired, "sandbox is expired").
@@ -88,4 +92,39 @@ func (s *Service) Record(ctx context.Context, e *model.Execution) {
 	if err := s.Store.CreateExecution(context.WithoutCancel(ctx), e); err != nil {
 		s.Log.ErrorContext(ctx, "recording execution history", "err", err)
 	}
+}
+
+// sandboxMemory is how long a sandbox row read for a call serves the next
+// calls' checks (one database read less per call). It is used only to let a
+// call through: what it would refuse is read again. The fields the checks read
+// change only by deletion, whose calls are refused further on (the session
+// lookup reads the row itself unless the session was verified moments ago,
+// and deletion drops that), and by a TTL extension, which only lets more
+// through. A claimed warm sandbox changes owner: its old row does not match.
+const sandboxMemory = time.Second
+
+type recentRow struct {
+	sb   *model.Sandbox // read-only once remembered
+	read time.Time      // wall clock
+}
+
+// recentSandbox returns the owner's sandbox row read less than sandboxMemory
+// ago, if it lets a call at now through; otherwise nil.
+func (s *Service) recentSandbox(owner, id string, now time.Time) *model.Sandbox {
+	s.rowsMu.Lock()
+	r, ok := s.rows[id]
+	s.rowsMu.Unlock()
+	if !ok || time.Since(r.read) >= sandboxMemory || r.sb.Owner != owner || r.sb.DeletedAt != nil || r.sb.Expired(now) {
+		return nil
+	}
+	return r.sb
+}
+
+func (s *Service) rememberSandbox(sb *model.Sandbox) {
+	s.rowsMu.Lock()
+	defer s.rowsMu.Unlock()
+	if s.rows == nil || len(s.rows) >= 4096 {
+		s.rows = map[string]recentRow{}
+	}
+	s.rows[sb.ID] = recentRow{sb: sb, read: time.Now()}
 }

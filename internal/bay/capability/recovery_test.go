@@ -333,3 +333,57 @@ func TestHistoryRowsAreCapped(t *testing.T) {
 		}
 	}
 }
+
+// The sandbox row a call read serves the next calls' checks for a moment; it
+// must never let through a call that a fresh read refuses. A sandbox deleted
+// right after a call: the next call is 404 (the session lookup reads the row).
+// A sandbox whose TTL ran out between two calls: 409. A TTL extended just
+// before the old deadline: the call after that deadline goes through.
+func TestRememberedSandboxRowRefusesWhatTheDatabaseRefuses(t *testing.T) {
+	ctx := context.Background()
+	t.Run("deleted", func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.mustPython(t)
+		unlock, err := e.svc.Sessions.Lock(ctx, e.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.st.SoftDeleteSandbox(ctx, e.id, time.Now().UTC()); err != nil {
+			t.Fatal(err)
+		}
+		unlock()
+		if err := e.svc.Sessions.DestroyAll(ctx, e.id); err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.python(t)
+		if ee, ok := errs.As(err); !ok || ee.Code != errs.NotFound {
+			t.Fatalf("call after delete: %v, want not_found", err)
+		}
+	})
+	t.Run("expired, then extended", func(t *testing.T) {
+		e := newEnv(t, nil)
+		now := time.Now().UTC()
+		soon := now.Add(300 * time.Millisecond)
+		if err := e.st.SetExpiresAt(ctx, e.id, &soon); err != nil {
+			t.Fatal(err)
+		}
+		e.mustPython(t)
+		call := func(at time.Time) error {
+			_, err := e.svc.Python(ctx, owner, e.id, "1+1", 30, capability.Meta{}, at)
+			return err
+		}
+		later := soon.Add(100 * time.Millisecond) // past the remembered deadline
+		if err := call(later); err == nil {
+			t.Fatal("a call after the TTL ran out went through")
+		} else if ee, ok := errs.As(err); !ok || ee.Code != errs.SandboxExpired {
+			t.Fatalf("call after the TTL: %v, want sandbox_expired", err)
+		}
+		extended := soon.Add(time.Hour)
+		if err := e.st.SetExpiresAt(ctx, e.id, &extended); err != nil {
+			t.Fatal(err)
+		}
+		if err := call(later); err != nil {
+			t.Fatalf("call after the extension: %v", err)
+		}
+	})
+}
