@@ -31,6 +31,12 @@ type bayProc struct {
 
 func buildBay(t *testing.T) string {
 	t.Helper()
+	// make test builds bin/bay before the tests and names it: building it
+	// again here (another configuration: cgo on, no -trimpath) was a whole
+	// compile of Bay, minutes on a fresh machine.
+	if p := os.Getenv("SHIPYARD_BAY_BIN"); p != "" {
+		return p
+	}
 	bin := filepath.Join(t.TempDir(), "bay")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/shipyard/shipyard/cmd/bay").CombinedOutput()
 	if err != nil {
