@@ -164,7 +164,7 @@ func (s *Store) writeJournaled(j *histJournal) {
 	backoff := 50 * time.Millisecond
 	for {
 		j.mu.Lock()
-		n := min(len(j.queue), maxExecBatch)
+		n := groupSize(j.queue)
 		group := j.queue[:n:n]
 		closing := j.closing
 		j.mu.Unlock()
@@ -217,6 +217,31 @@ func (s *Store) writeJournaled(j *histJournal) {
 		j.changed = make(chan struct{})
 		j.mu.Unlock()
 	}
+}
+
+// maxGroupBytes bounds the text of one group insert: rows hold up to 1 MiB
+// in each of three fields, and a statement's arguments are all in memory.
+const maxGroupBytes = 8 << 20
+
+// groupSize is how many of the queued rows the next insert takes: at least
+// one, at most maxExecBatch, and no more than maxGroupBytes of text.
+func groupSize(queue []*queuedExec) int {
+	n, size := 0, 0
+	for _, q := range queue[:min(len(queue), maxExecBatch)] {
+		size += len(q.e.Code) + strLen(q.e.Output) + strLen(q.e.Error)
+		if n > 0 && size > maxGroupBytes {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+func strLen(s *string) int {
+	if s == nil {
+		return 0
+	}
+	return len(*s)
 }
 
 func (j *histJournal) isClosing() bool {

@@ -125,3 +125,28 @@ func TestHistoryJournalOneOwner(t *testing.T) {
 		t.Fatalf("row written by the second store: %v", err)
 	}
 }
+
+func TestGroupSizeBoundsRowsAndBytes(t *testing.T) {
+	row := func(n int) *queuedExec {
+		out := string(make([]byte, n))
+		return &queuedExec{e: &model.Execution{Code: "x", Output: &out}}
+	}
+	many := make([]*queuedExec, 100)
+	for i := range many {
+		many[i] = row(10)
+	}
+	for _, c := range []struct {
+		name  string
+		queue []*queuedExec
+		want  int
+	}{
+		{"empty", nil, 0},
+		{"small rows: the row bound", many, maxExecBatch},
+		{"one huge row still goes", []*queuedExec{row(maxGroupBytes * 2), row(1)}, 1},
+		{"bytes bound", []*queuedExec{row(3 << 20), row(3 << 20), row(3 << 20), row(1)}, 2},
+	} {
+		if got := groupSize(c.queue); got != c.want {
+			t.Errorf("%s: groupSize = %d, want %d", c.name, got, c.want)
+		}
+	}
+}
