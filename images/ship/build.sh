@@ -47,7 +47,17 @@ mkdir -p "$tmp/lib/shipyard" && chmod 777 "$tmp/lib/shipyard"
 docker run --rm --network none --user 1000:1000 --workdir /workspace -v "$tmp/lib/shipyard:/out" \
   -e SHIPYARD_KERNEL_BUNDLE_OUT=/out/kernel-start.bundle "$base" \
   python3 -c "$(cat "$repo/internal/ship/kernel/launcher.py")" -f /tmp/kernel.json >&2
-chown -R 0:0 "$tmp/lib/shipyard" && chmod 755 "$tmp/lib/shipyard" && chmod 644 "$tmp/lib/shipyard/kernel-start.bundle"
+# The list of the files a kernel start reads (kernel-start.files), which Ship
+# reads ahead of the kernel when it starts: a second start, served from the
+# bundle as in the image (mounted where the image has it), records them.
+out=$(docker run --rm --network none --user 1000:1000 --workdir /workspace -v "$tmp/lib/shipyard:/usr/local/lib/shipyard" \
+  -e SHIPYARD_KERNEL_FILES_OUT=/usr/local/lib/shipyard/kernel-start.files "$base" \
+  python3 -c "$(cat "$repo/internal/ship/kernel/launcher.py")" -f /tmp/kernel.json 2>&1) || { echo "$out" >&2; exit 1; }
+case $out in
+  *"bundle used"*) ;;
+  *) echo "$out" >&2; echo "the kernel start did not use its bundle" >&2; exit 1 ;;
+esac
+chown -R 0:0 "$tmp/lib/shipyard" && chmod 755 "$tmp/lib/shipyard" && chmod 644 "$tmp/lib/shipyard/kernel-start.bundle" "$tmp/lib/shipyard/kernel-start.files"
 cid=$(docker create "$base" /bin/true)
 docker cp "$tmp/ship" "$cid:/usr/local/bin/ship"
 docker cp "$here/skills/." "$cid:/app/skills/"

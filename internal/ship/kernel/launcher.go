@@ -31,6 +31,13 @@ var Launcher string
 // the launcher with SHIPYARD_KERNEL_BUNDLE_OUT (images/ship/build.sh).
 const BundlePath = "/usr/local/lib/shipyard/kernel-start.bundle"
 
+// StartFilesPath lists the files and directories of the image a kernel start
+// reads, in the order it first needs them ("f SIZE PATH" or "d PATH" a line). The
+// Ship image writes it at build time by starting a kernel through the
+// launcher with SHIPYARD_KERNEL_FILES_OUT; Ship reads what it lists as it
+// starts (boot.Prefetch), ahead of the kernel. A stale list costs time only.
+const StartFilesPath = "/usr/local/lib/shipyard/kernel-start.files"
+
 // StartLinePrefix begins the line the launcher writes to the kernel's stderr
 // when its start ends.
 const StartLinePrefix = "shipyard kernel start: "

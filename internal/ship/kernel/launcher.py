@@ -28,6 +28,17 @@
 # serving: at the end of the start it saves the code of every module
 # imported from source and the patterns compiled, then exits.
 #
+# With SHIPYARD_KERNEL_FILES_OUT set, it starts as usual (with the bundle
+# when it matches) and writes that file at the end of the start, then exits:
+# the files and directories of the image the start read, in the order it
+# first needed them ("f SIZE PATH" or "d PATH" a line: the interpreter and its
+# libraries, the directories it listed, the bundle, the extension modules
+# with the libraries they load, ...). Ship reads them when it starts, ahead
+# of the kernel (FILES; internal/ship/boot.Prefetch), so that the kernel
+# finds them in memory instead of waiting on the storage driver for each.
+# The list only says what to read early: a stale one costs time, never
+# correctness.
+#
 # Ship recognizes the kernel's process by "ipykernel_launcher" in its
 # command line (this text).
 import os, sys
@@ -65,6 +76,7 @@ def _shipyard_start():
     IPYTHON_INIT = 2925608568
     began = time.perf_counter()
     out = os.environ.get("SHIPYARD_KERNEL_BUNDLE_OUT")
+    files_out = None if out else os.environ.get("SHIPYARD_KERNEL_FILES_OUT")
     gc_was = gc.isenabled()
     gc.disable()
     try:
@@ -305,6 +317,86 @@ def _shipyard_start():
                 spec.loader = (IPythonLoader if name == "IPython" else DeferLoader)(spec.loader)
             return spec
 
+    # --- the files a start reads (SHIPYARD_KERNEL_FILES_OUT) --------------
+    files = {}  # path: "f" or "d", in the order the start first needed them
+    recording = [False]
+
+    def mapped():
+        try:
+            with open("/proc/self/maps") as f:
+                return [p for p in (line.split(None, 5)[5:] for line in f) if p and p[0].startswith("/")]
+        except OSError:
+            return []
+
+    def note(kind, p):
+        if recording[0] and type(p) is str and p not in files:
+            files[p] = kind
+
+    def note_mapped():
+        # The dynamic loader maps each library below the one before it:
+        # from the top, the order they were loaded in.
+        for p in reversed(mapped()):
+            note("f", p[0].rstrip("\n"))
+
+    def audit(event, args):
+        if event == "open" and args:
+            note("f", args[0])
+        elif event in ("os.listdir", "os.scandir") and args:
+            note("d", args[0])
+
+    if files_out:
+        from importlib.machinery import ExtensionFileLoader
+        real_create_ext = ExtensionFileLoader.create_module
+
+        def create_ext(self, spec):
+            note("f", spec.origin)
+            try:
+                return real_create_ext(self, spec)
+            finally:
+                note_mapped()  # the libraries it loaded
+
+        recording[0] = True
+        # What the interpreter read before this code: itself and its
+        # libraries, the directories of sys.path (site lists them), the
+        # .pth files there and the modules imported so far; then the bundle.
+        note("f", os.path.realpath(sys.executable))
+        note_mapped()
+        for p in path[1:] + list(sys.path_importer_cache):
+            note("d", p)
+        for p in path[1:]:
+            try:
+                pth = sorted(n for n in os.listdir(p) if n.endswith(".pth"))
+            except OSError:
+                continue
+            for n in pth:
+                note("f", os.path.join(p, n))
+        for m in list(sys.modules.values()):
+            spec = getattr(m, "__spec__", None)
+            if spec is not None and spec.has_location and spec.cached:
+                note("f", spec.cached)
+        note("f", BUNDLE)
+        sys.addaudithook(audit)  # (stays: this process ends with the start)
+        ExtensionFileLoader.create_module = create_ext
+
+    def write_files(file):
+        # Only what belongs to the image: not the workspace, the home
+        # directory, the connection file, /proc and the like.
+        skip = tuple(d.rstrip("/") + "/" for d in ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp",
+                                                     path[0], os.path.expanduser("~")) if d.strip("/"))
+        lines = []
+        for p, kind in files.items():
+            if not os.path.isabs(p) or (p + "/").startswith(skip):
+                continue
+            p = os.path.normpath(p)
+            if kind == "d" and os.path.isdir(p):
+                lines.append("d %s\n" % p)
+            elif kind == "f" and os.path.isfile(p):
+                lines.append("f %d %s\n" % (os.path.getsize(p), p))
+        tmp = file + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(dict.fromkeys(lines))
+        os.replace(tmp, file)
+
     # --- the start --------------------------------------------------------
     mods, bundle = (None, "building") if out else read_bundle()
     finders = [DeferFinder] + ([BundleFinder] if mods else [])
@@ -424,6 +516,12 @@ def _shipyard_start():
                 sys.meta_path.remove(f)
         if out and ok:
             write_bundle(out)
+        if files_out:
+            note_mapped()
+            recording[0] = False
+            ExtensionFileLoader.create_module = real_create_ext
+            if ok:
+                write_files(files_out)
         n, deferred = served[0], sum(type(m) is Deferred for m in list(sys.modules.values()))
         if mods:
             mods.clear()
@@ -439,7 +537,7 @@ def _shipyard_start():
             os.close(log)
         if gc_was:
             gc.enable()
-        if out:
+        if out or files_out:
             os._exit(0 if ok else 1)
 
     def write_bundle(file):

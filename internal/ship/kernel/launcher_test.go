@@ -6,9 +6,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shipyard/shipyard/internal/ship/boot"
 )
 
 // probeCode prints what user code can see of how the kernel was started.
@@ -323,5 +326,82 @@ print(d, end="")`
 				t.Errorf("kernel: %+v", res)
 			}
 		})
+	}
+}
+
+// TestLauncherStartFiles: with SHIPYARD_KERNEL_FILES_OUT, a start (served
+// from its bundle) writes the files and directories it read, in the order it
+// needed them, which boot.Prefetch reads back: the interpreter first, the
+// directories of sys.path, the extension modules with the libraries they
+// load; not the code the bundle serves, nor the workspace or temporary files.
+func TestLauncherStartFiles(t *testing.T) {
+	base := testConfig(t)
+	launcher, _ := buildBundle(t, base.Dir)
+	list := filepath.Join(t.TempDir(), "kernel-start.files")
+	cmd := exec.Command(debianPython, "-c", launcher, "-f", filepath.Join(t.TempDir(), "kernel.json"))
+	cmd.Dir = base.Dir
+	cmd.Env = append(os.Environ(), "SHIPYARD_KERNEL_FILES_OUT="+list)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "bundle used") {
+		t.Fatalf("recording the start's files: %v: %s", err, out)
+	}
+	b, err := os.ReadFile(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	exe, err := filepath.EvalSymlinks(debianPython)
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := map[string]int{}
+	for i, l := range lines {
+		kind, rest, _ := strings.Cut(l, " ")
+		p := rest
+		if kind == "f" {
+			size, path, _ := strings.Cut(rest, " ")
+			fi, err := os.Stat(path)
+			if err != nil || !fi.Mode().IsRegular() || strconv.FormatInt(fi.Size(), 10) != size {
+				t.Errorf("line %q: %v %v", l, fi, err)
+			}
+			p = path
+		} else if fi, err := os.Stat(p); kind != "d" || err != nil || !fi.IsDir() {
+			t.Errorf("line %q: %v", l, err)
+		}
+		if _, dup := index[p]; dup {
+			t.Errorf("%s listed twice", p)
+		}
+		index[p] = i
+		// The workspace, temporary files, /proc; code the bundle serves.
+		for _, bad := range []string{base.Dir, "/tmp/", "/proc/", "/dev/"} {
+			if strings.HasPrefix(p, bad) {
+				t.Errorf("%s should not be listed", p)
+			}
+		}
+		if strings.Contains(p, "/traitlets/") || strings.Contains(p, "/ipykernel/") {
+			t.Errorf("%s should not be listed: the bundle serves it", p)
+		}
+	}
+	if !strings.HasPrefix(lines[0], "f ") || !strings.HasSuffix(lines[0], " "+exe) {
+		t.Errorf("first line %q, want the interpreter %s", lines[0], exe)
+	}
+	find := func(sub string) int {
+		for p, i := range index {
+			if strings.Contains(p, sub) {
+				return i
+			}
+		}
+		t.Errorf("nothing like %q listed", sub)
+		return -1
+	}
+	if i, j := find("/zmq/backend/cython/_device."), find("/libzmq.so"); i > j {
+		t.Errorf("libzmq (line %d) before the extension module that loads it (line %d)", j, i)
+	}
+	if _, ok := index["/usr/lib/python3/dist-packages"]; !ok {
+		t.Error("dist-packages not listed")
+	}
+	st, err := boot.Prefetch(list)
+	if err != nil || st.Skipped != 0 || st.Files+st.Dirs != len(lines) || st.Bytes == 0 {
+		t.Errorf("boot.Prefetch: %+v, %v (%d lines)", st, err, len(lines))
 	}
 }
