@@ -177,11 +177,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("workspace: %w", err)
 	}
-	if names, err := boot.CopySkills(cfg.SkillsDir, filepath.Join(root.Dir(), "skills"), owner); err != nil {
-		log.Error("copying built-in skills failed", "err", err)
-	} else if len(names) > 0 {
-		log.Info("built-in skills copied", "skills", names)
-	}
 	profile, present, dropped, err := boot.ParseProfileEnv(cfg.ProfileEnv, cfg.ProfileEnvSet, cfg.ProfileEnvJSON, cfg.ProfileEnvJSONSet)
 	if err != nil {
 		log.Error("profile environment", "err", err)
@@ -240,6 +235,31 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	kern = kernel.NewManager(kcfg)
 	defer kern.Close()
 
+	// The kernel starts first (its start is the longest part of a sandbox's
+	// first python call); the skills are copied and the server set up
+	// meanwhile, before Ship accepts any request.
+	if cfg.KernelCmd == "" {
+		// Read what the kernel's start will read, from the image's list of
+		// it, while the kernel starts: it then finds most of it in memory
+		// instead of waiting on the container's storage driver for each
+		// file in turn.
+		go func() {
+			began := time.Now()
+			st, err := boot.Prefetch(kernel.StartFilesPath)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				log.Warn("reading the kernel's start files ahead", "err", err)
+			}
+			log.Info("kernel start files read ahead", "files", st.Files, "dirs", st.Dirs, "skipped", st.Skipped,
+				"bytes", st.Bytes, "ms", time.Since(began).Milliseconds())
+		}()
+	}
+	started := kern.StartBackground()
+	if names, err := boot.CopySkills(cfg.SkillsDir, filepath.Join(root.Dir(), "skills"), owner); err != nil {
+		log.Error("copying built-in skills failed", "err", err)
+	} else if len(names) > 0 {
+		log.Info("built-in skills copied", "skills", names)
+	}
+
 	srv := server.New(server.Options{
 		Workspace: root, WorkspaceName: cfg.Workspace, Files: files.New(files.Config{Root: root, Owner: fileOwner, MaxReadBytes: cfg.MaxReadBytes}),
 		Processes: runner, Kernel: kern, Terminal: terminal, Logger: log, Token: cfg.Token,
@@ -264,22 +284,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	// work. The kernel starts meanwhile; python calls wait for it within
 	// their timeout, and a failed start is reported by them (and /health)
 	// and retried by the next python call.
-	if cfg.KernelCmd == "" {
-		// Read what the kernel's start will read, from the image's list of
-		// it, while the kernel starts: it then finds most of it in memory
-		// instead of waiting on the container's storage driver for each
-		// file in turn.
-		go func() {
-			began := time.Now()
-			st, err := boot.Prefetch(kernel.StartFilesPath)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				log.Warn("reading the kernel's start files ahead", "err", err)
-			}
-			log.Info("kernel start files read ahead", "files", st.Files, "dirs", st.Dirs, "skipped", st.Skipped,
-				"bytes", st.Bytes, "ms", time.Since(began).Milliseconds())
-		}()
-	}
-	started := kern.StartBackground()
 	log.Info("ready; kernel starting", "startup_ms", time.Since(start).Milliseconds())
 	warm := make(chan struct{})
 	go func() {
