@@ -40,9 +40,10 @@ type histJournal struct {
 	changed chan struct{} // closed and replaced whenever done grows
 	closing bool
 
-	wake chan struct{} // cap 1: rows are queued
-	quit chan struct{} // closed by close
-	exit chan struct{} // closed when the writer returned
+	wake  chan struct{} // cap 1: rows are queued
+	hurry chan struct{} // cap 1: a reader waits, or a full group is queued
+	quit  chan struct{} // closed by close
+	exit  chan struct{} // closed when the writer returned
 }
 
 // journalRow is one line of the journal.
@@ -71,7 +72,7 @@ func (s *Store) openHistJournal(ctx context.Context, dbPath string) (*histJourna
 		return nil, fmt.Errorf("store: lock history journal: %w", err)
 	}
 	j := &histJournal{f: f, log: slog.Default(), changed: make(chan struct{}),
-		wake: make(chan struct{}, 1), quit: make(chan struct{}), exit: make(chan struct{})}
+		wake: make(chan struct{}, 1), hurry: make(chan struct{}, 1), quit: make(chan struct{}), exit: make(chan struct{})}
 	if err := s.replayJournal(ctx, f); err != nil {
 		f.Close()
 		return nil, err
@@ -145,14 +146,27 @@ func (j *histJournal) append(e *model.Execution, seq int64) error {
 	}
 	j.queue = append(j.queue, &queuedExec{e: e, seq: seq})
 	j.added++
-	select {
-	case j.wake <- struct{}{}:
-	default:
+	signal(j.wake)
+	if len(j.queue) >= maxExecBatch {
+		signal(j.hurry)
 	}
 	return nil
 }
 
 var errJournalClosed = errors.New("store: history journal closed")
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// journalLinger is how long the writer lets rows gather before it inserts
+// them, unless a reader waits for them or a full group is queued: calls one
+// after another then share an insert too, and the insert's work moves further
+// from the next call's path.
+const journalLinger = 25 * time.Millisecond
 
 // writeJournaled is the writer: it inserts queued rows in groups of up to
 // maxExecBatch. A group that fails as a whole (the database is busy or
@@ -174,6 +188,13 @@ func (s *Store) writeJournaled(j *histJournal) {
 			}
 			select {
 			case <-j.wake:
+				linger := time.NewTimer(journalLinger)
+				select {
+				case <-linger.C:
+				case <-j.hurry:
+				case <-j.quit:
+				}
+				linger.Stop()
 			case <-j.quit:
 			}
 			continue
@@ -262,6 +283,9 @@ func (j *histJournal) settle(ctx context.Context) error {
 	defer cancel()
 	j.mu.Lock()
 	target := j.added
+	if j.done < target {
+		signal(j.hurry)
+	}
 	for j.done < target {
 		ch := j.changed
 		j.mu.Unlock()
