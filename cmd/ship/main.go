@@ -238,12 +238,23 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	// The kernel starts first (its start is the longest part of a sandbox's
 	// first python call); the skills are copied and the server set up
 	// meanwhile, before Ship accepts any request.
-	if cfg.KernelCmd == "" {
+	started := kern.StartBackground()
+	if cfg.KernelCmd == "" && boot.OnFUSE(kernel.StartFilesPath) {
 		// Read what the kernel's start will read, from the image's list of
 		// it, while the kernel starts: it then finds most of it in memory
-		// instead of waiting on the container's storage driver for each
-		// file in turn.
+		// instead of waiting on the container's storage driver
+		// (fuse-overlayfs) for each file in turn. From the moment the
+		// kernel's process runs: its spawn (the connection file, the exec)
+		// waits on the same storage driver and must not queue behind this.
 		go func() {
+			for wait := time.Now(); kern.Pid() == 0 && time.Since(wait) < time.Second; {
+				select {
+				case <-started:
+				case <-time.After(2 * time.Millisecond):
+					continue
+				}
+				break
+			}
 			began := time.Now()
 			st, err := boot.Prefetch(kernel.StartFilesPath)
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -253,7 +264,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 				"bytes", st.Bytes, "ms", time.Since(began).Milliseconds())
 		}()
 	}
-	started := kern.StartBackground()
 	if names, err := boot.CopySkills(cfg.SkillsDir, filepath.Join(root.Dir(), "skills"), owner); err != nil {
 		log.Error("copying built-in skills failed", "err", err)
 	} else if len(names) > 0 {

@@ -90,7 +90,7 @@ func Prefetch(list string) (PrefetchStats, error) {
 	)
 	read := func(entries []entry) {
 		defer wg.Done()
-		buf := make([]byte, 256<<10)
+		buf := make([]byte, 128<<10)
 		for _, e := range entries {
 			var n int64
 			var err error
@@ -145,6 +145,12 @@ func readFile(p string, buf []byte, budget int64) (int64, error) {
 	if !fi.Mode().IsRegular() || fi.Size() > PrefetchMaxFile || fi.Size() > budget {
 		return 0, errNotPrefetched
 	}
+	// No readahead on this descriptor: each read fetches just its own
+	// range, so that at most a read's worth of requests of each reader wait
+	// in the storage driver's queue, ahead of the kernel's own (its exec
+	// and page faults wait on each of theirs).
+	const fadvRandom = 1 // POSIX_FADV_RANDOM
+	_, _, _ = syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvRandom, 0, 0)
 	var n int64
 	for n < fi.Size() {
 		m, err := f.Read(buf)
@@ -175,4 +181,17 @@ func readDir(p string) error {
 			return err
 		}
 	}
+}
+
+// fuseSuperMagic is statfs's f_type of a FUSE file system (fuse-overlayfs,
+// lazy-pulling snapshotters).
+const fuseSuperMagic = 0x65735546
+
+// OnFUSE reports whether path is on a FUSE file system, where every file's
+// first read goes to a user-space daemon: what Prefetch is for. (On the
+// kernel's overlayfs the image's files are usually in the host's page cache
+// already, and reading them ahead would only cost the container CPU.)
+func OnFUSE(path string) bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs(path, &st) == nil && st.Type == fuseSuperMagic
 }

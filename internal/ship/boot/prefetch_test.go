@@ -110,3 +110,19 @@ func TestPrefetchBounds(t *testing.T) {
 		t.Fatalf("missing list: %v", err)
 	}
 }
+
+func TestOnFUSE(t *testing.T) {
+	tests := []struct {
+		path string
+		want bool
+	}{
+		{t.TempDir(), false},
+		{"/proc", false},
+		{"/no/such/path", false},
+	}
+	for _, tt := range tests {
+		if got := OnFUSE(tt.path); got != tt.want {
+			t.Errorf("OnFUSE(%s) = %v", tt.path, got)
+		}
+	}
+}
