@@ -44,6 +44,9 @@ type histJournal struct {
 	hurry chan struct{} // cap 1: a reader waits, or a full group is queued
 	quit  chan struct{} // closed by close
 	exit  chan struct{} // closed when the writer returned
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // journalRow is one line of the journal.
@@ -303,11 +306,15 @@ func (j *histJournal) settle(ctx context.Context) error {
 // close writes what is queued (as long as the database takes it), stops the
 // writer and releases the journal. Rows it could not write stay journaled
 // for the next start.
+// Closing again does nothing (Store.Close may be called twice).
 func (j *histJournal) close() error {
-	j.mu.Lock()
-	j.closing = true
-	j.mu.Unlock()
-	close(j.quit)
-	<-j.exit
-	return j.f.Close()
+	j.closeOnce.Do(func() {
+		j.mu.Lock()
+		j.closing = true
+		j.mu.Unlock()
+		close(j.quit)
+		<-j.exit
+		j.closeErr = j.f.Close()
+	})
+	return j.closeErr
 }

@@ -150,3 +150,15 @@ func TestGroupSizeBoundsRowsAndBytes(t *testing.T) {
 		}
 	}
 }
+
+// Store.Close may be called twice (a test closes a store its cleanup closes
+// again; CI found the journal panicking on it).
+func TestStoreCloseTwice(t *testing.T) {
+	s := openFile(t, filepath.Join(t.TempDir(), "bay.db"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
