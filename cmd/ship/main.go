@@ -247,14 +247,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		// kernel's process runs: its spawn (the connection file, the exec)
 		// waits on the same storage driver and must not queue behind this.
 		go func() {
-			for wait := time.Now(); kern.Pid() == 0 && time.Since(wait) < time.Second; {
-				select {
-				case <-started:
-				case <-time.After(2 * time.Millisecond):
-					continue
-				}
-				break
-			}
+			waitSpawned(kern, started, time.Second)
 			began := time.Now()
 			st, err := boot.Prefetch(kernel.StartFilesPath)
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -365,4 +358,21 @@ func reserveThreads(n int) {
 	ready.Wait()
 	release.Done()
 	done.Wait()
+}
+
+// waitSpawned returns once the kernel's process runs, its start ended (started
+// is closed), or limit passed.
+func waitSpawned(kern *kernel.Manager, started <-chan struct{}, limit time.Duration) {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(limit)
+	for kern.Pid() == 0 {
+		select {
+		case <-started:
+			return
+		case <-timeout:
+			return
+		case <-tick.C:
+		}
+	}
 }
