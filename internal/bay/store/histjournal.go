@@ -174,8 +174,9 @@ const journalLinger = 25 * time.Millisecond
 // writeJournaled is the writer: it inserts queued rows in groups of up to
 // maxExecBatch. A group that fails as a whole (the database is busy or
 // unwritable) stays queued and journaled and is tried again with backoff; a
-// row that fails on its own while the others of its group go in is dropped
-// with an error logged, as a synchronous write would have reported it.
+// row that fails on its own (the others of its group go in, or it is refused
+// as a duplicate) is dropped with an error logged, as a synchronous write
+// would have reported it: one bad row never holds up the rows behind it.
 func (s *Store) writeJournaled(j *histJournal) {
 	defer close(j.exit)
 	backoff := 50 * time.Millisecond
@@ -203,13 +204,18 @@ func (s *Store) writeJournaled(j *histJournal) {
 			continue
 		}
 		errs := s.insertExecutions(context.Background(), group)
-		failed := 0
+		failed, conflicts := 0, 0
 		for _, err := range errs {
 			if err != nil {
 				failed++
 			}
+			if errors.Is(err, ErrConflict) {
+				conflicts++
+			}
 		}
-		if failed == n {
+		// Every row failed and not on its own content (a duplicate id is a
+		// row's own): the database is the trouble; try again.
+		if failed == n && conflicts < n {
 			j.log.Error("writing history rows; they stay journaled and are tried again", "rows", n, "err", errs[0])
 			select {
 			case <-time.After(backoff):

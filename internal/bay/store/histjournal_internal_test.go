@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -160,5 +161,29 @@ func TestStoreCloseTwice(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// A row refused for its own content (a duplicate id), alone in its group, is
+// dropped: retried, it would hold up every read (reads wait for the rows
+// queued before them).
+func TestHistoryJournalDropsARefusedRowAlone(t *testing.T) {
+	s := openFile(t, filepath.Join(t.TempDir(), "bay.db"))
+	defer s.Close()
+	at := time.Now().UTC()
+	if err := s.CreateExecution(t.Context(), journalExec("exec-dup", at)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetExecution(t.Context(), "sandbox-aaaaaaaaaaaa", "exec-dup"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateExecution(t.Context(), journalExec("exec-dup", at)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	_, total, err := s.ListExecutions(ctx, ExecFilter{SandboxID: "sandbox-aaaaaaaaaaaa", Limit: 10})
+	if err != nil || total != 1 {
+		t.Fatalf("read after a refused row: %d rows, %v; want 1 and no wait", total, err)
 	}
 }
