@@ -219,10 +219,8 @@ func (s *Store) writeJournaled(j *histJournal) {
 			j.log.Error("writing history rows; they stay journaled and are tried again", "rows", n, "err", errs[0])
 			select {
 			case <-time.After(backoff):
-			case <-j.quit:
-				if j.isClosing() { // give up: the journal keeps them for the next start
-					return
-				}
+			case <-j.quit: // closing: the journal keeps them for the next start
+				return
 			}
 			backoff = min(2*backoff, 5*time.Second)
 			continue
@@ -272,12 +270,6 @@ func strLen(s *string) int {
 		return 0
 	}
 	return len(*s)
-}
-
-func (j *histJournal) isClosing() bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.closing
 }
 
 // settleTimeout bounds how long a read waits for the rows queued before it.
