@@ -6,5 +6,5 @@ import (
 	"go.uber.org/goleak"
 )
 
-// Calls are watched by a goroutine each; none may outlive its test.
+// Calls are watched by timers whose checks run on goroutines; none may outlive its test.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
