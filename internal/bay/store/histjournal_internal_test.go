@@ -187,3 +187,54 @@ func TestHistoryJournalDropsARefusedRowAlone(t *testing.T) {
 		t.Fatalf("read after a refused row: %d rows, %v; want 1 and no wait", total, err)
 	}
 }
+
+// Under a load that never lets the queue run empty, the journal is still
+// emptied once it passes its bound (the writer inserts the rest with appends
+// held up), and every row goes in.
+func TestHistoryJournalBoundedUnderEndlessLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bay.db")
+	s := openFile(t, path)
+	defer s.Close()
+	s.journal.mu.Lock()
+	s.journal.maxSize = 16 << 10
+	s.journal.mu.Unlock()
+	at := time.Now().UTC()
+	stop := make(chan struct{})
+	appended := make(chan int)
+	go func() {
+		n := 0
+		defer func() { appended <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := s.CreateExecution(context.Background(), journalExec(model.NewID("exec"), at)); err != nil {
+				t.Error(err)
+				return
+			}
+			n++
+		}
+	}()
+	largest, emptied := int64(0), 0
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		fi, err := os.Stat(path + historyJournalSuffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() < largest {
+			emptied++
+		}
+		largest = fi.Size()
+	}
+	close(stop)
+	n := <-appended
+	if emptied == 0 {
+		t.Errorf("the journal was never emptied while %d rows came in (last seen at %d bytes)", n, largest)
+	}
+	_, total, err := s.ListExecutions(t.Context(), ExecFilter{SandboxID: "sandbox-aaaaaaaaaaaa", Limit: 1})
+	if err != nil || total != n {
+		t.Fatalf("%d rows in the database, %v; want %d", total, err, n)
+	}
+}
