@@ -66,7 +66,7 @@ func (a *API) listProfiles(w http.ResponseWriter, r *http.Request) {
 		v := profileJSON{ID: p.ID, Image: p.Image, Resources: resources(p.Resources),
 			Capabilities: p.Capabilities, IdleTimeout: p.IdleTimeoutSeconds, Runtime: p.Runtime,
 			Network: networkJSON(p.Network)}
-		v.UnavailableReason = a.Sandboxes.Unavailable(p.ID)
+		v.UnavailableReason = a.Sandboxes.Unavailable(r.Context(), p.ID)
 		v.Available = v.UnavailableReason == ""
 		if detail != nil && *detail {
 			d := p.Description

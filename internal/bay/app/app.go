@@ -143,14 +143,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 		profiles[id] = sandbox.SessionProfile(cfg, p)
 	}
 	a.Sandboxes = &sandbox.Service{Store: st, Sessions: a.Sessions, Driver: a.Driver, Config: cfg, Profiles: profiles, Log: log}
-	unavailable, err := sandbox.UnavailableProfiles(ctx, d, cfg)
-	if err != nil {
-		log.Warn("could not check the profiles' OCI runtimes; a missing one fails at create", "err", err)
-	}
-	for id, why := range unavailable {
-		log.Error("profile unavailable", "profile", id, "reason", why)
-	}
-	a.Sandboxes.SetUnavailable(unavailable)
+	// Checked beside the rest of the start (the engine's /info is slow);
+	// create and GET /v1/profiles wait for it.
+	checkCtx, cancelCheck := context.WithCancel(context.WithoutCancel(ctx))
+	checked := a.Sandboxes.CheckProfiles(func() map[string]string {
+		unavailable, err := sandbox.UnavailableProfiles(checkCtx, d, cfg)
+		if err != nil {
+			log.Warn("could not check the profiles' OCI runtimes; a missing one fails at create", "err", err)
+		}
+		for id, why := range unavailable {
+			log.Error("profile unavailable", "profile", id, "reason", why)
+		}
+		return unavailable
+	})
+	a.closers = append(a.closers, func() error { cancelCheck(); checked(); return nil })
 	a.Caps = &capability.Service{Store: st, Sessions: a.Sessions, Runtime: a.Runtime, Config: cfg, Profiles: profiles, Log: log,
 		Observe: a.Metrics.ObserveExec}
 	gull := browser.NewClient(browser.ClientConfig{ConnectTimeout: sc.ShipConnectTimeout(), WrapTransport: runtimeTransport(d)})

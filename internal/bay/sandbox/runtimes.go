@@ -58,16 +58,53 @@ func UnavailableProfiles(ctx context.Context, d any, cfg *config.Config) (map[st
 	return out, nil
 }
 
-// Unavailable is why a profile cannot start on this deployment ("" = it can).
-func (s *Service) Unavailable(profileID string) string {
-	return s.unavailable[profileID]
+// profileCheck is the start-up check of the profiles (UnavailableProfiles).
+// It runs beside the rest of the start: the engine takes tens of
+// milliseconds to list its runtimes (Docker's /info), which Bay's readiness
+// need not wait for. Whoever asks about a profile waits for it instead.
+type profileCheck struct {
+	done chan struct{}
+	m    map[string]string // set before done is closed
 }
 
-// SetUnavailable records the start-up check's result (see UnavailableProfiles).
-func (s *Service) SetUnavailable(m map[string]string) { s.unavailable = m }
+// CheckProfiles runs check, the start-up check, in the background; until it
+// returns, asking whether a profile can start waits for it. wait returns once
+// it has.
+func (s *Service) CheckProfiles(check func() map[string]string) (wait func()) {
+	c := &profileCheck{done: make(chan struct{})}
+	s.check = c
+	go func() {
+		defer close(c.done)
+		c.m = check()
+	}()
+	return func() { <-c.done }
+}
 
-func (s *Service) checkAvailable(profileID string) error {
-	if why := s.unavailable[profileID]; why != "" {
+// SetUnavailable records a check's result at once (see CheckProfiles).
+func (s *Service) SetUnavailable(m map[string]string) {
+	c := &profileCheck{done: make(chan struct{}), m: m}
+	close(c.done)
+	s.check = c
+}
+
+// Unavailable is why a profile cannot start on this deployment ("" = it
+// can, or ctx ended before the start-up check did: a missing runtime then
+// fails at create).
+func (s *Service) Unavailable(ctx context.Context, profileID string) string {
+	c := s.check
+	if c == nil {
+		return ""
+	}
+	select {
+	case <-c.done:
+		return c.m[profileID]
+	case <-ctx.Done():
+		return ""
+	}
+}
+
+func (s *Service) checkAvailable(ctx context.Context, profileID string) error {
+	if why := s.Unavailable(ctx, profileID); why != "" {
 		return errs.New(errs.ProfileUnavailable, why).With(map[string]any{"profile": profileID})
 	}
 	return nil

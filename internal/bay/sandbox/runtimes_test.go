@@ -5,9 +5,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/config"
 	"github.com/shipyard/shipyard/internal/bay/driver"
+	"github.com/shipyard/shipyard/internal/bay/errs"
 )
 
 type runtimesDriver struct {
@@ -50,5 +52,44 @@ func TestUnavailableRuntimes(t *testing.T) {
 				t.Fatalf("python-default marked unavailable: %q", got["python-default"])
 			}
 		})
+	}
+}
+
+// The start-up check runs in the background: asking about a profile waits
+// for it (or for the asker's context), and creating a sandbox of a profile
+// it found unavailable is refused with its reason.
+func TestProfileCheckInBackground(t *testing.T) {
+	s := &Service{}
+	if why := s.Unavailable(t.Context(), "p"); why != "" {
+		t.Fatalf("no check: %q, want available", why)
+	}
+	release := make(chan struct{})
+	wait := s.CheckProfiles(func() map[string]string {
+		<-release
+		return map[string]string{"p": "no runtime"}
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if why := s.Unavailable(ctx, "p"); why != "" {
+		t.Fatalf("check still running, asker gave up: %q, want \"\"", why)
+	}
+	got := make(chan string)
+	go func() { got <- s.Unavailable(t.Context(), "p") }()
+	select {
+	case why := <-got:
+		t.Fatalf("answered %q before the check returned", why)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	if why := <-got; why != "no runtime" {
+		t.Fatalf("after the check: %q, want its reason", why)
+	}
+	wait()
+	err := s.checkAvailable(t.Context(), "p")
+	if e, ok := errs.As(err); !ok || e.Code != errs.ProfileUnavailable {
+		t.Fatalf("checkAvailable = %v, want %s", err, errs.ProfileUnavailable)
+	}
+	if err := s.checkAvailable(t.Context(), "other"); err != nil {
+		t.Fatalf("another profile: %v", err)
 	}
 }

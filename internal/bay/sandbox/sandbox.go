@@ -32,7 +32,7 @@ type Service struct {
 	Warm     WarmClaimer // optional
 	Log      *slog.Logger
 
-	unavailable map[string]string // profile id → why it cannot start (SetUnavailable)
+	check *profileCheck // why profiles cannot start (CheckProfiles, SetUnavailable)
 }
 
 // CreateRequest is the body of POST /v1/sandboxes.
@@ -66,7 +66,7 @@ func (s *Service) Create(ctx context.Context, owner string, req CreateRequest, n
 	if _, ok := s.Config.Profile(req.Profile); !ok {
 		return nil, errs.Newf(errs.Validation, "Invalid profile: %s", req.Profile)
 	}
-	if err := s.checkAvailable(req.Profile); err != nil {
+	if err := s.checkAvailable(ctx, req.Profile); err != nil {
 		return nil, err
 	}
 	sb := &model.Sandbox{
