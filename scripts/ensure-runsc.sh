@@ -24,7 +24,7 @@ if ! command -v runsc >/dev/null 2>&1; then
 fi
 runsc_path=$(command -v runsc)
 want=$(printf '{"path":"%s","runtimeArgs":["--platform=ptrace","--network=host"]}' "$runsc_path")
-if docker info --format '{{json .Runtimes.runsc}}' 2>/dev/null | grep -q -- '--network=host'; then
+if grep -q -- '--network=host' <<<"$(docker info --format '{{json .Runtimes.runsc}}' 2>/dev/null)"; then
   exit 0
 fi
 mkdir -p "$(dirname "$conf")"
@@ -47,7 +47,7 @@ pid=$(pidof dockerd || true)
 [ -n "$pid" ] || { echo "dockerd is not running" >&2; exit 1; }
 kill -HUP $pid
 for _ in $(seq 1 20); do
-  docker info --format '{{json .Runtimes.runsc}}' 2>/dev/null | grep -q -- '--network=host' && exit 0
+  grep -q -- '--network=host' <<<"$(docker info --format '{{json .Runtimes.runsc}}' 2>/dev/null)" && exit 0
   sleep 0.5
 done
 echo "the Docker daemon did not pick up the runsc runtime (see its log)" >&2

@@ -110,6 +110,15 @@ CNI_BIN=/usr/lib/cni
 DAEMONS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 ctr_() { ctr --address "$CTRD_SOCK" --namespace k8s.io "$@"; }
+# has_image REF: whether the cluster's containerd has REF. The list is read
+# whole first: with pipefail, `ctr ... | grep -q` fails when grep stops
+# reading at an early match and ctr dies of SIGPIPE (a fresh machine's CI run
+# failed so on bay:latest, the first line of the list).
+has_image() {
+	local list
+	list=$(ctr_ images ls -q 2>/dev/null) || return 1
+	grep -qxF "$1" <<<"$list"
+}
 kubectl_() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" --request-timeout=10s "$@"; }
 note() { echo "$(date -u +%FT%TZ) $*" >>"$LOG"; }
 
@@ -268,14 +277,14 @@ import_image() {
 	ref=$img
 	[[ $ref == */* ]] || ref=docker.io/library/$ref
 	[[ ${ref##*/} == *:* ]] || ref=$ref:latest
-	if [[ $(cat "$stamp" 2>/dev/null) == "$id" ]] && ctr_ images ls -q 2>/dev/null | grep -qxF "$ref"; then
+	if [[ $(cat "$stamp" 2>/dev/null) == "$id" ]] && has_image "$ref"; then
 		return 0
 	fi
 	log "importing $img ($id) into the cluster's containerd"
 	note "importing $img $id as $ref"
 	mkdir -p "$STATE/images"
 	docker save "$img" | ctr_ images import - >>"$LOG" 2>&1 || die "importing $img failed (see $LOG)"
-	ctr_ images ls -q | grep -qxF "$ref" || die "imported $img but containerd has no $ref"
+	has_image "$ref" || die "imported $img but containerd has no $ref"
 	echo "$id" >"$stamp"
 }
 
@@ -571,7 +580,7 @@ down_locked() {
 		[[ -n $chain ]] && { iptables -t nat -F "$chain" 2>/dev/null; iptables -t nat -X "$chain" 2>/dev/null; } || true
 	done < <(iptables-save -t nat 2>/dev/null | grep -E "^-A POSTROUTING .*name: \\\\?\"$CNI_NET\\\\?\"" || true)
 	for chain in CNI-HOSTPORT-DNAT CNI-HOSTPORT-SETMARK CNI-HOSTPORT-MASQ; do
-		iptables-save -t nat 2>/dev/null | grep -q -- "^-A .* -j $chain" && continue
+		grep -q -- "^-A .* -j $chain" <<<"$(iptables-save -t nat 2>/dev/null)" && continue
 		iptables -t nat -F "$chain" 2>/dev/null && iptables -t nat -X "$chain" 2>/dev/null || true
 	done
 	# 6. Cgroups the kubelet made (cgroupfs driver), deepest first.
