@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Bounds of Prefetch: the list is read only up to these, and a file larger
@@ -149,8 +151,7 @@ func readFile(p string, buf []byte, budget int64) (int64, error) {
 	// range, so that at most a read's worth of requests of each reader wait
 	// in the storage driver's queue, ahead of the kernel's own (its exec
 	// and page faults wait on each of theirs).
-	const fadvRandom = 1 // POSIX_FADV_RANDOM
-	_, _, _ = syscall.Syscall6(syscall.SYS_FADVISE64, f.Fd(), 0, 0, fadvRandom, 0, 0)
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
 	var n int64
 	for n < fi.Size() {
 		m, err := f.Read(buf)
@@ -183,15 +184,11 @@ func readDir(p string) error {
 	}
 }
 
-// fuseSuperMagic is statfs's f_type of a FUSE file system (fuse-overlayfs,
-// lazy-pulling snapshotters).
-const fuseSuperMagic = 0x65735546
-
-// OnFUSE reports whether path is on a FUSE file system, where every file's
-// first read goes to a user-space daemon: what Prefetch is for. (On the
-// kernel's overlayfs the image's files are usually in the host's page cache
+// OnFUSE reports whether path is on a FUSE file system (fuse-overlayfs,
+// lazy-pulling snapshotters), where every file's first read goes to a
+// user-space daemon: what Prefetch is for. (On the kernel's overlayfs the image's files are usually in the host's page cache
 // already, and reading them ahead would only cost the container CPU.)
 func OnFUSE(path string) bool {
-	var st syscall.Statfs_t
-	return syscall.Statfs(path, &st) == nil && st.Type == fuseSuperMagic
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && st.Type == unix.FUSE_SUPER_MAGIC
 }
