@@ -24,7 +24,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-	_ "modernc.org/sqlite" // registers "sqlite"
+	"modernc.org/sqlite" // registers "sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/shipyard/shipyard/internal/bay/model"
 )
@@ -107,7 +108,7 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dialect, err)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: connect %s: %w", dialect, err)
 	}
@@ -123,6 +124,26 @@ func Open(ctx context.Context, dialect, dsn string) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// ping connects, retrying while SQLite answers SQLITE_BUSY. A connection's
+// pragmas switch a fresh file to WAL, and of several connections doing that at
+// once (replicas starting together, `bay keys` beside a starting Bay) the losers
+// can get SQLITE_BUSY without SQLite calling the busy handler first, so the
+// busy_timeout does not cover it. ctx bounds the wait.
+func ping(ctx context.Context, db *sql.DB) error {
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := db.PingContext(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // sqlitePath is the database file of a SQLite DSN built by Open.
