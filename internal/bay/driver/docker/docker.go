@@ -230,12 +230,21 @@ func (d *Driver) Create(ctx context.Context, spec InstanceSpec) (string, error) 
 		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 			netMode: {Aliases: []string{spec.Hostname}}}}
 	}
-	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nc, nil, spec.Name)
+	// The engine finishes a create whose client went away, so a create cut off
+	// by ctx could leave a container behind after any check for it (seen: a
+	// warm-pool fill stopped with Bay). The create runs to its end instead, and
+	// a container made for a caller that has gone is removed again.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	resp, err := d.cli.ContainerCreate(cctx, cfg, hc, nc, nil, spec.Name)
+	cancel()
+	if err == nil && ctx.Err() != nil {
+		d.removeDetached(ctx, resp.ID)
+		err = context.Cause(ctx)
+	} else if err != nil && cctx.Err() != nil && spec.Name != "" {
+		// The engine may yet create it after this bound.
+		d.removeIfOurs(ctx, spec.Name, labels)
+	}
 	if err != nil {
-		if ctx.Err() != nil && spec.Name != "" {
-			// The engine may have created it before the request was cut off.
-			d.removeIfOurs(ctx, spec.Name, labels)
-		}
 		return "", wrap("create container", spec.Name, err)
 	}
 	for _, w := range resp.Warnings {

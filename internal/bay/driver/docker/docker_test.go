@@ -723,3 +723,75 @@ func TestRemoveIfOurs(t *testing.T) {
 		t.Fatalf("our half-created container kept (state %q)", st)
 	}
 }
+
+// TestCreateCutOffInFlight: a create whose context ends while the engine is
+// making the container (or a session's network) leaves nothing behind, now or
+// later. The engine finishes such a create after its client has gone; a check
+// made at once missed it, and warm-pool members of a Bay stopped mid-fill
+// stayed behind.
+func TestCreateCutOffInFlight(t *testing.T) {
+	img := testServerImage(t)
+	cli := rawClient(t)
+	d, run := newDriver(t, Config{})
+	f := filters.NewArgs(filters.Arg("label", labelTest+"="+run))
+	cases := []struct {
+		kind   string
+		create func(ctx context.Context, i int) (string, error) // → what the list shows of it
+		list   func() ([]string, error)
+	}{
+		{"container", func(ctx context.Context, i int) (string, error) {
+			return d.Create(ctx, testSpec(run, fmt.Sprintf("cut%d", i), img))
+		}, func() (ids []string, err error) {
+			cs, err := cli.ContainerList(t.Context(), container.ListOptions{All: true, Filters: f})
+			for _, c := range cs {
+				ids = append(ids, c.ID)
+			}
+			return ids, err
+		}},
+		{"network", func(ctx context.Context, i int) (string, error) {
+			name := fmt.Sprintf("bay-dt-%s-cut%d", run, i)
+			return name, d.CreateNetwork(ctx, name, map[string]string{labelTest: run})
+		}, func() (names []string, err error) {
+			ns, err := cli.NetworkList(t.Context(), network.ListOptions{Filters: f})
+			for _, n := range ns {
+				names = append(names, n.Name)
+			}
+			return names, err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.kind, func(t *testing.T) {
+			afters := []time.Duration{time.Millisecond, 3 * time.Millisecond, 10 * time.Millisecond,
+				30 * time.Millisecond, 60 * time.Millisecond, 120 * time.Millisecond, 250 * time.Millisecond}
+			var made []string
+			for i, after := range afters {
+				ctx, cancel := context.WithTimeout(t.Context(), after)
+				ref, err := tc.create(ctx, i)
+				cancel()
+				switch {
+				case err == nil:
+					made = append(made, ref)
+				case !errors.Is(err, context.DeadlineExceeded):
+					t.Fatalf("create cut off after %v: %v, want a deadline error", after, err)
+				}
+			}
+			if len(made) == len(afters) {
+				t.Fatal("no create was cut off: the test exercised nothing")
+			}
+			time.Sleep(2 * time.Second) // what the engine was still making has been made
+			have, err := tc.list()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var left []string
+			for _, ref := range have {
+				if !slices.Contains(made, ref) {
+					left = append(left, ref)
+				}
+			}
+			if len(left) > 0 {
+				t.Fatalf("cut-off creates left %v behind (%d creates answered)", left, len(made))
+			}
+		})
+	}
+}

@@ -63,8 +63,20 @@ func (d *Driver) CreateNetwork(ctx context.Context, name string, labels map[stri
 	if err != nil || exists {
 		return err
 	}
-	_, err = d.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels,
+	// Run to its end like a container's create (Create): the engine finishes
+	// it after a client that went away, and nobody would remove the network.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	resp, err := d.cli.NetworkCreate(cctx, name, network.CreateOptions{Driver: "bridge", Labels: labels,
 		Options: map[string]string{bridgeNameOption: bridgeName(name)}})
+	cancel()
+	if err == nil && ctx.Err() != nil {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if rerr := d.cli.NetworkRemove(rctx, resp.ID); rerr != nil && !cerrdefs.IsNotFound(rerr) {
+			d.log.WarnContext(ctx, "cleanup of a cut-off network create failed", "network", name, "err", rerr)
+		}
+		err = context.Cause(ctx)
+	}
 	if err != nil && !cerrdefs.IsConflict(err) { // conflict: created meanwhile
 		return wrap("create network", name, err)
 	}
