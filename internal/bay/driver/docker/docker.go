@@ -234,6 +234,9 @@ func (d *Driver) Create(ctx context.Context, spec InstanceSpec) (string, error) 
 	// by ctx could leave a container behind after any check for it (seen: a
 	// warm-pool fill stopped with Bay). The create runs to its end instead, and
 	// a container made for a caller that has gone is removed again.
+	if err := ctx.Err(); err != nil {
+		return "", wrap("create container", spec.Name, err)
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	resp, err := d.cli.ContainerCreate(cctx, cfg, hc, nc, nil, spec.Name)
 	cancel()

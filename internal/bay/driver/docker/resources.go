@@ -65,6 +65,9 @@ func (d *Driver) CreateNetwork(ctx context.Context, name string, labels map[stri
 	}
 	// Run to its end like a container's create (Create): the engine finishes
 	// it after a client that went away, and nobody would remove the network.
+	if err := ctx.Err(); err != nil {
+		return wrap("create network", name, err)
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	resp, err := d.cli.NetworkCreate(cctx, name, network.CreateOptions{Driver: "bridge", Labels: labels,
 		Options: map[string]string{bridgeNameOption: bridgeName(name)}})

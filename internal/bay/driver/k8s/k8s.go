@@ -185,6 +185,15 @@ func (d *Driver) CreateSession(ctx context.Context, spec driver.SessionSpec) (*d
 	}
 	for attempt := 0; ; attempt++ {
 		created, err := d.createPod(ctx, pod)
+		if err == nil && ctx.Err() != nil {
+			// Made for a caller that has gone: nobody would start or remove it.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			if derr := d.deletePod(dctx, created, 0); derr != nil {
+				d.log.WarnContext(ctx, "cleanup of a cut-off pod create failed", "pod", pod.Name, "err", derr)
+			}
+			cancel()
+			err = context.Cause(ctx)
+		}
 		if err == nil {
 			d.log.DebugContext(ctx, "pod created", "pod", created.Name, "containers", len(spec.Containers), "volume", spec.Volume)
 			return d.session(created), nil
@@ -245,11 +254,19 @@ func (d *Driver) ensureNoNetworkPolicy(ctx context.Context) error {
 // createPod creates pod, retrying briefly while the namespace's default
 // service account does not exist yet (the controller manager creates it
 // asynchronously after the namespace, and admission refuses pods until then).
+// A create runs to its end even when ctx ends meanwhile: the API server can
+// commit a create whose client went away after any check for it, so the
+// caller gets the pod and decides what becomes of it.
 func (d *Driver) createPod(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
 	delay := 50 * time.Millisecond
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		created, err := d.pods().Create(ctx, pod, metav1.CreateOptions{})
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		created, err := d.pods().Create(cctx, pod, metav1.CreateOptions{})
+		cancel()
 		if err == nil || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "serviceaccount") ||
 			time.Now().Add(delay).After(deadline) {
 			return created, err

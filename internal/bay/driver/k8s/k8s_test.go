@@ -3,8 +3,10 @@ package k8s_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -327,5 +329,49 @@ func TestNoNetwork(t *testing.T) {
 	s.ID = "nonet-2"
 	if _, err := d.CreateSession(ctx, s); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCreateCutOffInFlight: a CreateSession whose context ends while the API
+// server is storing the pod leaves no pod behind, now or later (the docker
+// driver's test of the same name: a create finished after its client went).
+func TestCreateCutOffInFlight(t *testing.T) {
+	c := k8stest.New(t)
+	d := newDriver(t, c, k8s.Config{})
+	ctx := t.Context()
+	// A pod's create takes a few milliseconds here: cut at each of them.
+	var afters []time.Duration
+	for ms := 1; ms <= 16; ms++ {
+		afters = append(afters, time.Duration(ms)*time.Millisecond)
+	}
+	var made []string
+	for i, after := range afters {
+		cctx, cancel := context.WithTimeout(ctx, after)
+		s, err := d.CreateSession(cctx, spec(fmt.Sprintf("cut-%d", i), "", map[string]string{"bay.test": "cut"}))
+		cancel()
+		switch {
+		case err == nil:
+			made = append(made, "bay-session-"+s.ID)
+		case !errors.Is(err, context.DeadlineExceeded):
+			t.Fatalf("CreateSession cut off after %v: %v, want a deadline error", after, err)
+		}
+	}
+	if len(made) == len(afters) {
+		t.Fatal("no create was cut off: the test exercised nothing")
+	}
+	t.Logf("%d of %d creates answered", len(made), len(afters))
+	time.Sleep(2 * time.Second) // what the API server was still storing has been stored
+	pods, err := c.Client.CoreV1().Pods(d.Config().Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, p := range pods.Items {
+		if !slices.Contains(made, p.Name) && p.DeletionTimestamp == nil {
+			left = append(left, p.Name)
+		}
+	}
+	if len(left) > 0 {
+		t.Fatalf("cut-off creates left %v behind (%d creates answered)", left, len(made))
 	}
 }
