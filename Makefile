@@ -4,7 +4,9 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 export CGO_ENABLED := 0
 GO ?= go
-GOFLAGS_TEST ?= -race -count=1
+# -trimpath: the build cache then serves a fresh clone (CI) the packages an
+# earlier checkout compiled; without it every path is part of the cache key.
+GOFLAGS_TEST ?= -trimpath -race -count=1
 BAY_DATA_DIR ?= $(CURDIR)/data
 
 .PHONY: all build bay ship shipyard-mcp shipyard image image-bay image-data run test lint unit bench soak clean deps docker kube kube-build kube-down prereqs
