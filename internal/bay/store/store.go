@@ -24,7 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-	"modernc.org/sqlite" // registers "sqlite"
+	"modernc.org/sqlite" // registers the driver "sqlite"; its *Error codes
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/shipyard/shipyard/internal/bay/model"
