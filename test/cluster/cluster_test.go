@@ -22,7 +22,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +37,7 @@ import (
 	"github.com/docker/docker/client"
 	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" for database/sql
 
+	"github.com/shipyard/shipyard/internal/bay/store/storetest"
 	"github.com/shipyard/shipyard/test/baytest"
 )
 
@@ -99,37 +99,6 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// freshDatabase creates an empty database on the server of base and returns
-// its DSN; it is dropped at cleanup.
-func freshDatabase(t *testing.T, base string) string {
-	t.Helper()
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	name := "cluster_" + randHex(6)
-	if _, err := admin.ExecContext(t.Context(), `CREATE DATABASE `+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", base)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		if _, err := db.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`); err != nil {
-			t.Logf("drop database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 func freePort(t *testing.T) int {
@@ -587,7 +556,7 @@ func (c *cluster) checkConsistent(t *testing.T) {
 // TestReplicasAsOneSystem: three replicas, one database, the real engine.
 func TestReplicasAsOneSystem(t *testing.T) {
 	base := skip(t)
-	c := newCluster(t, freshDatabase(t, base), 3)
+	c := newCluster(t, storetest.FreshDatabase(t, base, "cluster").String(), 3)
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	defer func() {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shipyard/shipyard/internal/bay/store/storetest"
 )
 
 // TestSoak is the issue-9 soak (make soak; skipped otherwise): mixed load
@@ -35,7 +37,7 @@ func TestSoak(t *testing.T) {
 		}
 		dur = d
 	}
-	c := newCluster(t, freshDatabase(t, base), 3)
+	c := newCluster(t, storetest.FreshDatabase(t, base, "cluster").String(), 3)
 	ctx, cancel := context.WithTimeout(t.Context(), dur+5*time.Minute)
 	defer cancel()
 	defer func() {

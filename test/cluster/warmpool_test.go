@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/shipyard/shipyard/internal/bay/store/storetest"
 )
 
 // The warm pool is the deployment's: three replicas keep warm_pool_size
@@ -15,7 +17,7 @@ import (
 func TestWarmPoolIsTheDeployments(t *testing.T) {
 	base := skip(t)
 	const size = 2
-	c := newCluster(t, freshDatabase(t, base), 3,
+	c := newCluster(t, storetest.FreshDatabase(t, base, "cluster").String(), 3,
 		`BAY_PROFILES=[{"id":"python-default","image":"ship:latest","warm_pool_size":2}]`,
 		"BAY_WARM_POOL__ENABLED=true", "BAY_WARM_POOL__INTERVAL_SECONDS=1")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)

@@ -3,7 +3,6 @@ package k8s_test
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/shipyard/shipyard/internal/bay/driver/k8s/k8stest"
+	"github.com/shipyard/shipyard/internal/bay/store/storetest"
 	"github.com/shipyard/shipyard/test/baytest"
 )
 
@@ -56,7 +56,7 @@ func TestBayPods(t *testing.T) {
 	nodeIP := nodeAddress(t, c)
 
 	// The database: a private one on the server of SHIPYARD_TEST_PG_DSN.
-	db := privateDatabase(t, dsn, "baypods_"+hex.EncodeToString(rb[:]))
+	db := storetest.FreshDatabase(t, dsn, "baypods")
 
 	// Pods cannot reach the API server nor the database where they listen:
 	// scripts/kube.sh binds the API server to 127.0.0.1 and runs no
@@ -337,36 +337,6 @@ func nodeAddress(t *testing.T, c *k8stest.Cluster) string {
 	}
 	t.Fatal("the node has no InternalIP")
 	return ""
-}
-
-// privateDatabase creates database name on the server of dsn and returns its
-// URL; it is dropped (connections and all) when the test ends.
-func privateDatabase(t *testing.T, dsn, name string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("SHIPYARD_TEST_PG_DSN: %v", err)
-	}
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.ExecContext(t.Context(), "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", dsn)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		if _, err := db.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	return u
 }
 
 // startPodRelay forwards TCP connections to target from a port on addr (the

@@ -69,6 +69,24 @@ func FreshDSN(t testing.TB, dialect string) string {
 	}
 }
 
+// FreshDatabase creates an empty PostgreSQL database, prefix_<random>, on the
+// server of base (a postgres:// URL) and returns base pointing at it; it is
+// dropped at cleanup, WITH (FORCE) so that Bays still connected do not keep
+// it. For tests that hand the DSN to other processes (bin/bay replicas, Bay in
+// a pod) and want a database of their own, where FreshDSN gives a schema.
+func FreshDatabase(t testing.TB, base, prefix string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("storetest: %s: %v", EnvPostgresDSN, err)
+	}
+	name := prefix + "_" + randHex(6)
+	admin(t, base, `CREATE DATABASE `+name)
+	t.Cleanup(func() { admin(t, base, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`) })
+	u.Path = "/" + name
+	return u
+}
+
 // Open opens (and migrates) a store on a fresh database; it is closed at cleanup.
 func Open(t testing.TB, dialect string) *store.Store {
 	t.Helper()
