@@ -24,7 +24,11 @@ if ! command -v runsc >/dev/null 2>&1; then
 fi
 runsc_path=$(command -v runsc)
 want=$(printf '{"path":"%s","runtimeArgs":["--platform=ptrace","--network=host"]}' "$runsc_path")
-if grep -q -- '--network=host' <<<"$(docker info --format '{{json .Runtimes.runsc}}' 2>/dev/null)"; then
+# registered: whether the engine runs runsc as wanted. docker info's answer is
+# read whole, then searched: `producer | grep -q` fails under pipefail when grep
+# stops early and the producer dies of SIGPIPE.
+registered() { grep -q -- '--network=host' <<<"$(docker info --format '{{json .Runtimes.runsc}}' 2>/dev/null)"; }
+if registered; then
   exit 0
 fi
 mkdir -p "$(dirname "$conf")"
@@ -47,7 +51,7 @@ pid=$(pidof dockerd || true)
 [ -n "$pid" ] || { echo "dockerd is not running" >&2; exit 1; }
 kill -HUP $pid
 for _ in $(seq 1 20); do
-  grep -q -- '--network=host' <<<"$(docker info --format '{{json .Runtimes.runsc}}' 2>/dev/null)" && exit 0
+  registered && exit 0
   sleep 0.5
 done
 echo "the Docker daemon did not pick up the runsc runtime (see its log)" >&2

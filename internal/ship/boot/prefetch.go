@@ -186,8 +186,8 @@ func readDir(p string) error {
 
 // OnFUSE reports whether path is on a FUSE file system (fuse-overlayfs,
 // lazy-pulling snapshotters), where every file's first read goes to a
-// user-space daemon: what Prefetch is for. (On the kernel's overlayfs the image's files are usually in the host's page cache
-// already, and reading them ahead would only cost the container CPU.)
+// user-space daemon: what Prefetch is for. On the kernel's overlayfs the files
+// are mostly in the host's page cache already; reading ahead only costs CPU.
 func OnFUSE(path string) bool {
 	var st unix.Statfs_t
 	return unix.Statfs(path, &st) == nil && st.Type == unix.FUSE_SUPER_MAGIC
