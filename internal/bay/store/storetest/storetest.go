@@ -16,6 +16,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -25,6 +26,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/shipyard/shipyard/internal/bay/store"
 )
@@ -82,9 +85,29 @@ func FreshDatabase(t testing.TB, base, prefix string) *url.URL {
 	}
 	name := prefix + "_" + randHex(6)
 	admin(t, base, `CREATE DATABASE `+name)
-	t.Cleanup(func() { admin(t, base, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`) })
+	t.Cleanup(func() { dropDatabase(t, base, name) })
 	u.Path = "/" + name
 	return u
+}
+
+// dropDatabase drops name, connections and all. PostgreSQL refuses the drop
+// (42501, "must be a member of the role whose process is being terminated")
+// while a backend of no role this one may signal is in the database — an
+// autovacuum worker, as is likely right after a test's load — so it is tried
+// again until that backend is gone, for up to 30 s.
+func dropDatabase(t testing.TB, base, name string) {
+	t.Helper()
+	stmt := `DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		err := exec(base, stmt)
+		var pe *pgconn.PgError
+		if err == nil || !errors.As(err, &pe) || pe.Code != "42501" || time.Now().After(deadline) {
+			if err != nil {
+				t.Errorf("storetest: %s: %v", stmt, err)
+			}
+			return
+		}
+	}
 }
 
 // Open opens (and migrates) a store on a fresh database; it is closed at cleanup.
@@ -163,16 +186,22 @@ func sweepStaleSchemas(t testing.TB, dsn string) {
 
 func admin(t testing.TB, dsn, stmt string) {
 	t.Helper()
+	if err := exec(dsn, stmt); err != nil {
+		t.Fatalf("storetest: %s: %v", stmt, err)
+	}
+}
+
+// exec runs one statement on a connection of its own.
+func exec(dsn, stmt string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
-		t.Fatalf("storetest: %v", err)
+		return err
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, stmt); err != nil {
-		t.Fatalf("storetest: %s: %v", stmt, err)
-	}
+	_, err = db.ExecContext(ctx, stmt)
+	return err
 }
 
 func randHex(n int) string {
