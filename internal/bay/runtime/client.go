@@ -52,11 +52,14 @@ const (
 
 // Client talks to Ship instances.
 type Client struct {
-	http *http.Client
-	cfg  Config
+	http   *http.Client // for the proxies of HTTP() (terminal, ports)
+	calls  *http.Client // for Bay's own calls: direct, then the same transport
+	direct *direct
+	cfg    Config
 }
 
-// New returns a client with one pooled transport.
+// New returns a client with one pooled transport (and, for Bay's own calls,
+// pooled connections read on the caller's goroutine; see direct).
 func New(cfg Config) *Client {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
@@ -87,15 +90,20 @@ func New(cfg Config) *Client {
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	var rt http.RoundTripper = tr
+	d := &direct{next: tr, dial: dial, idleTimeout: tr.IdleConnTimeout,
+		maxIdlePerHost: tr.MaxIdleConnsPerHost, maxIdle: cfg.MaxIdleConns}
+	var rt, calls http.RoundTripper = tr, d
 	if cfg.WrapTransport != nil {
-		rt = cfg.WrapTransport(tr)
+		rt, calls = cfg.WrapTransport(tr), cfg.WrapTransport(d)
 	}
-	return &Client{http: &http.Client{Transport: rt}, cfg: cfg}
+	return &Client{http: &http.Client{Transport: rt}, calls: &http.Client{Transport: calls}, direct: d, cfg: cfg}
 }
 
-// Close drops idle connections.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+// Close drops idle connections; the client pools none after it.
+func (c *Client) Close() {
+	c.direct.closeIdle(true)
+	c.http.CloseIdleConnections()
+}
 
 // Unreachable reports whether err means the request never reached Ship (the
 // connection could not be made), so repeating it cannot run anything twice.
@@ -141,7 +149,7 @@ func (c *Client) newRequest(ctx context.Context, t Target, method, path string, 
 
 // do sends the request and returns the response for 2xx; otherwise an *errs.Error.
 func (c *Client) do(req *http.Request, path string, fileOp bool) (*http.Response, error) {
-	resp, err := c.http.Do(req)
+	resp, err := c.calls.Do(req)
 	if err != nil {
 		var ne net.Error
 		cause := fmt.Errorf("%w: %w", ErrNoAnswer, err)
