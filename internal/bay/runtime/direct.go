@@ -301,16 +301,28 @@ type directBody struct {
 	pc    *pooledConn
 	stop  func() bool
 	reuse bool
+	mu    sync.Mutex // held by a Read: a Close beside it aborts it
+	eof   bool       // under mu
 	done  atomic.Bool
 }
 
 func (b *directBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.read(p)
+}
+
+func (b *directBody) read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
 	if b.done.Load() {
 		return 0, http.ErrBodyReadAfterClose
 	}
 	n, err := b.ReadCloser.Read(p)
 	switch {
 	case err == io.EOF:
+		b.eof = true
 		b.release(true)
 	case err != nil:
 		if b.ctx.Err() != nil {
@@ -324,19 +336,28 @@ func (b *directBody) Read(p []byte) (int, error) {
 // Close before the end keeps the connection only when the rest of the answer
 // is already in its buffer (a JSON decoder stops before a chunked answer's
 // last chunk). An expired read deadline makes sure that draining it never
-// waits for the runtime.
+// waits for the runtime. A Close while another goroutine reads aborts that
+// read, as net/http's bodies do.
 func (b *directBody) Close() error {
+	if !b.mu.TryLock() {
+		b.release(false) // closes the connection under the Read in progress
+		return nil
+	}
+	defer b.mu.Unlock()
+	if b.eof {
+		return nil
+	}
 	if !b.done.Load() && b.pc.br.Buffered() > 0 {
 		b.pc.drained = true
 		_ = b.pc.SetReadDeadline(time.Unix(1, 0))
 		var buf [512]byte
 		for !b.done.Load() {
-			if _, err := b.Read(buf[:]); err != nil {
+			if _, err := b.read(buf[:]); err != nil {
 				break
 			}
 		}
 	}
-	b.release(false)
+	b.release(false) // no-op when the drain reached the end
 	return nil
 }
 
