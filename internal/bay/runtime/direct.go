@@ -58,6 +58,7 @@ const (
 
 type pooledConn struct {
 	net.Conn
+	raw     syscall.RawConn   // for open's peek; nil if the dialer's conn has no fd
 	lr      *io.LimitedReader // under br: maxHeaderBytes while reading headers
 	br      *bufio.Reader
 	bw      *bufio.Writer
@@ -174,6 +175,9 @@ func (d *direct) get(ctx context.Context, host string) (*pooledConn, bool, error
 	}
 	pc := &pooledConn{Conn: c, host: host, lr: &io.LimitedReader{R: c, N: math.MaxInt64}, bw: bufio.NewWriter(c)}
 	pc.br = bufio.NewReader(pc.lr)
+	if sc, ok := c.(syscall.Conn); ok {
+		pc.raw, _ = sc.SyscallConn()
+	}
 	return pc, false, nil
 }
 
@@ -184,16 +188,11 @@ func (pc *pooledConn) open() bool {
 	if pc.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := pc.Conn.(syscall.Conn)
-	if !ok {
+	if pc.raw == nil {
 		return true
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
 	open := false
-	err = raw.Read(func(fd uintptr) bool {
+	err := pc.raw.Read(func(fd uintptr) bool {
 		var b [1]byte
 		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		open = errors.Is(rerr, syscall.EAGAIN) // nothing to read: neither bytes nor EOF

@@ -68,6 +68,32 @@ func (s *directShip) post(ctx context.Context, body string) (string, error) {
 	return string(b), err
 }
 
+// pooled is how many connections the pool holds.
+func (s *directShip) pooled() int {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	return s.d.nIdle
+}
+
+// stalled starts an answer with head and holds the rest back until the test
+// ends.
+func stalled(t *testing.T, head []byte) (*directShip, *http.Response) {
+	t.Helper()
+	release := make(chan struct{})
+	s := newDirectShip(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		_, _ = w.Write(head)
+		w.(http.Flusher).Flush()
+		<-release
+	})
+	t.Cleanup(func() { close(release) }) // before the server's Close (cleanups run last-in first)
+	resp, err := s.hc.Get(s.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, resp
+}
+
 func echo(w http.ResponseWriter, r *http.Request) {
 	b, _ := io.ReadAll(r.Body)
 	_, _ = w.Write(b)
@@ -134,10 +160,8 @@ func TestDirectCallerGoneMidCall(t *testing.T) {
 			t.Fatalf("%q: %v after %v, want the cause at once", query, err, time.Since(t0))
 		}
 	}
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	if s.d.nIdle != 0 {
-		t.Fatalf("%d connections pooled after abandoned calls", s.d.nIdle)
+	if n := s.pooled(); n != 0 {
+		t.Fatalf("%d connections pooled after abandoned calls", n)
 	}
 }
 
@@ -233,17 +257,7 @@ func TestDirectDropsConnectionsNotReadToTheEnd(t *testing.T) {
 
 // Closing an answer the runtime has not finished never waits for the rest.
 func TestDirectCloseNeverWaits(t *testing.T) {
-	release := make(chan struct{})
-	s := newDirectShip(t, func(w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write(bytes.Repeat([]byte("z"), 10<<10))
-		w.(http.Flusher).Flush()
-		<-release
-	})
-	defer close(release)
-	resp, err := s.hc.Get(s.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, resp := stalled(t, bytes.Repeat([]byte("z"), 10<<10))
 	if _, err := io.ReadFull(resp.Body, make([]byte, 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -252,26 +266,14 @@ func TestDirectCloseNeverWaits(t *testing.T) {
 	if d := time.Since(t0); d > time.Second {
 		t.Fatalf("Close took %v", d)
 	}
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	if s.d.nIdle != 0 {
+	if s.pooled() != 0 {
 		t.Fatal("an unfinished answer's connection was pooled")
 	}
 }
 
 // A Close while another goroutine waits in Read aborts that Read.
 func TestDirectCloseAbortsARead(t *testing.T) {
-	release := make(chan struct{})
-	s := newDirectShip(t, func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(200)
-		w.(http.Flusher).Flush()
-		<-release
-	})
-	defer close(release)
-	resp, err := s.hc.Get(s.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, resp := stalled(t, nil)
 	readErr := make(chan error, 1)
 	go func() {
 		_, err := resp.Body.Read(make([]byte, 10))
@@ -408,9 +410,7 @@ func TestDirectConcurrentCalls(t *testing.T) {
 	for err := range errc {
 		t.Fatal(err)
 	}
-	s.d.mu.Lock()
-	defer s.d.mu.Unlock()
-	if s.d.nIdle > 8 || s.conns.Load() > 16 {
-		t.Fatalf("%d idle, %d made; want ≤ 8 and ≤ 16", s.d.nIdle, s.conns.Load())
+	if n := s.pooled(); n > 8 || s.conns.Load() > 16 {
+		t.Fatalf("%d idle, %d made; want ≤ 8 and ≤ 16", n, s.conns.Load())
 	}
 }
