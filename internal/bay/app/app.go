@@ -45,6 +45,9 @@ type Options struct {
 	Hooks session.Hooks    // fault injection
 	// Listener, when set, is served instead of listening on server.host:port.
 	Listener net.Listener
+	// Driver, when set, is used instead of the one driver.type names (tests
+	// and benchmarks: the in-memory driver); App.Close does not close it.
+	Driver driver.Driver
 }
 
 // App is a running Bay.
@@ -109,13 +112,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opt Options)
 
 	// The driver of driver.type, from the registry in drivers.go. An engine
 	// that cannot be reached answers 503 + Retry-After, not 500.
-	d, closeDriver, err := openDriver(ctx, cfg, log)
-	if err != nil {
-		a.Close()
-		return nil, err
+	d := opt.Driver
+	if d == nil {
+		var closeDriver func() error
+		d, closeDriver, err = openDriver(ctx, cfg, log)
+		if err != nil {
+			a.Close()
+			return nil, err
+		}
+		a.closers = append(a.closers, closeDriver)
 	}
 	a.Driver = d
-	a.closers = append(a.closers, closeDriver)
 
 	a.Metrics = metrics.New()
 	a.Driver = metrics.InstrumentDriver(a.Driver, a.Metrics)
