@@ -18,7 +18,6 @@ import (
 	"github.com/shipyard/shipyard/internal/bay/config"
 	"github.com/shipyard/shipyard/internal/bay/errs"
 	"github.com/shipyard/shipyard/internal/bay/keylock"
-	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/session"
 	"github.com/shipyard/shipyard/internal/bay/session/sessiontest"
@@ -43,12 +42,7 @@ func newEnv(t *testing.T, handle func(w http.ResponseWriter, r *http.Request) bo
 
 func newEnvWith(t *testing.T, handle func(w http.ResponseWriter, r *http.Request) bool, rc runtime.Config) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.SQLite, ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := sessiontest.Store(t)
 	drv := sessiontest.NewDriver()
 	drv.Handle = handle
 	t.Cleanup(drv.Close)
@@ -60,17 +54,8 @@ func newEnvWith(t *testing.T, handle func(w http.ResponseWriter, r *http.Request
 		ProbeInterval: time.Minute, SingleInstance: true,
 	}, log, session.Hooks{})
 	cfg := config.Default()
-	profiles := map[string]*session.Profile{"python-default": {ID: "python-default", IdleTimeout: time.Hour,
-		Containers: []session.ContainerSpec{{Name: "ship", Image: "ship:latest", RuntimeType: "ship", Port: 8123}}}}
-	now := time.Now().UTC()
-	cargo := &model.Cargo{ID: model.NewID("ws"), Owner: owner, Managed: true, Backend: "docker",
-		DriverRef: "vol", CreatedAt: now, LastAccessedAt: now}
-	sb := &model.Sandbox{ID: model.NewID("sandbox"), Owner: owner, ProfileID: "python-default", CargoID: cargo.ID,
-		CreatedAt: now, LastActiveAt: now}
-	cargo.ManagedBySandboxID = sb.ID
-	if err := st.CreateSandbox(ctx, sb, cargo); err != nil {
-		t.Fatal(err)
-	}
+	profiles := map[string]*session.Profile{"python-default": sessiontest.Profile("python-default", sessiontest.ShipSpec)}
+	sb := sessiontest.Sandbox(t, st, owner, "python-default")
 	svc := &capability.Service{Store: st, Sessions: sm, Runtime: rt, Config: cfg, Profiles: profiles, Log: log,
 		WatchInterval: 100 * time.Millisecond}
 	return &env{svc: svc, drv: drv, st: st, id: sb.ID}

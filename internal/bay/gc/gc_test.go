@@ -9,12 +9,10 @@ import (
 	"time"
 
 	"github.com/shipyard/shipyard/internal/bay/driver"
-	"github.com/shipyard/shipyard/internal/bay/driver/fake"
 	"github.com/shipyard/shipyard/internal/bay/gc"
-	"github.com/shipyard/shipyard/internal/bay/keylock"
 	"github.com/shipyard/shipyard/internal/bay/model"
-	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/session"
+	"github.com/shipyard/shipyard/internal/bay/session/sessiontest"
 	"github.com/shipyard/shipyard/internal/bay/store"
 )
 
@@ -22,7 +20,7 @@ import (
 // sandbox whose session runs.
 type env struct {
 	c   *gc.Collector
-	drv *fake.Driver
+	drv *sessiontest.Driver
 	st  *store.Store
 	sb  *model.Sandbox
 	ss  *model.Session
@@ -30,37 +28,18 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.SQLite, ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	drv := fake.New()
+	st := sessiontest.Store(t)
+	drv := sessiontest.NewDriver()
 	t.Cleanup(drv.Close)
-	rt := runtime.New(runtime.Config{})
-	t.Cleanup(rt.Close)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sm := session.New(st, drv, rt, keylock.New(), session.Config{InstanceID: "test", ReadyTimeout: 5 * time.Second,
-		HealthTimeout: 200 * time.Millisecond, SingleInstance: true}, log, session.Hooks{})
-	now := time.Now().UTC()
-	cargo := &model.Cargo{ID: model.NewID("ws"), Owner: "o", Managed: true, Backend: "docker",
-		DriverRef: "vol", CreatedAt: now, LastAccessedAt: now}
-	sb := &model.Sandbox{ID: model.NewID("sandbox"), Owner: "o", ProfileID: "p", CargoID: cargo.ID,
-		CreatedAt: now, LastActiveAt: now}
-	cargo.ManagedBySandboxID = sb.ID
-	if err := st.CreateSandbox(ctx, sb, cargo); err != nil {
-		t.Fatal(err)
-	}
-	p := &session.Profile{ID: "p", IdleTimeout: time.Hour, Containers: []session.ContainerSpec{
-		{Name: "ship", Image: "ship:latest", RuntimeType: "ship", Port: 8123},
-		{Name: "browser", Image: "gull:latest", RuntimeType: "gull", Port: 8115}}}
-	ss, release, err := sm.EnsureRunning(ctx, sb.ID, p, now)
+	sm, _ := sessiontest.Manager(t, st, drv, session.Config{InstanceID: "test", ReadyTimeout: 5 * time.Second,
+		HealthTimeout: 200 * time.Millisecond, SingleInstance: true})
+	sb := sessiontest.Sandbox(t, st, "o", "p")
+	ss, release, err := sm.EnsureRunning(context.Background(), sb.ID, sessiontest.Profile("p", sessiontest.ShipSpec, sessiontest.GullSpec), time.Now().UTC())
 	if err != nil {
 		t.Fatal(err)
 	}
 	release()
-	c := &gc.Collector{Store: st, Driver: drv, Sessions: sm, Now: time.Now, Log: log,
+	c := &gc.Collector{Store: st, Driver: drv, Sessions: sm, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Config: gc.Config{InstanceID: "test", SingleInstance: true, Lease: time.Minute}}
 	c.Init()
 	return &env{c: c, drv: drv, st: st, sb: sb, ss: ss}

@@ -2,14 +2,10 @@ package session_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/shipyard/shipyard/internal/bay/keylock"
-	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/session"
 	"github.com/shipyard/shipyard/internal/bay/session/sessiontest"
 )
@@ -48,13 +44,9 @@ func TestDestroyAllStopsBrowserGracefully(t *testing.T) {
 	e := newEnv(t, 0)
 	drv := &stopRecorder{Driver: sessiontest.NewDriver(), destroyed: map[string]bool{}}
 	t.Cleanup(drv.Close)
-	rt := runtime.New(runtime.Config{})
-	t.Cleanup(rt.Close)
-	m := session.New(e.st, drv, rt, keylock.New(), session.Config{InstanceID: "test", ReadyTimeout: 5 * time.Second,
-		HealthTimeout: 200 * time.Millisecond, SingleInstance: true}, slog.New(slog.NewTextHandler(io.Discard, nil)), session.Hooks{})
-	p := &session.Profile{ID: "p", IdleTimeout: time.Hour, Containers: []session.ContainerSpec{
-		{Name: "ship", Image: "ship:latest", RuntimeType: "ship", Port: 8123},
-		{Name: "browser", Image: "gull:latest", RuntimeType: "gull", Port: 8115}}}
+	m, _ := sessiontest.Manager(t, e.st, drv, session.Config{InstanceID: "test", ReadyTimeout: 5 * time.Second,
+		HealthTimeout: 200 * time.Millisecond, SingleInstance: true})
+	p := sessiontest.Profile("p", sessiontest.ShipSpec, sessiontest.GullSpec)
 	ss, release, err := m.EnsureRunning(context.Background(), e.sb.ID, p, time.Now().UTC())
 	if err != nil {
 		t.Fatal(err)

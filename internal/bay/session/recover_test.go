@@ -2,12 +2,9 @@ package session_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/shipyard/shipyard/internal/bay/keylock"
 	"github.com/shipyard/shipyard/internal/bay/model"
 	"github.com/shipyard/shipyard/internal/bay/runtime"
 	"github.com/shipyard/shipyard/internal/bay/session"
@@ -27,32 +24,14 @@ type env struct {
 // one sandbox. probeEvery is the manager's probe interval (0 = default).
 func newEnv(t *testing.T, probeEvery time.Duration) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.SQLite, ":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := sessiontest.Store(t)
 	drv := sessiontest.NewDriver()
 	t.Cleanup(drv.Close)
-	rt := runtime.New(runtime.Config{})
-	t.Cleanup(rt.Close)
-	m := session.New(st, drv, rt, keylock.New(), session.Config{
+	m, _ := sessiontest.Manager(t, st, drv, session.Config{
 		InstanceID: "test", ReadyTimeout: 5 * time.Second, HealthTimeout: 200 * time.Millisecond,
 		ProbeInterval: probeEvery, SingleInstance: true,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)), session.Hooks{})
-	now := time.Now().UTC()
-	cargo := &model.Cargo{ID: model.NewID("ws"), Owner: "o", Managed: true, Backend: "docker",
-		DriverRef: "vol", CreatedAt: now, LastAccessedAt: now}
-	sb := &model.Sandbox{ID: model.NewID("sandbox"), Owner: "o", ProfileID: "p", CargoID: cargo.ID,
-		CreatedAt: now, LastActiveAt: now}
-	cargo.ManagedBySandboxID = sb.ID
-	if err := st.CreateSandbox(ctx, sb, cargo); err != nil {
-		t.Fatal(err)
-	}
-	p := &session.Profile{ID: "p", IdleTimeout: time.Hour, Containers: []session.ContainerSpec{
-		{Name: "ship", Image: "ship:latest", RuntimeType: "ship", Port: 8123}}}
-	return &env{m: m, drv: drv, st: st, sb: sb, p: p}
+	})
+	return &env{m: m, drv: drv, st: st, sb: sessiontest.Sandbox(t, st, "o", "p"), p: sessiontest.Profile("p", sessiontest.ShipSpec)}
 }
 
 func (e *env) ensure(t *testing.T) *model.Session {

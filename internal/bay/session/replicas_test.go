@@ -53,16 +53,8 @@ func newCluster(t *testing.T, dialect string, n int, lockTimeout time.Duration) 
 			c.st = st
 		}
 	}
-	cargo := &model.Cargo{ID: model.NewID("ws"), Owner: "o", Managed: true, Backend: "docker",
-		DriverRef: "vol", CreatedAt: now, LastAccessedAt: now}
-	c.sb = &model.Sandbox{ID: model.NewID("sandbox"), Owner: "o", ProfileID: "p", CargoID: cargo.ID,
-		CreatedAt: now, LastActiveAt: now}
-	cargo.ManagedBySandboxID = c.sb.ID
-	if err := c.st.CreateSandbox(context.Background(), c.sb, cargo); err != nil {
-		t.Fatal(err)
-	}
-	c.p = &session.Profile{ID: "p", IdleTimeout: time.Hour, Containers: []session.ContainerSpec{
-		{Name: "ship", Image: "ship:latest", RuntimeType: "ship", Port: 8123}}}
+	c.sb = sessiontest.Sandbox(t, c.st, "o", "p")
+	c.p = sessiontest.Profile("p", sessiontest.ShipSpec)
 	return c
 }
 
