@@ -34,12 +34,14 @@ func newEnv(t *testing.T) *env {
 	sm, _ := sessiontest.Manager(t, st, drv, session.Config{InstanceID: "test", ReadyTimeout: 5 * time.Second,
 		HealthTimeout: 200 * time.Millisecond, SingleInstance: true})
 	sb := sessiontest.Sandbox(t, st, "o", "p")
-	ss, release, err := sm.EnsureRunning(context.Background(), sb.ID, sessiontest.Profile("p", sessiontest.ShipSpec, sessiontest.GullSpec), time.Now().UTC())
+	p := sessiontest.Profile("p", sessiontest.ShipSpec, sessiontest.GullSpec)
+	ss, release, err := sm.EnsureRunning(context.Background(), sb.ID, p, time.Now().UTC())
 	if err != nil {
 		t.Fatal(err)
 	}
 	release()
-	c := &gc.Collector{Store: st, Driver: drv, Sessions: sm, Now: time.Now, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := &gc.Collector{Store: st, Driver: drv, Sessions: sm, Now: time.Now, Log: log,
 		Config: gc.Config{InstanceID: "test", SingleInstance: true, Lease: time.Minute}}
 	c.Init()
 	return &env{c: c, drv: drv, st: st, sb: sb, ss: ss}

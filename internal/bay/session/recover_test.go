@@ -31,7 +31,8 @@ func newEnv(t *testing.T, probeEvery time.Duration) *env {
 		InstanceID: "test", ReadyTimeout: 5 * time.Second, HealthTimeout: 200 * time.Millisecond,
 		ProbeInterval: probeEvery, SingleInstance: true,
 	})
-	return &env{m: m, drv: drv, st: st, sb: sessiontest.Sandbox(t, st, "o", "p"), p: sessiontest.Profile("p", sessiontest.ShipSpec)}
+	return &env{m: m, drv: drv, st: st, sb: sessiontest.Sandbox(t, st, "o", "p"),
+		p: sessiontest.Profile("p", sessiontest.ShipSpec)}
 }
 
 func (e *env) ensure(t *testing.T) *model.Session {
