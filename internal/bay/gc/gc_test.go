@@ -31,7 +31,7 @@ func newEnv(t *testing.T) *env {
 	st := sessiontest.Store(t)
 	drv := sessiontest.NewDriver()
 	t.Cleanup(drv.Close)
-	sm, _ := sessiontest.Manager(t, st, drv, session.Config{InstanceID: "test", ReadyTimeout: 5 * time.Second,
+	sm := sessiontest.Manager(t, st, drv, session.Config{InstanceID: "test", ReadyTimeout: 5 * time.Second,
 		HealthTimeout: 200 * time.Millisecond, SingleInstance: true})
 	sb := sessiontest.Sandbox(t, st, "o", "p")
 	p := sessiontest.Profile("p", sessiontest.ShipSpec, sessiontest.GullSpec)

@@ -362,24 +362,26 @@ func TestDirectTracesConnections(t *testing.T) {
 // pools nothing after it.
 func TestDirectIdleConnectionsExpire(t *testing.T) {
 	s := newDirectShip(t, echo)
-	closed := s.closed
 	s.d.idleTimeout = 100 * time.Millisecond
 	if _, err := s.post(t.Context(), "x"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the idle connection was not closed")
-	}
+	s.waitClosed(t, "the idle connection was not closed")
 	s.d.closeIdle(true)
 	if _, err := s.post(t.Context(), "x"); err != nil {
 		t.Fatal(err)
 	}
+	s.waitClosed(t, "a connection was pooled after Close")
+}
+
+// waitClosed waits until the server sees a connection end, failing with msg
+// after 5 s.
+func (s *directShip) waitClosed(t *testing.T, msg string) {
+	t.Helper()
 	select {
-	case <-closed:
+	case <-s.closed:
 	case <-time.After(5 * time.Second):
-		t.Fatal("a connection was pooled after Close")
+		t.Fatal(msg)
 	}
 }
 

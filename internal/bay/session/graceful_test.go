@@ -44,7 +44,7 @@ func TestDestroyAllStopsBrowserGracefully(t *testing.T) {
 	e := newEnv(t, 0)
 	drv := &stopRecorder{Driver: sessiontest.NewDriver(), destroyed: map[string]bool{}}
 	t.Cleanup(drv.Close)
-	m, _ := sessiontest.Manager(t, e.st, drv, session.Config{InstanceID: "test", ReadyTimeout: 5 * time.Second,
+	m := sessiontest.Manager(t, e.st, drv, session.Config{InstanceID: "test", ReadyTimeout: 5 * time.Second,
 		HealthTimeout: 200 * time.Millisecond, SingleInstance: true})
 	p := sessiontest.Profile("p", sessiontest.ShipSpec, sessiontest.GullSpec)
 	ss, release, err := m.EnsureRunning(context.Background(), e.sb.ID, p, time.Now().UTC())

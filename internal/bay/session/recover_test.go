@@ -27,7 +27,7 @@ func newEnv(t *testing.T, probeEvery time.Duration) *env {
 	st := sessiontest.Store(t)
 	drv := sessiontest.NewDriver()
 	t.Cleanup(drv.Close)
-	m, _ := sessiontest.Manager(t, st, drv, session.Config{
+	m := sessiontest.Manager(t, st, drv, session.Config{
 		InstanceID: "test", ReadyTimeout: 5 * time.Second, HealthTimeout: 200 * time.Millisecond,
 		ProbeInterval: probeEvery, SingleInstance: true,
 	})

@@ -54,11 +54,11 @@ func Store(t testing.TB) *store.Store {
 
 // Manager builds a session manager over st and d with its own runtime
 // client (closed when the test ends) and a logger that writes nowhere.
-func Manager(t testing.TB, st session.Store, d driver.Driver, cfg session.Config) (*session.Manager, *runtime.Client) {
+func Manager(t testing.TB, st session.Store, d driver.Driver, cfg session.Config) *session.Manager {
 	t.Helper()
 	rt := runtime.New(runtime.Config{})
 	t.Cleanup(rt.Close)
-	return session.New(st, d, rt, keylock.New(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), session.Hooks{}), rt
+	return session.New(st, d, rt, keylock.New(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), session.Hooks{})
 }
 
 // Sandbox stores a sandbox of owner on profileID with its managed cargo, as
